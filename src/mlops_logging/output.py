@@ -1,0 +1,102 @@
+"""The process-wide destination of records: the log file (JSON or text) and the console.
+
+Both the structlog chain and the stdlib handler call :func:`emit` with a schema dict. Keeping one mutable
+:class:`Output` (replaced by ``configure_logging``) lets loggers cached before a reconfiguration follow it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .console import Console
+from .records import format_timestamp, render_json, render_text
+from .sink import Loss, SafeWriter
+
+__all__ = ["Output", "emit", "current", "install", "current_service", "current_pid"]
+
+
+@dataclass
+class Output:
+    """Where records go: ``writer`` (may be None when the file could not be opened) and ``console``."""
+
+    service: str
+    writer: SafeWriter | None = None
+    console: Console | None = None
+    render: Callable[[Mapping[str, Any]], bytes] = render_json
+    internal_errors: int = field(default=0)
+
+    def emit(self, record: Mapping[str, Any]) -> None:
+        """Render once, write to the file and the console; never raise."""
+        try:
+            if self.writer is not None:
+                self.writer.write(self.render(record))
+            if self.console is not None:
+                self.console.write(record)
+        except Exception as exc:  # noqa: BLE001 - logging never takes the service down
+            self.internal_errors += 1
+            if self.internal_errors == 1:
+                try:
+                    sys.stderr.write(f"mlops_logging: could not write a record ({exc!r}); further errors counted\n")
+                except (OSError, ValueError):
+                    pass
+
+    def loss_report(self, loss: Loss) -> bytes:
+        """The WARNING record that states what a failed stretch of writes lost."""
+        return self.render(
+            {
+                "timestamp": format_timestamp(),
+                "level": "WARNING",
+                "message": (
+                    f"log file write failed: {loss.records} records ({loss.bytes} bytes) lost between "
+                    f"{format_timestamp(loss.first)} and {format_timestamp(loss.last)}: {loss.error}"
+                ),
+                "service": self.service,
+                "logger": "mlops_logging",
+                "pid": _pid,
+                **loss.as_fields(),
+            }
+        )
+
+
+_current: Output = Output(service=os.environ.get("MLOPS_SERVICE", "unconfigured"))
+_pid = os.getpid()
+
+
+def _after_fork() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
+def current() -> Output:
+    """The output records go to now."""
+    return _current
+
+
+def current_service() -> str:
+    """The configured service name."""
+    return _current.service
+
+
+def current_pid() -> int:
+    """This process's pid, kept right across ``fork`` without a syscall per record."""
+    return _pid
+
+
+def install(new: Output) -> Output:
+    """Make ``new`` the destination of all records; return the previous one."""
+    global _current
+    old, _current = _current, new
+    return old
+
+
+def emit(record: Mapping[str, Any]) -> None:
+    """Send one schema dict to the current output."""
+    _current.emit(record)
+

@@ -1,0 +1,216 @@
+"""The one record schema: timestamps, levels, secret redaction and the JSON / text renderers.
+
+Every writer in the package (structlog chain, stdlib handler, logwrap) builds a plain ``dict`` and renders it here, so
+all six services produce byte-identical field names and formats.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+__all__ = [
+    "LEVELS",
+    "REDACTED",
+    "REQUIRED_FIELDS",
+    "format_timestamp",
+    "is_secret_key",
+    "level_from_number",
+    "normalize_level",
+    "redact",
+    "render_json",
+    "render_text",
+]
+
+#: The five levels a record may carry, lowest first.
+LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+#: Fields every record has, in the order they are written.
+REQUIRED_FIELDS: tuple[str, ...] = ("timestamp", "level", "message", "service")
+#: What a secret value is replaced with.
+REDACTED = "[REDACTED]"
+
+_LEVEL_ALIASES = {
+    "WARN": "WARNING",
+    "FATAL": "CRITICAL",
+    "CRIT": "CRITICAL",
+    "ERR": "ERROR",
+    "EXCEPTION": "ERROR",
+    "TRACE": "DEBUG",
+    "NOTSET": "DEBUG",
+    "NOTICE": "INFO",
+    "MSG": "INFO",
+}
+
+
+def normalize_level(name: str) -> str:
+    """Map a level name from any source (``warn``, ``fatal``, ``Info``) to one of :data:`LEVELS`; unknown -> INFO."""
+    upper = name.upper()
+    if upper in LEVELS:
+        return upper
+    return _LEVEL_ALIASES.get(upper, "INFO")
+
+
+def level_from_number(levelno: int) -> str:
+    """Map a stdlib level number (including custom ones like 5 or 25) to the nearest level at or below it."""
+    if levelno >= 50:
+        return "CRITICAL"
+    if levelno >= 40:
+        return "ERROR"
+    if levelno >= 30:
+        return "WARNING"
+    if levelno >= 20:
+        return "INFO"
+    return "DEBUG"
+
+
+# One cached prefix per wall-clock second: strftime is the slow part, milliseconds are cheap.
+_ts_cache: tuple[int, str] = (-1, "")
+
+
+def format_timestamp(t: float | None = None) -> str:
+    """RFC 3339 UTC with milliseconds and ``Z``: ``2026-11-26T08:16:47.123Z``."""
+    global _ts_cache
+    if t is None:
+        t = time.time()
+    sec = int(t)
+    ms = int((t - sec) * 1000)
+    cached_sec, prefix = _ts_cache
+    if sec != cached_sec:
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+        _ts_cache = (sec, prefix)
+    return f"{prefix}.{ms:03d}Z"
+
+
+# --- redaction -----------------------------------------------------------------------------------------------------
+
+# A key is secret when its last word (split on _ - . and spaces) is one of these, so `hf_token` and `x-api-key` are
+# secret while `max_tokens`, `prompt_token_ids` or `token_count` (everywhere in an LLM stack) are not.
+_SECRET_LAST_WORDS = frozenset(
+    {
+        "token",
+        "password",
+        "passwd",
+        "pwd",
+        "secret",
+        "cookie",
+        "cookies",
+        "authorization",
+        "apikey",
+        "credential",
+        "credentials",
+        "auth",
+        "passphrase",
+        "signature",
+    }
+)
+# `..._key` is secret when the word before it says what kind of key it is.
+_SECRET_KEY_QUALIFIERS = frozenset({"api", "private", "access", "secret", "signing", "encryption", "session"})
+_WORD_SPLIT = re.compile(r"[_\-.\s]+")
+_secret_cache: dict[str, bool] = {}
+
+
+def is_secret_key(key: str) -> bool:
+    """True when a field named ``key`` holds a secret (``authorization``, ``api_key``, ``hf_token``, ``set-cookie``)."""
+    cached = _secret_cache.get(key)
+    if cached is not None:
+        return cached
+    words = [w for w in _WORD_SPLIT.split(key.lower()) if w]
+    secret = bool(words) and (
+        words[-1] in _SECRET_LAST_WORDS
+        or (words[-1] == "key" and len(words) > 1 and words[-2] in _SECRET_KEY_QUALIFIERS)
+    )
+    if len(_secret_cache) < 4096:  # keys are a small set in practice; never grow without bound
+        _secret_cache[key] = secret
+    return secret
+
+
+def redact(record: dict[str, Any]) -> dict[str, Any]:
+    """Replace, in place, the value of every secret-looking key (also inside nested mappings) with ``[REDACTED]``."""
+    for key, value in record.items():
+        if not isinstance(key, str):
+            continue
+        if is_secret_key(key):
+            if value is not None:
+                record[key] = REDACTED
+        elif isinstance(value, Mapping) and value:
+            record[key] = redact(dict(value))
+    return record
+
+
+# --- rendering -----------------------------------------------------------------------------------------------------
+
+_JSON_OPTS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
+
+
+def _default(obj: Any) -> Any:
+    """Encode what orjson does not know (exceptions, paths, sets, objects) as their ``str``/``repr``."""
+    if isinstance(obj, (set, frozenset, tuple)):
+        return list(obj)
+    if isinstance(obj, bytes):
+        return obj.decode("utf-8", "backslashreplace")
+    try:
+        return str(obj)
+    except Exception:  # noqa: BLE001 - a broken __str__ must not break logging
+        return object.__repr__(obj)
+
+
+def render_json(record: Mapping[str, Any]) -> bytes:
+    """One JSON object and a newline. JSON escaping makes a newline inside a value unable to start a second record."""
+    try:
+        return orjson.dumps(record, default=_default, option=_JSON_OPTS)
+    except (TypeError, ValueError):
+        # Integers past 64 bits, circular structures, surrogates...: fall back to strings, never raise.
+        safe = {str(k): v if isinstance(v, (str, bool, float)) or v is None else _safe_str(v) for k, v in record.items()}
+        return orjson.dumps(safe, option=_JSON_OPTS)
+
+
+def _safe_str(value: Any) -> str:
+    try:
+        text = repr(value) if not isinstance(value, (int,)) else str(value)
+    except Exception:  # noqa: BLE001
+        text = object.__repr__(value)
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\\]")
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\"}
+
+
+def _escape(text: str) -> str:
+    """Backslash-escape control characters so a text record stays on one line."""
+    if not _CONTROL.search(text):
+        return text
+    return _CONTROL.sub(lambda m: _ESCAPES.get(m.group(), f"\\x{ord(m.group()):02x}"), text)
+
+
+_TEXT_FIXED = frozenset({"timestamp", "level", "logger", "message"})
+_BARE_VALUE = re.compile(r"[^\s\"=\x00-\x1f\x7f\\]*")
+
+
+def _text_value(value: Any) -> str:
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, (bool, int, float)) or value is None:
+        return orjson.dumps(value).decode()
+    else:
+        return render_json(value).decode()[:-1] if isinstance(value, (dict, list)) else _text_value(_default(value))
+    if text and _BARE_VALUE.fullmatch(text):
+        return text
+    return orjson.dumps(text).decode()  # quoted, with every control character escaped
+
+
+def render_text(record: Mapping[str, Any]) -> bytes:
+    """``<timestamp> <LEVEL> <logger>: <message> key=value...`` on exactly one line."""
+    logger = record.get("logger") or record.get("service") or "-"
+    head = f"{record.get('timestamp', '')} {record.get('level', 'INFO')} {_escape(str(logger))}: "
+    parts = [head, _escape(str(record.get("message", "")))]
+    for key, value in record.items():
+        if key in _TEXT_FIXED:
+            continue
+        parts.append(f" {_escape(str(key))}={_text_value(value)}")
+    parts.append("\n")
+    return "".join(parts).encode("utf-8", "backslashreplace")

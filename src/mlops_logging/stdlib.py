@@ -1,0 +1,106 @@
+"""Stdlib ``logging`` in the shared schema: a python-json-logger formatter and the handler that writes its records.
+
+Third-party loggers (uvicorn, gunicorn, mlflow, httpx) and ``logging.getLogger(__name__)`` go through here; the
+structlog chain (:mod:`mlops_logging.structlog_chain`) builds the same dict, and both render with
+:func:`mlops_logging.records.render_json`, so their lines agree byte for byte on field names and formats.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pythonjsonlogger.core import RESERVED_ATTRS, merge_record_extra
+from pythonjsonlogger.orjson import OrjsonFormatter
+from structlog.contextvars import get_contextvars
+
+from . import output
+from .records import format_timestamp, level_from_number, redact, render_json
+
+__all__ = ["JsonFormatter", "RecordHandler"]
+
+# LogRecord attributes that are not user data, plus uvicorn's `color_message` (an ANSI copy of the message).
+_SKIP = frozenset(RESERVED_ATTRS) | {"color_message", "message", "asctime", "taskName", "_mlops_record"}
+
+
+class JsonFormatter(OrjsonFormatter):
+    """python-json-logger formatter that emits the mlops-logging schema.
+
+    ``timestamp`` RFC 3339 UTC ms ``Z``, ``level`` upper-case, ``message``, ``service``, ``logger``, ``pid``, then
+    ``exception`` (the traceback), ``extra=`` fields and bound contextvars (``request_id``, ``run_id``); secrets
+    redacted. Usable on its own in a ``dictConfig`` (``"()": "mlops_logging.JsonFormatter"``).
+    """
+
+    def __init__(self, *args: Any, service: str | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("reserved_attrs", list(_SKIP))
+        super().__init__(*args, **kwargs)
+        self.service = service
+
+    def to_record(self, record: logging.LogRecord) -> dict[str, Any]:
+        """The schema dict for ``record`` (what :meth:`format` serialises)."""
+        msg = record.msg
+        extra_from_msg: dict[str, Any] | None = None
+        if isinstance(msg, dict):
+            extra_from_msg = dict(msg)
+            message: Any = extra_from_msg.pop("message", extra_from_msg.pop("event", ""))
+        else:
+            try:
+                message = record.getMessage()
+            except Exception as exc:  # noqa: BLE001 - a bad %-format must not lose the record
+                message = f"{msg!r} % {record.args!r} (formatting failed: {exc})"
+        rec: dict[str, Any] = {
+            "timestamp": format_timestamp(record.created),
+            "level": level_from_number(record.levelno),
+            "message": message,
+            "service": self.service or output.current_service(),
+            "logger": record.name,
+            "pid": record.process,
+        }
+        # Same order as the structlog chain: bound context, then the call's own fields, then the traceback.
+        context = get_contextvars()
+        if context:
+            rec.update(context)
+        if len(record.__dict__) > _BASE_ATTR_COUNT:
+            merge_record_extra(record, rec, reserved=self._skip_fields)
+        if extra_from_msg:
+            rec.update(extra_from_msg)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            rec["exception"] = record.exc_text
+        if record.stack_info:
+            rec["stack"] = self.formatStack(record.stack_info)
+        return redact(rec)
+
+    def format(self, record: logging.LogRecord) -> str:
+        """One JSON line, without the trailing newline (``logging`` handlers add their own)."""
+        return render_json(self.to_record(record))[:-1].decode("utf-8")
+
+
+# A plain record has this many attributes; more means `extra=` fields (cheap test before the full merge).
+_BASE_ATTR_COUNT = len(logging.LogRecord("x", logging.INFO, "x", 0, "", None, None).__dict__)
+
+
+class RecordHandler(logging.Handler):
+    """Hands each stdlib record, as a schema dict, to the process-wide output (file + console)."""
+
+    _mlops_logging = True  # marks handlers we own, so reconfiguring replaces them instead of stacking
+
+    def __init__(self, level: int = logging.NOTSET, service: str | None = None) -> None:
+        super().__init__(level)
+        self.formatter = JsonFormatter(service=service)
+
+    def handle(self, record: logging.LogRecord) -> bool:  # type: ignore[override]
+        # No handler lock: the output does one write() per record, which is atomic with O_APPEND.
+        if self.filters and not self.filter(record):
+            return False
+        self.emit(record)
+        return True
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            output.emit(self.formatter.to_record(record))  # type: ignore[union-attr]
+        except RecursionError:
+            raise
+        except Exception:  # noqa: BLE001 - logging never takes the service down
+            self.handleError(record)
