@@ -170,8 +170,12 @@ def vllm_command(
         "127.0.0.1",
         "--port",
         str(int(port)),
+        # float32, not bfloat16: with bf16 vLLM picks its AMX attention kernel,
+        # and in eager mode nothing asks the kernel for AMX permission
+        # (torch.cpu._init_amx() is only called by inductor), so the worker
+        # dies with SIGILL on the first request.
         "--dtype",
-        "bfloat16",
+        "float32",
         "--max-model-len",
         "256",
         "--max-num-seqs",

@@ -128,15 +128,25 @@ def is_secret_key(key: str) -> bool:
     return secret
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+_plain_keys: set[str] = set()  # keys already known not to be secret: the fast path is one set lookup
+
+
 def redact(record: dict[str, Any]) -> dict[str, Any]:
     """Replace, in place, the value of every secret-looking key (also inside nested mappings) with ``[REDACTED]``."""
+    plain = _plain_keys
     for key, value in record.items():
-        if not isinstance(key, str):
-            continue
-        if is_secret_key(key):
+        if key in plain:
+            if type(value) in _SCALARS:
+                continue
+        elif not isinstance(key, str) or not is_secret_key(key):
+            if isinstance(key, str) and len(plain) < 4096:
+                plain.add(key)
+        else:
             if value is not None:
                 record[key] = REDACTED
-        elif isinstance(value, Mapping) and value:
+            continue
+        if isinstance(value, Mapping) and value:
             record[key] = redact(dict(value))
     return record
 

@@ -8,9 +8,10 @@ structlog chain (:mod:`mlops_logging.structlog_chain`) builds the same dict, and
 from __future__ import annotations
 
 import logging
+from itertools import islice
 from typing import Any
 
-from pythonjsonlogger.core import RESERVED_ATTRS, merge_record_extra
+from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.orjson import OrjsonFormatter
 from structlog.contextvars import get_contextvars
 
@@ -52,25 +53,30 @@ class JsonFormatter(OrjsonFormatter):
             "timestamp": format_timestamp(record.created),
             "level": level_from_number(record.levelno),
             "message": message,
-            "service": self.service or output.current_service(),
+            "service": self.service or output._current.service,
             "logger": record.name,
             "pid": record.process,
         }
         # Same order as the structlog chain: bound context, then the call's own fields, then the traceback.
-        context = get_contextvars()
-        if context:
-            rec.update(context)
-        if len(record.__dict__) > _BASE_ATTR_COUNT:
-            merge_record_extra(record, rec, reserved=self._skip_fields)
+        fields: dict[str, Any] = get_contextvars()
+        attrs = record.__dict__
+        if len(attrs) > _BASE_ATTR_COUNT:
+            # `extra=` attributes are set after LogRecord.__init__, so they follow the standard ones in __dict__.
+            skip = self._skip_fields
+            for key in islice(attrs, _BASE_ATTR_COUNT, None):
+                if key not in skip and key[:1] != "_":
+                    fields[key] = attrs[key]
         if extra_from_msg:
-            rec.update(extra_from_msg)
+            fields.update(extra_from_msg)
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:
-            rec["exception"] = record.exc_text
+            fields["exception"] = record.exc_text
         if record.stack_info:
-            rec["stack"] = self.formatStack(record.stack_info)
-        return redact(rec)
+            fields["stack"] = self.formatStack(record.stack_info)
+        if fields:
+            rec.update(redact(fields))
+        return rec
 
     def format(self, record: logging.LogRecord) -> str:
         """One JSON line, without the trailing newline (``logging`` handlers add their own)."""
@@ -99,7 +105,7 @@ class RecordHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            output.emit(self.formatter.to_record(record))  # type: ignore[union-attr]
+            output._current.emit(self.formatter.to_record(record))  # type: ignore[union-attr]
         except RecursionError:
             raise
         except Exception:  # noqa: BLE001 - logging never takes the service down

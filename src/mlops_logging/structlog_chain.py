@@ -49,21 +49,22 @@ def build_record(logger: WrappedLogger, method_name: str, event_dict: EventDict)
     """Turn structlog's event dict into the schema dict (same field order and formats as the stdlib path)."""
     message = event_dict.pop("event", "")
     level = event_dict.pop("level", None)
-    record: dict[str, Any] = {
-        "timestamp": format_timestamp(),
-        "level": level.upper() if isinstance(level, str) else _METHOD_LEVELS.get(method_name, "INFO"),
-        "message": message if isinstance(message, str) else str(message),
-        "service": output.current_service(),
-        "logger": event_dict.pop("logger", None) or getattr(logger, "name", None) or "root",
-        "pid": output.current_pid(),
-    }
+    name = event_dict.pop("logger", None)
     if "exc_info" in event_dict:
         exc_info = _exc_info(event_dict.pop("exc_info"))
         if exc_info is not None:
             event_dict["exception"] = "".join(traceback.format_exception(*exc_info)).rstrip("\n")
+    current = output._current
+    record: dict[str, Any] = {
+        "timestamp": format_timestamp(),
+        "level": level.upper() if isinstance(level, str) else _METHOD_LEVELS.get(method_name, "INFO"),
+        "message": message if type(message) is str else str(message),
+        "service": current.service,
+        "logger": name or getattr(logger, "name", None) or "root",
+        "pid": output._pid,
+    }
     if event_dict:
-        record.update(event_dict)
-        redact(record)
+        record.update(redact(event_dict))
     return (record,), {}
 
 
@@ -80,7 +81,7 @@ class SinkLogger:
 
     def msg(self, record: dict[str, Any]) -> None:
         """Write one record."""
-        output.emit(record)
+        output._current.emit(record)
 
     debug = info = warning = warn = error = err = critical = fatal = exception = log = failure = msg
 
