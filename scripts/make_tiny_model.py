@@ -75,7 +75,7 @@ CORPUS = [
     "Please summarise the following paragraph in one short sentence.",
     "Latency, throughput, tokens per second and time to first token.",
     "system user assistant tool function message content role name",
-    "{\"model\": \"tiny\", \"prompt\": \"Hello\", \"max_tokens\": 16}",
+    '{"model": "tiny", "prompt": "Hello", "max_tokens": 16}',
     "def main():\n    print('hello, world')\n    return 0\n",
     "ERROR WARNING INFO DEBUG trace span event exception stack",
     "Monday Tuesday Wednesday Thursday Friday Saturday Sunday",

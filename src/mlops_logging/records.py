@@ -76,8 +76,9 @@ def format_timestamp(t: float | None = None) -> str:
     global _ts_cache
     if t is None:
         t = time.time()
-    sec = int(t)
-    ms = int((t - sec) * 1000)
+    # Round to microseconds first, then truncate to milliseconds: what datetime.isoformat(timespec="milliseconds") does.
+    sec, micros = divmod(round(t * 1_000_000), 1_000_000)
+    ms = micros // 1000
     cached_sec, prefix = _ts_cache
     if sec != cached_sec:
         prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
@@ -173,16 +174,23 @@ def render_json(record: Mapping[str, Any]) -> bytes:
     try:
         return orjson.dumps(record, default=_default, option=_JSON_OPTS)
     except (TypeError, ValueError):
-        # Integers past 64 bits, circular structures, surrogates...: fall back to strings, never raise.
-        safe = {str(k): v if isinstance(v, (str, bool, float)) or v is None else _safe_str(v) for k, v in record.items()}
-        return orjson.dumps(safe, option=_JSON_OPTS)
+        # Integers past 64 bits, circular structures, lone surrogates...: fall back to strings, never raise.
+        return orjson.dumps({str(k): _plain(v) for k, v in record.items()}, default=_default, option=_JSON_OPTS)
 
 
-def _safe_str(value: Any) -> str:
-    try:
-        text = repr(value) if not isinstance(value, (int,)) else str(value)
-    except Exception:  # noqa: BLE001
-        text = object.__repr__(value)
+def _plain(value: Any) -> Any:
+    """``value`` if orjson takes it as is, else its text (with lone surrogates escaped)."""
+    if value is None or isinstance(value, (bool, float)) or (isinstance(value, int) and -(2**63) <= value < 2**64):
+        return value
+    if isinstance(value, str):
+        text = value
+    else:
+        try:
+            orjson.dumps(value, default=_default, option=_JSON_OPTS)
+            return value
+        except (TypeError, ValueError):
+            text = str(value) if isinstance(value, int) else _default(value)
+            text = text if isinstance(text, str) else repr(text)
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
@@ -204,13 +212,15 @@ _BARE_VALUE = re.compile(r"[^\s\"=\x00-\x1f\x7f\\]*")
 def _text_value(value: Any) -> str:
     if isinstance(value, str):
         text = value
-    elif isinstance(value, (bool, int, float)) or value is None:
-        return orjson.dumps(value).decode()
+    elif value is None or isinstance(value, bool):
+        return "null" if value is None else ("true" if value else "false")
+    elif isinstance(value, (int, float)):
+        return str(value)
     else:
         return render_json(value).decode()[:-1] if isinstance(value, (dict, list)) else _text_value(_default(value))
     if text and _BARE_VALUE.fullmatch(text):
         return text
-    return orjson.dumps(text).decode()  # quoted, with every control character escaped
+    return render_json([text])[1:-2].decode()  # quoted, every control character escaped, surrogates survive
 
 
 def render_text(record: Mapping[str, Any]) -> bytes:

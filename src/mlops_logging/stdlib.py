@@ -57,8 +57,9 @@ class JsonFormatter(OrjsonFormatter):
             "logger": record.name,
             "pid": record.process,
         }
-        # Same order as the structlog chain: bound context, then the call's own fields, then the traceback.
-        fields: dict[str, Any] = get_contextvars()
+        # Same order and precedence as structlog's merge_contextvars: the call's own fields, then bound context
+        # (a call's field wins over a bound one), then the traceback.
+        fields: dict[str, Any] = {}
         attrs = record.__dict__
         if len(attrs) > _BASE_ATTR_COUNT:
             # `extra=` attributes are set after LogRecord.__init__, so they follow the standard ones in __dict__.
@@ -68,6 +69,10 @@ class JsonFormatter(OrjsonFormatter):
                     fields[key] = attrs[key]
         if extra_from_msg:
             fields.update(extra_from_msg)
+        context = get_contextvars()
+        if context:
+            for key, value in context.items():
+                fields.setdefault(key, value)
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:

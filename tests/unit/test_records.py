@@ -1,0 +1,112 @@
+"""The record schema helpers: timestamps, levels, redaction and the two renderers."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timezone
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mlops_logging.records import (
+    REDACTED,
+    format_timestamp,
+    is_secret_key,
+    level_from_number,
+    normalize_level,
+    redact,
+    render_json,
+    render_text,
+)
+from support.records import assert_valid
+
+RFC3339_MS_Z = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
+
+
+@given(st.floats(min_value=0, max_value=4_102_444_800, allow_nan=False))
+def test_timestamp_is_rfc3339_utc_with_milliseconds_and_z(t: float) -> None:
+    text = format_timestamp(t)
+    assert RFC3339_MS_Z.fullmatch(text), text
+    parsed = datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+    assert abs(parsed.timestamp() - t) < 0.001 + 1e-6 * max(1.0, t) / 1e6
+
+
+def test_timestamp_of_a_known_instant() -> None:
+    assert format_timestamp(0.5) == "1970-01-01T00:00:00.500Z"
+    assert format_timestamp(1_795_680_000.123) == "2026-11-26T08:00:00.123Z"
+
+
+@pytest.mark.parametrize(
+    ("name", "level"),
+    [("info", "INFO"), ("WARN", "WARNING"), ("warning", "WARNING"), ("fatal", "CRITICAL"), ("Error", "ERROR"),
+     ("debug", "DEBUG"), ("trace", "DEBUG"), ("whatever", "INFO")],
+)
+def test_level_names_are_normalised_upper_case(name: str, level: str) -> None:
+    assert normalize_level(name) == level
+
+
+@pytest.mark.parametrize(("number", "level"), [(5, "DEBUG"), (10, "DEBUG"), (25, "INFO"), (30, "WARNING"),
+                                               (45, "ERROR"), (50, "CRITICAL"), (60, "CRITICAL")])
+def test_custom_level_numbers_map_to_the_level_at_or_below(number: int, level: str) -> None:
+    assert level_from_number(number) == level
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["authorization", "Authorization", "api_key", "x-api-key", "apikey", "token", "hf_token", "HF_TOKEN",
+     "access_token", "password", "db_password", "secret", "client_secret", "cookie", "set-cookie", "cookies",
+     "private_key", "proxy-authorization"],
+)
+def test_secret_looking_keys_are_secret(key: str) -> None:
+    assert is_secret_key(key)
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["max_tokens", "prompt_tokens", "prompt_token_ids", "token_count", "message", "request_id", "keyword",
+     "key", "monkey", "secretary_name", "path", "user"],
+)
+def test_llm_fields_that_mention_tokens_are_not_secret(key: str) -> None:
+    assert not is_secret_key(key)
+
+
+def test_redact_replaces_secret_values_also_in_nested_mappings() -> None:
+    record = {"message": "m", "api_key": "sk-123", "headers": {"Authorization": "Bearer x", "accept": "*/*"},
+              "max_tokens": 5, "password": None}
+    redact(record)
+    assert record == {"message": "m", "api_key": REDACTED, "headers": {"Authorization": REDACTED, "accept": "*/*"},
+                      "max_tokens": 5, "password": None}
+
+
+@given(st.text())
+def test_a_message_can_never_forge_a_second_json_record(message: str) -> None:
+    line = render_json({"timestamp": format_timestamp(0), "level": "INFO", "message": message, "service": "s"})
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    assert json.loads(line)["message"] == message
+
+
+@given(st.text(), st.dictionaries(st.text(min_size=1), st.one_of(st.text(), st.integers(), st.none())))
+def test_a_text_record_is_always_exactly_one_line(message: str, fields: dict) -> None:
+    record = {"timestamp": format_timestamp(0), "level": "INFO", "logger": "x\ny", "message": message, **fields}
+    line = render_text(record)
+    assert line.endswith(b"\n") and line.count(b"\n") == 1 and b"\r" not in line
+
+
+def test_text_record_layout() -> None:
+    line = render_text({"timestamp": "2026-11-26T08:00:00.000Z", "level": "INFO", "message": "loaded\nmodel",
+                        "service": "training", "logger": "train", "epoch": 3, "note": "two words"})
+    assert line == b'2026-11-26T08:00:00.000Z INFO train: loaded\\nmodel service=training epoch=3 note="two words"\n'
+
+
+def test_unserialisable_values_are_rendered_as_text_not_raised() -> None:
+    class Odd:
+        def __str__(self) -> str:
+            return "odd"
+
+    record = {"timestamp": format_timestamp(0), "level": "INFO", "message": "m", "service": "s", "obj": Odd(),
+              "big": 2**70, "raw": b"\xff"}
+    parsed = json.loads(render_json(record))
+    assert parsed["obj"] == "odd" and parsed["big"] == str(2**70)
+    assert_valid(parsed)
