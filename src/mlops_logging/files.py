@@ -86,6 +86,9 @@ class LogFile:
         st = os.fstat(self._fd)
         self._ident = (st.st_dev, st.st_ino)
         self._size = st.st_size
+        # Other processes grow the file too: with size rotation on, re-read its real size this often (bytes of ours).
+        self._stat_every = max(4096, max_bytes // 64) if max_bytes else 0
+        self._since_stat = 0
         self._next_check = time.monotonic() + check_interval
         self._torn = False  # a short write left a partial line: start the next write on a fresh line
         self._closed = False
@@ -104,6 +107,11 @@ class LogFile:
         else:
             self._torn = False
         self._size += written
+        if self._stat_every:
+            self._since_stat += written
+            if self._since_stat >= self._stat_every:
+                self._since_stat = 0
+                self._size = os.fstat(self._fd).st_size
 
     def _finish_short_write(self, data: bytes, written: int) -> None:
         """A short write means the disk filled mid-record: try the rest once, else remember the torn line."""
@@ -186,7 +194,10 @@ class LogFile:
                 older = self.path.with_name(f"{self.path.name}.{index}")
                 if os.path.lexists(older):
                     os.replace(older, self.path.with_name(f"{self.path.name}.{index + 1}"))
-            os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
+            try:
+                os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
+            except FileNotFoundError:
+                pass  # an external logrotate moved it between our lstat and now: it is rotated either way
             self._reopen()
         finally:
             os.close(lock_fd)  # closing releases the flock

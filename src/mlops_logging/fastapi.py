@@ -1,0 +1,302 @@
+"""Request logging for FastAPI / any ASGI app: one access record per request, request ids in every record.
+
+:class:`RequestLoggingMiddleware` is a pure ASGI middleware (``BaseHTTPMiddleware`` is slower and runs the app in
+another task, which breaks contextvars). Per request it:
+
+- takes the id from a valid incoming ``X-Request-ID`` (``[A-Za-z0-9._:-]``, at most 128 characters) or generates one
+  (uuid4 hex; an invalid incoming id is replaced and the replacement logged), binds it in structlog's contextvars as
+  ``request_id`` (so every structlog *and* stdlib record written while handling the request carries it) and echoes it
+  in the ``X-Request-ID`` response header, also on the 500 it sends itself when the app raises;
+- writes one record on ``mlops_logging.access`` when the last body byte has been sent (so streaming and SSE responses
+  report their full time): ``request_id``, ``method``, ``path``, ``query`` (secret parameters redacted),
+  ``status_code``, ``duration_ms``, ``bytes_sent``, ``client``, ``user_agent``, plus ``disconnected: true`` when the
+  client went away mid-response. Level INFO for 2xx/3xx, WARNING for 4xx (and disconnects), ERROR for 5xx;
+- turns an unhandled exception into one ERROR record with the traceback in ``exception`` and a 500 response.
+
+``instrument(app)`` configures logging (unless already configured for the service), adds the middleware and turns
+the server's own access log off, so each request is logged exactly once. Importing this module does not import
+FastAPI or Starlette.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import traceback
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from time import perf_counter
+from typing import Any
+from urllib.parse import unquote_plus
+
+from structlog.contextvars import bind_contextvars, get_contextvars
+
+from . import output
+from .config import configure_logging
+from .records import REDACTED, format_timestamp, is_secret_key, level_from_number, redact
+
+__all__ = [
+    "ACCESS_LOGGER",
+    "REQUEST_ID_HEADER",
+    "RequestLoggingMiddleware",
+    "current_request_id",
+    "disable_server_access_logs",
+    "instrument",
+    "redact_query",
+    "valid_request_id",
+]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+#: The logger of the one-per-request access record (set its level to silence or filter it).
+ACCESS_LOGGER = "mlops_logging.access"
+#: The request-id header (ASGI header names are lower case).
+REQUEST_ID_HEADER = "x-request-id"
+#: Loggers of the servers' own access logs, replaced by the middleware's record.
+SERVER_ACCESS_LOGGERS = ("uvicorn.access", "gunicorn.access")
+
+_HEADER = REQUEST_ID_HEADER.encode("latin-1")
+_VALID_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
+_INTERNAL_ERROR = b"Internal Server Error"
+_ERROR_HEADERS = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"21")]
+# URL parameters that hold credentials although is_secret_key() would not flag the bare name (Google's `key=`).
+_SECRET_QUERY_NAMES = frozenset({"key", "sig", "apikey", "api-key"})
+
+# structlog's own ContextVar for `request_id`, so bind/unbind via structlog and the middleware agree.
+_token = bind_contextvars(request_id=...)["request_id"]
+_REQUEST_ID = _token.var
+_REQUEST_ID.reset(_token)
+del _token
+
+
+def current_request_id() -> str | None:
+    """The id of the request being handled in this context (``None`` outside a request)."""
+    value = _REQUEST_ID.get(...)
+    return None if value is ... else value
+
+
+def valid_request_id(value: bytes | str | None) -> bool:
+    """True when ``value`` is a safe request id: 1-128 characters from ``[A-Za-z0-9._:-]``."""
+    if value is None:
+        return False
+    raw = value.encode("latin-1", "replace") if isinstance(value, str) else value
+    return _VALID_ID.fullmatch(raw) is not None
+
+
+def redact_query(query_string: bytes | str) -> str:
+    """The query string with the value of every secret-looking parameter (``api_key``, ``token``...) redacted."""
+    text = query_string.decode("latin-1") if isinstance(query_string, bytes) else query_string
+    if not text:
+        return ""
+    parts = text.split("&")
+    changed = False
+    for i, part in enumerate(parts):
+        name, sep, value = part.partition("=")
+        if not sep or not value:
+            continue
+        key = unquote_plus(name) if ("%" in name or "+" in name) else name
+        if is_secret_key(key) or key.lower() in _SECRET_QUERY_NAMES:
+            parts[i] = f"{name}={REDACTED}"
+            changed = True
+    return "&".join(parts) if changed else text
+
+
+def _is_configured() -> bool:
+    current = output.current()
+    return current.writer is not None or current.console is not None
+
+
+def _emit(logger: logging.Logger, levelno: int, message: str, fields: dict[str, Any],
+          exc: BaseException | None = None) -> None:
+    """Write one record straight to the configured output (no LogRecord), or through stdlib logging if unconfigured."""
+    if not logger.isEnabledFor(levelno):
+        return
+    current = output.current()
+    if current.writer is None and current.console is None:
+        # Nobody called configure_logging: hand the record to whatever stdlib logging the app set up.
+        logger.log(levelno, message, extra=fields, exc_info=exc)
+        return
+    record: dict[str, Any] = {
+        "timestamp": format_timestamp(),
+        "level": level_from_number(levelno),
+        "message": message,
+        "service": current.service,
+        "logger": logger.name,
+        "pid": output.current_pid(),
+    }
+    context = get_contextvars()
+    record.update(context)
+    record.update(fields)
+    if exc is not None:
+        record["exception"] = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip("\n")
+    if len(context) > 1:  # the app bound more than request_id: it may be a secret
+        redact(record)
+    current.emit(record)
+
+
+class RequestLoggingMiddleware:
+    """Pure ASGI middleware: request id in, request id out, one access record per HTTP request."""
+
+    def __init__(self, app: ASGIApp, *, access_logger: str = ACCESS_LOGGER) -> None:
+        self.app = app
+        self._access = logging.getLogger(access_logger)
+        self._log = logging.getLogger("mlops_logging.fastapi")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = perf_counter()
+        raw_id: bytes | None = None
+        user_agent = b""
+        for name, value in scope["headers"]:
+            if name == _HEADER:
+                if raw_id is None:
+                    raw_id = value
+            elif name == b"user-agent":
+                user_agent = value
+
+        replaced: bytes | None = None
+        if raw_id is not None and _VALID_ID.fullmatch(raw_id):
+            request_id = raw_id.decode("ascii")
+            id_bytes = raw_id
+        else:
+            replaced = raw_id
+            request_id = uuid.uuid4().hex
+            id_bytes = request_id.encode("ascii")
+        token = _REQUEST_ID.set(request_id)
+
+        status = 0
+        sent = 0
+        end = 0.0
+        started = False
+        disconnected = False
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status, sent, end, started
+            kind = message["type"]
+            if kind == "http.response.body":
+                sent += len(message.get("body", b""))
+                await send(message)
+                if not message.get("more_body", False):
+                    end = perf_counter()
+                return
+            if kind == "http.response.start":
+                started = True
+                status = message["status"]
+                headers = message.get("headers")
+                if headers:
+                    headers = [h for h in headers if h[0].lower() != _HEADER]
+                    headers.append((_HEADER, id_bytes))
+                else:
+                    headers = [(_HEADER, id_bytes)]
+                message["headers"] = headers
+            await send(message)
+
+        async def receive_wrapper() -> Message:
+            nonlocal disconnected
+            message = await receive()
+            if message["type"] == "http.disconnect" and not end and started:
+                disconnected = True
+            return message
+
+        try:
+            if replaced is not None:
+                _emit(self._log, logging.WARNING, "invalid X-Request-ID replaced",
+                      {"invalid_request_id": replaced[:200].decode("latin-1")})
+            try:
+                await self.app(scope, receive_wrapper, send_wrapper)
+            except Exception as exc:  # noqa: BLE001 - the middleware is the last line: log it, answer 500
+                if disconnected or (started and isinstance(exc, OSError)):
+                    disconnected = True
+                else:
+                    _emit(self._log, logging.ERROR, f"unhandled {type(exc).__name__} in {scope['method']} "
+                          f"{scope['path']}: {exc}", {"method": scope["method"], "path": scope["path"]}, exc)
+                    if not started:
+                        try:
+                            await send_wrapper({"type": "http.response.start", "status": 500,
+                                                "headers": list(_ERROR_HEADERS)})
+                            await send_wrapper({"type": "http.response.body", "body": _INTERNAL_ERROR})
+                        except Exception:  # noqa: BLE001 - the client is gone; the records say what happened
+                            disconnected = True
+                    status = 500
+            except BaseException:  # cancelled (server shutdown): still account for the request, then propagate
+                self._access_record(scope, request_id, status or 499, start, end, sent, user_agent, True)
+                raise
+            if started and not end and not disconnected and status != 500:
+                disconnected = True  # the app returned without finishing the body: the client went away
+            if disconnected:
+                _emit(self._log, logging.WARNING, "client disconnected before the response was complete",
+                      {"method": scope["method"], "path": scope["path"], "bytes_sent": sent})
+            self._access_record(scope, request_id, status, start, end, sent, user_agent, disconnected)
+        finally:
+            _REQUEST_ID.reset(token)
+
+    def _access_record(self, scope: Scope, request_id: str, status: int, start: float, end: float, sent: int,
+                       user_agent: bytes, disconnected: bool) -> None:
+        if status >= 500:
+            levelno = logging.ERROR
+        elif status >= 400 or disconnected:
+            levelno = logging.WARNING
+        else:
+            levelno = logging.INFO
+        method = scope["method"]
+        path = scope["path"]
+        client = scope.get("client")
+        query = scope.get("query_string", b"")
+        fields: dict[str, Any] = {
+            "request_id": request_id,
+            "method": method,
+            "path": path,
+            "query": redact_query(query) if query else "",
+            "status_code": status,
+            "duration_ms": round(((end or perf_counter()) - start) * 1000.0, 3),
+            "bytes_sent": sent,
+            "client": client[0] if client else None,
+            "user_agent": user_agent.decode("latin-1"),
+        }
+        if disconnected:
+            fields["disconnected"] = True
+        _emit(self._access, levelno, f"{method} {path} {status}", fields)
+
+
+def disable_server_access_logs() -> None:
+    """Silence uvicorn's and gunicorn's own access logs (the middleware's record replaces them).
+
+    ``disabled`` survives a later ``configure_logging`` (which re-attaches these loggers to the root handler);
+    no handler and no propagation makes uvicorn skip even formatting its access line.
+    """
+    for name in SERVER_ACCESS_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = False
+        logger.disabled = True
+
+
+def instrument(app: Any, service: str | None = None, **configure_kwargs: Any) -> Any:
+    """Log ``app``'s requests: configure logging, add :class:`RequestLoggingMiddleware`, silence server access logs.
+
+    ``service`` defaults to ``MLOPS_SERVICE``, else ``"fastapi"``. Logging is configured (``configure_logging(service,
+    **configure_kwargs)``) unless it already is for that service, e.g. by the app itself, ``--log-config`` or the
+    gunicorn config, and no arguments were given. Returns the app (a Starlette/FastAPI app gets the middleware
+    added; any other ASGI callable comes back wrapped). Calling it twice on one app is a no-op.
+    """
+    service = service or os.environ.get("MLOPS_SERVICE") or "fastapi"
+    if configure_kwargs or not (_is_configured() and output.current_service() == service):
+        configure_logging(service, **configure_kwargs)
+    disable_server_access_logs()
+    if getattr(app, "_mlops_logging_instrumented", False):
+        return app
+    add_middleware = getattr(app, "add_middleware", None)
+    if add_middleware is None:
+        wrapped = RequestLoggingMiddleware(app)
+        wrapped._mlops_logging_instrumented = True  # type: ignore[attr-defined]
+        return wrapped
+    add_middleware(RequestLoggingMiddleware)
+    app._mlops_logging_instrumented = True
+    return app
