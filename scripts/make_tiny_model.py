@@ -29,6 +29,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 MARKER = ".tiny-model-complete"
 SPEC_VERSION = 1  # bump when the model below changes, to invalidate caches
@@ -95,7 +96,7 @@ def is_complete(out_dir: Path) -> bool:
         return False
 
 
-def build_tokenizer():
+def build_tokenizer() -> Any:
     """Train the byte-level BPE tokenizer and wrap it for transformers."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
@@ -153,7 +154,7 @@ def build(out_dir: Path) -> None:
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=False,
-        torch_dtype="bfloat16",
+        dtype="bfloat16",
     )
     model = LlamaForCausalLM(config).to(torch.bfloat16)
     model.generation_config = GenerationConfig(

@@ -11,7 +11,9 @@ Typical use::
 
     model = ensure_tiny_model(REPO_ROOT / ".cache")
     port = free_port()
-    proc = subprocess.Popen(vllm_command(model, port), env=vllm_env(), ...)
+    proc = subprocess.Popen(vllm_command(model, port), env=vllm_env(),
+                            stdout=log_file, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
     wait_for_http(f"http://127.0.0.1:{port}/health", timeout=STARTUP_TIMEOUT_S, proc=proc)
     ...
     stop_process(proc)
@@ -246,20 +248,27 @@ def stop_process(
 ) -> int:
     """SIGTERM ``proc`` (vLLM stops its engine processes itself); SIGKILL its group on timeout.
 
-    Start the server with ``start_new_session=True`` so that the fallback kill
-    also reaches the EngineCore/worker children. Returns the exit code.
+    Start the server with ``start_new_session=True`` so that the group kill
+    also reaches the EngineCore/worker children (it is also sent after a clean
+    exit, to catch stragglers). Returns the exit code (0 after a clean SIGTERM).
     """
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                proc.kill()
+            _kill_group(proc.pid)
+            proc.kill()
             proc.wait(timeout=10)
+    _kill_group(proc.pid)
     return int(proc.returncode)
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _log_tail(log_path: Path | None, lines: int = 40) -> str:
