@@ -30,7 +30,7 @@ test: setup setup-vllm
 test-fast: setup
 	$(PY) -m pytest -m "not vllm" $(PYTEST_ARGS)
 
-demo: setup
+demo: setup setup-vllm
 	$(PY) examples/demo.py
 
 bench: setup

@@ -1,4 +1,4 @@
-"""Helpers to run a real (CPU) vLLM OpenAI-compatible server in integration tests.
+"""Helpers to run a real (CPU) vLLM OpenAI-compatible server, for the integration tests and the demo.
 
 Plain functions only; pytest fixtures are built on top of them elsewhere.
 
