@@ -24,7 +24,6 @@ import logging
 import os
 import re
 import traceback
-import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from time import perf_counter
 from typing import Any
@@ -39,6 +38,7 @@ from .records import REDACTED, format_timestamp, is_secret_key, level_from_numbe
 __all__ = [
     "ACCESS_LOGGER",
     "REQUEST_ID_HEADER",
+    "SERVER_ACCESS_LOGGERS",
     "RequestLoggingMiddleware",
     "current_request_id",
     "disable_server_access_logs",
@@ -106,6 +106,15 @@ def redact_query(query_string: bytes | str) -> str:
     return "&".join(parts) if changed else text
 
 
+_LEVEL_NAMES = {logging.INFO: "INFO", logging.WARNING: "WARNING", logging.ERROR: "ERROR"}
+_BASE_FIELDS = frozenset({"timestamp", "level", "message", "service", "logger", "pid"})
+
+
+def _new_id() -> str:
+    """32 hex characters of randomness (the form of ``uuid4().hex``, at a fifth of its cost)."""
+    return os.urandom(16).hex()
+
+
 def _is_configured() -> bool:
     current = output.current()
     return current.writer is not None or current.console is not None
@@ -129,6 +138,9 @@ def _emit(logger: logging.Logger, levelno: int, message: str, fields: dict[str, 
         "logger": logger.name,
         "pid": output.current_pid(),
     }
+    request_id = _REQUEST_ID.get(...)
+    if request_id is not ...:
+        record["request_id"] = request_id  # first among the context fields, whatever else the app bound
     context = get_contextvars()
     record.update(context)
     record.update(fields)
@@ -140,7 +152,11 @@ def _emit(logger: logging.Logger, levelno: int, message: str, fields: dict[str, 
 
 
 class RequestLoggingMiddleware:
-    """Pure ASGI middleware: request id in, request id out, one access record per HTTP request."""
+    """Pure ASGI middleware: request id in, request id out, one access record per HTTP request.
+
+    Kept lean because it runs on every request: no header dict, one closure for ``send``, the access record built
+    as one dict and written with one ``write()``.
+    """
 
     def __init__(self, app: ASGIApp, *, access_logger: str = ACCESS_LOGGER) -> None:
         self.app = app
@@ -161,59 +177,46 @@ class RequestLoggingMiddleware:
             elif name == b"user-agent":
                 user_agent = value
 
-        replaced: bytes | None = None
         if raw_id is not None and _VALID_ID.fullmatch(raw_id):
             request_id = raw_id.decode("ascii")
-            id_bytes = raw_id
+            id_header = (_HEADER, raw_id)
         else:
-            replaced = raw_id
-            request_id = uuid.uuid4().hex
-            id_bytes = request_id.encode("ascii")
+            request_id = _new_id()
+            id_header = (_HEADER, request_id.encode("ascii"))
         token = _REQUEST_ID.set(request_id)
 
         status = 0
         sent = 0
         end = 0.0
         started = False
-        disconnected = False
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status, sent, end, started
-            kind = message["type"]
-            if kind == "http.response.body":
+            if message["type"] == "http.response.body":
                 sent += len(message.get("body", b""))
                 await send(message)
                 if not message.get("more_body", False):
                     end = perf_counter()
                 return
-            if kind == "http.response.start":
+            if message["type"] == "http.response.start":
                 started = True
                 status = message["status"]
-                headers = message.get("headers")
-                if headers:
-                    headers = [h for h in headers if h[0].lower() != _HEADER]
-                    headers.append((_HEADER, id_bytes))
-                else:
-                    headers = [(_HEADER, id_bytes)]
+                # ASGI header names are lower case; the app's own x-request-id (if any) gives way to ours.
+                headers = [h for h in message.get("headers", ()) if h[0] != _HEADER]
+                headers.append(id_header)
                 message["headers"] = headers
             await send(message)
 
-        async def receive_wrapper() -> Message:
-            nonlocal disconnected
-            message = await receive()
-            if message["type"] == "http.disconnect" and not end and started:
-                disconnected = True
-            return message
-
+        disconnected = False
         try:
-            if replaced is not None:
+            if raw_id is not None and id_header[1] is not raw_id:
                 _emit(self._log, logging.WARNING, "invalid X-Request-ID replaced",
-                      {"invalid_request_id": replaced[:200].decode("latin-1")})
+                      {"invalid_request_id": raw_id[:200].decode("latin-1")})
             try:
-                await self.app(scope, receive_wrapper, send_wrapper)
+                await self.app(scope, receive, send_wrapper)
             except Exception as exc:  # noqa: BLE001 - the middleware is the last line: log it, answer 500
-                if disconnected or (started and isinstance(exc, OSError)):
-                    disconnected = True
+                if started and isinstance(exc, OSError):
+                    disconnected = True  # ASGI >= 2.4 servers raise OSError on send() to a closed connection
                 else:
                     _emit(self._log, logging.ERROR, f"unhandled {type(exc).__name__} in {scope['method']} "
                           f"{scope['path']}: {exc}", {"method": scope["method"], "path": scope["path"]}, exc)
@@ -225,11 +228,14 @@ class RequestLoggingMiddleware:
                         except Exception:  # noqa: BLE001 - the client is gone; the records say what happened
                             disconnected = True
                     status = 500
+                    end = end or perf_counter()
             except BaseException:  # cancelled (server shutdown): still account for the request, then propagate
                 self._access_record(scope, request_id, status or 499, start, end, sent, user_agent, True)
                 raise
-            if started and not end and not disconnected and status != 500:
-                disconnected = True  # the app returned without finishing the body: the client went away
+            if started and not end:
+                # The app returned before the last body byte: Starlette does that when the client went away
+                # mid-stream (it listens for http.disconnect); ASGI servers drop sends to a closed connection.
+                disconnected = True
             if disconnected:
                 _emit(self._log, logging.WARNING, "client disconnected before the response was complete",
                       {"method": scope["method"], "path": scope["path"], "bytes_sent": sent})
@@ -239,17 +245,23 @@ class RequestLoggingMiddleware:
 
     def _access_record(self, scope: Scope, request_id: str, status: int, start: float, end: float, sent: int,
                        user_agent: bytes, disconnected: bool) -> None:
-        if status >= 500:
-            levelno = logging.ERROR
-        elif status >= 400 or disconnected:
-            levelno = logging.WARNING
-        else:
-            levelno = logging.INFO
+        levelno = logging.ERROR if status >= 500 else logging.WARNING if status >= 400 or disconnected \
+            else logging.INFO
+        access = self._access
+        if not access.isEnabledFor(levelno):
+            return
         method = scope["method"]
         path = scope["path"]
         client = scope.get("client")
-        query = scope.get("query_string", b"")
-        fields: dict[str, Any] = {
+        query = scope.get("query_string")
+        current = output.current()
+        record: dict[str, Any] = {
+            "timestamp": format_timestamp(),
+            "level": _LEVEL_NAMES[levelno],
+            "message": f"{method} {path} {status}",
+            "service": current.service,
+            "logger": access.name,
+            "pid": output.current_pid(),
             "request_id": request_id,
             "method": method,
             "path": path,
@@ -261,8 +273,17 @@ class RequestLoggingMiddleware:
             "user_agent": user_agent.decode("latin-1"),
         }
         if disconnected:
-            fields["disconnected"] = True
-        _emit(self._access, levelno, f"{method} {path} {status}", fields)
+            record["disconnected"] = True
+        context = get_contextvars()
+        if len(context) > 1:  # the app bound more than request_id (model, user...): add it, redacted
+            for key, value in context.items():
+                record.setdefault(key, value)
+            redact(record)
+        if current.writer is None and current.console is None:
+            fields = {k: v for k, v in record.items() if k not in _BASE_FIELDS}
+            access.log(levelno, record["message"], extra=fields)
+            return
+        current.emit(record)
 
 
 def disable_server_access_logs() -> None:

@@ -17,37 +17,43 @@ __all__ = [
     "detect_level",
     "is_chain_marker",
     "is_exception_line",
+    "is_traceback_body",
     "is_traceback_start",
     "line_key_level",
 ]
 
 _LEVEL_WORDS = r"DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL|FATAL|TRACE"
 
-# What may precede the level word (all optional, ASCII only, never crosses a line):
+# What may precede the level word (all optional; printable ASCII only, so that the str and bytes versions of the
+# pattern match exactly the same lines):
 #   vLLM process tag           "(APIServer pid=6892) " / "(EngineCore_DP0 pid=7) "
 #   a date-time (MLflow, Python asctime, ISO/RFC 3339 as in Rust tracing), then 1-2 spaces or " - name - "
 #   gunicorn                   "[2026-11-26 08:19:10 +0000] [123] ["
 _PREFIX = (
-    r"(?:\([^()\n]{1,128}\) "
+    r"(?:\([ -'*-~]{1,128}\) "
     r"|[0-9]{4}[-/][0-9]{2}[-/][0-9]{2}[ T][0-9]{2}:[0-9]{2}:[0-9]{2}(?:[.,][0-9]{1,9})?(?:Z|[+-][0-9]{2}:?[0-9]{2})?"
-    r"(?: {1,2}| - [^\n]{1,64}? - )"
-    r"|\[[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}:[0-9]{2}(?:[.,][0-9]{1,9})?(?: ?[+-][0-9]{4}|Z)?\] \[[0-9]+\] \["
+    r"(?: {1,2}| - [ -~]{1,64}? - )"
+    r"|\[[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}:[0-9]{2}(?:[.,][0-9]{1,9})?(?: ?[+-][0-9]{4}|Z)?\]"
+    r" \[[0-9]+\] \["
     r")?"
 )
-# The level word must be followed by a space, a colon or "]": "INFO:     ", "INFO mlflow...", "[INFO]", "INFO:root:".
-_LEVEL = r"(" + _LEVEL_WORDS + r")(?=[ :\]])"
-# glog / PyTorch c10: "[W1126 08:17:04.841561457 utils.cpp:68] ..." or "I1126 08:17:04.841561  12 file.cc:3] ...".
-_GLOG = r"\[?([IWEF])[0-9]{4} [0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6,9} "
-# A line that continues the previous one: indented (group 3) or empty (group 4, lookahead on the next newline).
-_MARKER = r"(?:" + _PREFIX + _LEVEL + r"|" + _GLOG + r")"
+# The level token: a level word followed by a space, a colon or "]" ("INFO:     ", "INFO mlflow...", "[INFO]",
+# "INFO:root:"), or a glog / PyTorch c10 letter ("[W1126 08:17:04.841561457 utils.cpp:68] ...",
+# "I1126 08:17:04.841561  12 file.cc:3] ...").
+_WORD = r"(?:" + _LEVEL_WORDS + r")(?=[ :\]])"
+_GLOG = r"[IWEF][0-9](?=[0-9]{3} [0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6,9} )"  # token: letter + first month digit
+_MARKER = r"(?:" + _PREFIX[:-1] + r"|\[)?(" + _WORD + r"|" + _GLOG + r")"
 
-#: Per line: group 1 = level word, group 2 = glog letter.
+#: Per line (str): group 1 is the level token (a word, or a glog letter with one digit).
 LINE_RE = re.compile(_MARKER, re.ASCII)
-#: Per chunk (str): run ``findall`` over ``"\n" + text`` where text ends with "\n"; one 4-tuple per newline
-#: (level word, glog letter, indent char, "\n" for an empty line); drop the last tuple.
-CHUNK_RE = re.compile(r"\n(?:" + _MARKER + r"|([ \t])|(?=(\n)))?", re.ASCII)
 #: Same on bytes.
-CHUNK_RE_B = re.compile(CHUNK_RE.pattern.encode(), re.ASCII)
+LINE_RE_B = re.compile(_MARKER.encode(), re.ASCII)
+#: Per chunk (bytes): ``findall`` over ``b"\n" + body`` (body ends with b"\n") gives one item per newline: the level
+#: token of a marked line, else the first byte of the line (b" "/b"\t": indented), b"" for an empty line; drop the
+#: last item. Tokens are 2+ bytes, so they never collide with a first byte.
+CHUNK_RE_B = re.compile(
+    (r"\n(?:(?:" + _PREFIX[:-1] + r"|\[)?(" + _WORD + r"|" + _GLOG + r"|(?<=\n)[^\n]))?").encode(), re.ASCII
+)
 
 # Python warnings module: "<file>.py:<line>: <Category>Warning: <message>" (also "sys:1:" and "<frozen x>:12:").
 # Searched anywhere in a non-indented line, because a print without newline may be glued in front of it.
@@ -66,30 +72,25 @@ _WORD_LEVELS = {
     "CRITICAL": "CRITICAL",
     "FATAL": "CRITICAL",
 }
+#: Level token (group 1 of LINE_RE) -> level.
+TOKEN_LEVELS: dict[str, str] = dict(_WORD_LEVELS)
+TOKEN_LEVELS.update({letter + digit: level for letter, level in _GLOG_LEVELS.items() for digit in "0123456789"})
 
-#: Marks a line that continues the previous one (indented or empty) in :data:`CHUNK_KEYS`.
+#: Marks a line that continues the previous one (indented or empty).
 CONTINUATION = "cont"
-#: ``findall`` tuple of :data:`CHUNK_RE` -> level, ``CONTINUATION`` or ``None`` (no marker).
-CHUNK_KEYS: dict[tuple[str, str, str, str], str | None] = {("", "", "", ""): None}
-for _word, _level in _WORD_LEVELS.items():
-    CHUNK_KEYS[(_word, "", "", "")] = _level
-for _letter, _level in _GLOG_LEVELS.items():
-    CHUNK_KEYS[("", _letter, "", "")] = _level
-for _ws in (" ", "\t"):
-    CHUNK_KEYS[("", "", _ws, "")] = CONTINUATION
-CHUNK_KEYS[("", "", "", "\n")] = CONTINUATION
-#: Same keyed by the bytes tuples of :data:`CHUNK_RE_B`.
-CHUNK_KEYS_B: dict[tuple[bytes, bytes, bytes, bytes], str | None] = {
-    tuple(part.encode() for part in key): value for key, value in CHUNK_KEYS.items()  # type: ignore[misc]
-}
+#: Item of ``CHUNK_RE_B.findall`` -> level, :data:`CONTINUATION` (indented or empty line) or None (no marker).
+CHUNK_KEYS: dict[bytes, str | None] = {bytes([byte]): None for byte in range(256)}
+CHUNK_KEYS.update({b" ": CONTINUATION, b"\t": CONTINUATION, b"": CONTINUATION})
+CHUNK_KEYS.update({token.encode(): level for token, level in TOKEN_LEVELS.items()})
+#: The items of ``CHUNK_RE_B.findall`` that are level tokens.
+TOKEN_KEYS = frozenset(token.encode() for token in TOKEN_LEVELS)
 
 
 def line_key_level(line: str) -> str | None:
     """Level marked on ``line`` by a structural marker, :data:`CONTINUATION` for indented/empty lines, else None."""
     match = LINE_RE.match(line)
     if match is not None:
-        word, letter = match.groups()
-        return _WORD_LEVELS[word] if word else _GLOG_LEVELS[letter]
+        return TOKEN_LEVELS[match.group(1)]
     if not line or line[0] in " \t":
         return CONTINUATION
     if WARNING_NEEDLE in line and _WARNING_RE.search(line):

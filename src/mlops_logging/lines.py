@@ -1,0 +1,544 @@
+"""The framer: turns the bytes a child process writes on one stream into rendered log records.
+
+Pure and in-memory (no I/O, no clock of its own except the wall-clock timestamp of each ``feed``), so the event loop in
+``wrap`` only moves bytes. Rules, in the order they apply to a line (the bytes up to ``\\n``, without it):
+
+- **Bytes -> text.** Invalid UTF-8 is replaced (U+FFFD) in ``message`` and the line's original bytes are kept in
+  ``raw_b64`` (JSON) or written as ``\\xNN`` escapes (text), so nothing is lost.
+- **Cleaning.** ANSI escape sequences (CSI such as colours, OSC such as titles/hyperlinks, other 2-byte ESC
+  sequences) are removed, then trailing ``\\r`` characters. A ``\\r`` left in the middle of a line (a progress bar
+  redrawing itself) keeps only the text after the last ``\\r``, i.e. the final redraw a terminal would show
+  (``"\\rLoading 0%\\rLoading 100%"`` -> ``"Loading 100%"``). Passthrough keeps every byte; only records are cleaned.
+- **Level.** A structural marker on the line (see :mod:`levels`); an indented or empty line inherits the level of the
+  line before it; anything else is INFO.
+- **Tracebacks.** ``Traceback (most recent call last):`` up to its exception line is ERROR. In JSON mode the whole
+  traceback (with chained ``During handling ...`` / ``The above exception ...`` parts) becomes one record, lines
+  joined with ``\\n``. The group is emitted when the next line shows the traceback is over, after ``idle_flush``
+  seconds without input, at close, or when it reaches ``max_group_lines`` lines / ``4 * max_line_bytes`` bytes.
+  A group emitted before its exception line arrived (idle gap, size bound) is marked ``partial`` and the traceback
+  goes on in the next record. In text mode every line is its own record and keeps the ERROR level.
+- **Long and unterminated lines.** A line longer than ``max_line_bytes`` is cut into pieces of at most that many bytes,
+  never inside a UTF-8 character. ``"partial": true`` means *this record does not end a line: the line goes on in the
+  next record of the stream* (like the P/F tags of the CRI log format): every piece but the last of a split line is
+  partial, so ``max+1`` bytes give a partial record of ``max`` bytes and a plain record of 1 byte, and reassembly is
+  unambiguous. An unterminated line is emitted as a partial record after ``idle_flush`` seconds without input and at
+  close; bytes are never merged across such a flush: when the rest of the line arrives it starts a new record
+  (the last piece, up to the newline, not partial; possibly empty). At most ``max_line_bytes`` of an unfinished line
+  are held in memory.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import time
+from typing import Any
+
+import orjson
+
+from . import levels as _lv
+from .records import LEVELS, _text_value, format_timestamp, normalize_level, redact, render_json
+from .settings import validate_service
+
+__all__ = ["StreamFramer", "render_wrapper_record", "clean_line"]
+
+# CSI (ESC [ params intermediates final), OSC (ESC ] ... BEL or ST), other 2-byte sequences (ESC + 0x40-0x5f, charset
+# designations ESC ( B ...), and C1 CSI/OSC introduced by the 8-bit codes.
+_ANSI_RE = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]"
+    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"
+    r"|\x1b[()*+][0-9A-Za-z]"
+    r"|\x1b[@-Z\\^_`a-z{|}~=>]"
+)
+_TEXT_ESCAPE = re.compile(r"[\x00-\x1f\x7f\\\u2028\u2029\udc80-\udcff]")
+_TEXT_ESCAPE_NO_NL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f\\\u2028\u2029]")
+#: Bytes the text format escapes (besides the newline): ``translate`` deletes them to detect them in one pass.
+_TEXT_SPECIAL = bytes(range(0, 10)) + bytes(range(11, 32)) + b"\\\x7f"
+_TB_NEEDLE = _lv.TRACEBACK_NEEDLE.encode()
+_WARNING_NEEDLE = _lv.WARNING_NEEDLE.encode()
+_TOKEN_LEVELS_B = {token.encode(): level for token, level in _lv.TOKEN_LEVELS.items()}
+_CONT = _lv.CONTINUATION
+#: findall item -> level for the fast path: no marker -> INFO, indented -> CONTINUATION.
+_CHUNK_LEVELS: dict[bytes, str] = {key: (level or "INFO") for key, level in _lv.CHUNK_KEYS.items()}
+_NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r", "\\": "\\\\", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    char = match.group()
+    named = _NAMED.get(char)
+    if named is not None:
+        return named
+    code = ord(char)
+    return f"\\x{code - 0xDC00 if code >= 0xDC00 else code:02x}"
+
+
+def _text_escape(text: str) -> str:
+    """Backslash-escape control characters, backslashes and undecodable bytes so one record stays one line."""
+    return _TEXT_ESCAPE.sub(_escape_char, text)
+
+
+def clean_line(text: str) -> str:
+    """Remove ANSI sequences and trailing CRs; a CR left in the middle keeps only what follows it (the final redraw)."""
+    if "\x1b" in text:
+        text = _ANSI_RE.sub("", text)
+    if "\r" in text:
+        text = text.rstrip("\r")
+        cut = text.rfind("\r")
+        if cut >= 0:
+            text = text[cut + 1 :]
+    return text
+
+
+# traceback states
+_NONE, _BODY, _AFTER, _CHAIN = 0, 1, 2, 3
+
+
+class StreamFramer:
+    """Turns one stream's bytes into rendered records (bytes, each ending in b"\\n")."""
+
+    def __init__(
+        self,
+        *,
+        service: str,
+        stream: str,
+        fmt: str = "json",
+        max_line_bytes: int = 65536,
+        idle_flush: float = 0.2,
+        pid: int | None = None,
+        logger: str | None = None,
+        max_group_lines: int = 256,
+        clock: Any = time.time,
+        fast: bool = True,
+    ) -> None:
+        validate_service(service)
+        if stream not in ("stdout", "stderr"):
+            raise ValueError(f"stream must be 'stdout' or 'stderr', not {stream!r}")
+        if fmt not in ("json", "text"):
+            raise ValueError(f"format must be 'json' or 'text', not {fmt!r}")
+        if max_line_bytes < 1:
+            raise ValueError(f"max_line_bytes must be at least 1, not {max_line_bytes}")
+        self.service = service
+        self.stream = stream
+        self.fmt = fmt
+        self.json = fmt == "json"
+        self.max_line_bytes = max_line_bytes
+        self.idle_flush = idle_flush
+        self.pid = pid
+        self.logger = logger
+        self.max_group_lines = max_group_lines
+        self.max_group_bytes = 4 * max_line_bytes
+        self._clock = clock
+        self._try_prefix = True  # whether the next chunk tries the one-prefix test (see _fast_lines)
+        self._mixed_chunks = 0
+        self._fast = fast  # False: every chunk takes the exact line-by-line path (tests compare the two)
+        self.lines_in = 0
+        self.records_out = 0
+
+        self._pending = b""  # unterminated bytes (at most max_line_bytes)
+        self._cont = False  # the pending bytes continue a line of which a piece was already emitted
+        self._cont_level = "INFO"
+        self._prev_level = "INFO"  # level of the last line, inherited by indented/empty lines
+        self._last_data: float | None = None  # monotonic time of the last feed that brought bytes
+        # traceback group (JSON) / state (both formats)
+        self._tb = _NONE
+        self._group: list[str] = []
+        self._group_raw: list[bytes] = []
+        self._group_bad = False
+        self._group_bytes = 0
+        self._group_ts = ""
+        self._tentative: list[tuple[bytes, str, bool]] = []  # blank lines after an exception line (JSON)
+
+        # Fixed parts of every record.
+        tail: dict[str, Any] = {"service": service}
+        if logger is not None:
+            tail["logger"] = logger
+        if pid is not None:
+            tail["pid"] = pid
+        tail["stream"] = stream
+        self._tail_fields = tail
+        self._text_stream = f" [{stream}] "
+        # Pre-rendered record parts for the fast path: JSON head (up to the message's opening quote) per level and
+        # the tail after its closing quote; text head per level. Rebuilt when the timestamp changes.
+        self._json_tail = b'",' + orjson.dumps(tail)[1:] + b"\n"
+        self._heads_ts = ""
+        self._heads: dict[str | None, bytes] = {}
+
+    # --- public API ------------------------------------------------------------------------------------------------
+
+    def feed(self, data: bytes, now: float) -> bytes:
+        """Append ``data`` (read at monotonic time ``now``); return the records now complete (b"" if none)."""
+        if not data:
+            return b""
+        self._last_data = now
+        ts = format_timestamp(self._clock())
+        out: list[bytes] = []
+        buf = self._pending + data if self._pending else data
+        end = buf.rfind(b"\n")
+        if end >= 0:
+            self._pending = b""
+            body = buf if end + 1 == len(buf) else buf[: end + 1]
+            rendered = None
+            if self._fast and self._tb == _NONE and not self._cont:
+                rendered = self._fast_lines(body, ts)
+            if rendered is not None:
+                out.append(rendered)
+            else:
+                lines = body[:-1].split(b"\n")
+                self.lines_in += len(lines)
+                self._slow_lines(lines, ts, out)
+            rest = buf[end + 1 :]
+        else:
+            rest = buf
+        if len(rest) > self.max_line_bytes:
+            rest = self._pieces(rest, ts, out, final=False)
+        self._pending = rest
+        return out[0] if len(out) == 1 else b"".join(out)
+
+    def flush_idle(self, now: float) -> bytes:
+        """Records due because nothing arrived for ``idle_flush`` seconds (an open traceback, an unterminated line)."""
+        deadline = self.next_deadline()
+        if deadline is None or now < deadline:
+            return b""
+        out: list[bytes] = []
+        ts = format_timestamp(self._clock())
+        self._flush_group(out, final=False)
+        if self._pending:
+            self._piece(self._pending, ts, out, partial=True)
+            self._pending = b""
+        return b"".join(out)
+
+    def next_deadline(self) -> float | None:
+        """Monotonic time at which :meth:`flush_idle` has work, or None when nothing is held."""
+        if self._last_data is None or not (self._pending or self._group or self._tentative):
+            return None
+        return self._last_data + self.idle_flush
+
+    def close(self, now: float) -> bytes:
+        """End of stream: flush everything; an unterminated last line becomes a partial record."""
+        out: list[bytes] = []
+        ts = format_timestamp(self._clock())
+        self._flush_group(out, final=True)
+        if self._pending or self._cont:
+            self.lines_in += 1
+        if self._pending:
+            self._piece(self._pending, ts, out, partial=True)
+            self._pending = b""
+        self._cont = False
+        return b"".join(out)
+
+    # --- rendering -------------------------------------------------------------------------------------------------
+
+    def _render(self, ts: str, level: str, message: str, raw: bytes | None, partial: bool, out: list[bytes]) -> None:
+        self.records_out += 1
+        if self.json:
+            record: dict[str, Any] = {"timestamp": ts, "level": level, "message": message}
+            record.update(self._tail_fields)
+            if partial:
+                record["partial"] = True
+            if raw is not None:
+                record["raw_b64"] = base64.b64encode(raw).decode("ascii")
+            out.append(render_json(record))
+        else:
+            out.append(f"{ts} {level}{self._text_stream}{_text_escape(message)}\n".encode("utf-8"))
+
+    # --- fast path: whole chunks, no per-line Python --------------------------------------------------------------
+
+    def _head_table(self, ts: str) -> dict[str | None, bytes]:
+        if ts != self._heads_ts:
+            if self.json:
+                self._heads = {lv: f'{{"timestamp":"{ts}","level":"{lv}","message":"'.encode() for lv in LEVELS}
+            else:
+                self._heads = {lv: f"{ts} {lv}{self._text_stream}".encode() for lv in LEVELS}
+            self._heads[None] = self._heads["INFO"]
+            self._heads_ts = ts
+        return self._heads
+
+    def _has_long_line(self, body: bytes) -> bool:
+        """Whether a line of ``body`` (complete lines) is longer than max_line_bytes, in O(len / max) searches."""
+        maxb = self.max_line_bytes
+        size = len(body)
+        pos = 0
+        while size - pos > maxb + 1:
+            newline = body.rfind(b"\n", pos, pos + maxb + 1)
+            if newline < 0:
+                return True
+            pos = newline + 1
+        return False
+
+    def _fast_lines(self, body: bytes, ts: str) -> bytes | None:
+        """Render complete lines (``body`` ends with a newline) with a few C-level passes over the chunk.
+
+        Returns None when the chunk has anything the exact path must see (ESC, a lone CR, DEL, invalid UTF-8, a line
+        longer than max_line_bytes, a traceback or warnings header, an empty line); the caller then takes that path.
+        Output is byte-identical to the exact path (the tests feed both).
+        """
+        if b"\x1b" in body or b"\x7f" in body:
+            return None
+        if b"\r" in body:
+            if body.count(b"\r") != body.count(b"\r\n") or self._has_long_line(body):
+                return None
+            body = body.replace(b"\r\n", b"\n")  # CRLF endings: the exact path strips a trailing CR too
+        elif self._has_long_line(body):
+            return None
+
+        # Levels. Fast case: every line starts with the same marker prefix as the first one ("(APIServer pid=1) INFO ",
+        # "INFO:", "2026/11/26 08:19:10 INFO "): one count. A line starting with that prefix has that level whatever
+        # follows (the marker grammar decides within the prefix).
+        single: str | None = None
+        levels: list[str] | None = None
+        first = None
+        if self._try_prefix:
+            first = _lv.LINE_RE_B.match(body, 0, body.find(b"\n"))
+        if first is not None and body.count(b"\n" + body[: first.end() + 1]) == body.count(b"\n") - 1:
+            single = _TOKEN_LEVELS_B[first.group(1)]
+            count = body.count(b"\n")
+        else:
+            # Not one prefix: try again only every 8th chunk, as long as chunks are mixed.
+            self._try_prefix = self._mixed_chunks % 8 == 7
+            self._mixed_chunks += 1
+            keys = _lv.CHUNK_RE_B.findall(b"\n" + body)
+            keys.pop()
+            count = len(keys)
+            kinds = set(keys)
+            if not kinds <= _lv.TOKEN_KEYS:  # unmarked, indented or empty lines: tracebacks, warnings headers?
+                if _TB_NEEDLE in body or _WARNING_NEEDLE in body:
+                    return None
+            table = _CHUNK_LEVELS
+            distinct = {table[key] for key in kinds}
+            if _CONT in distinct:
+                levels = list(map(table.__getitem__, keys))
+                prev = self._prev_level
+                for index, level in enumerate(levels):
+                    if level is _CONT:
+                        levels[index] = prev
+                    else:
+                        prev = level
+            elif len(distinct) == 1:
+                single = distinct.pop()
+            else:
+                levels = list(map(table.__getitem__, keys))
+
+        heads = self._head_table(ts)
+        if self.json:
+            try:
+                text = body.replace(b"\n", b"\x7f").decode()  # DEL is absent; orjson leaves it unescaped
+            except UnicodeDecodeError:
+                return None
+            inner = orjson.dumps(text)[1:-2]
+            tail = self._json_tail
+            if single is not None:
+                head = heads[single]
+                rendered = head + inner.replace(b"\x7f", tail + head) + tail
+            else:
+                parts = inner.split(b"\x7f")
+                seq = [tail] * (3 * count)
+                seq[0::3] = map(heads.__getitem__, levels)  # type: ignore[arg-type]
+                seq[1::3] = parts
+                rendered = b"".join(seq)
+        else:
+            if not body.isascii():
+                try:
+                    body.decode()
+                except UnicodeDecodeError:
+                    return None
+                needs_escape = b"\xe2\x80\xa8" in body or b"\xe2\x80\xa9" in body
+            else:
+                needs_escape = False
+            if needs_escape or len(body.translate(None, _TEXT_SPECIAL)) != len(body):
+                body = _TEXT_ESCAPE_NO_NL.sub(_escape_char, body.decode()).encode()
+            if single is not None:
+                head = heads[single]
+                rendered = head + body[:-1].replace(b"\n", b"\n" + head) + b"\n"
+            else:
+                lines = body[:-1].split(b"\n")
+                seq = [b"\n"] * (3 * count)
+                seq[0::3] = map(heads.__getitem__, levels)  # type: ignore[arg-type]
+                seq[1::3] = lines
+                rendered = b"".join(seq)
+        self._prev_level = single if single is not None else levels[-1]  # type: ignore[index]
+        self.lines_in += count
+        self.records_out += count
+        return rendered
+
+    # --- exact, line-by-line path ----------------------------------------------------------------------------------
+
+    def _decode(self, raw: bytes) -> tuple[str, bool]:
+        """Cleaned text of one line; undecodable bytes become lone surrogates (fixed at render time)."""
+        try:
+            text = raw.decode("utf-8")
+            bad = False
+        except UnicodeDecodeError:
+            text = raw.decode("utf-8", "surrogateescape")
+            bad = True
+        return clean_line(text), bad
+
+    def _message(self, text: str, bad: bool) -> str:
+        """What goes into ``message``: JSON replaces undecodable bytes with U+FFFD; text keeps them for escaping."""
+        if bad and self.json:
+            return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        return text
+
+    def _slow_lines(self, lines: list[bytes], ts: str, out: list[bytes]) -> None:
+        maxb = self.max_line_bytes
+        for raw in lines:
+            if self._cont or len(raw) > maxb:
+                self._pieces(raw, ts, out, final=True)
+            else:
+                self._line(raw, ts, out)
+
+    def _cut(self, data: bytes) -> int:
+        """Where to cut ``data`` (longer than max_line_bytes): at most max bytes, never inside a UTF-8 character."""
+        cut = self.max_line_bytes
+        back = 0
+        while back < 3 and cut > 1 and (data[cut] & 0xC0) == 0x80:
+            cut -= 1
+            back += 1
+        if (data[cut] & 0xC0) == 0x80:  # not UTF-8 around here: any cut is as good as another
+            cut = self.max_line_bytes
+        return cut
+
+    def _pieces(self, data: bytes, ts: str, out: list[bytes], *, final: bool) -> bytes:
+        """Emit ``data`` as pieces of at most max_line_bytes; the last one ends the line (final) or is returned."""
+        maxb = self.max_line_bytes
+        while len(data) > maxb:
+            cut = self._cut(data)
+            self._piece(data[:cut], ts, out, partial=True)
+            data = data[cut:]
+        if final:
+            self._piece(data, ts, out, partial=False)
+            return b""
+        return data
+
+    def _piece(self, raw: bytes, ts: str, out: list[bytes], *, partial: bool) -> None:
+        """One piece of a line that is split (too long, or flushed before its newline)."""
+        text, bad = self._decode(raw)
+        if self._cont:
+            level = self._cont_level
+        else:
+            self._flush_group(out, final=True)
+            level = _lv.line_key_level(text)
+            if level is None:
+                level = "INFO"
+            elif level == _lv.CONTINUATION:
+                level = self._prev_level
+            self._cont_level = self._prev_level = level
+        self._render(ts, level, self._message(text, bad), raw if bad else None, partial, out)
+        self._cont = partial
+
+    def _plain(self, raw: bytes, text: str, bad: bool, ts: str, out: list[bytes]) -> None:
+        """A line outside any traceback."""
+        level = _lv.line_key_level(text)
+        if level is None:
+            level = "INFO"
+        elif level == _lv.CONTINUATION:
+            level = self._prev_level
+        self._prev_level = level
+        self._render(ts, level, self._message(text, bad), raw if bad else None, False, out)
+
+    def _line(self, raw: bytes, ts: str, out: list[bytes]) -> None:
+        """One complete line of at most max_line_bytes: the traceback state machine, then the plain rules."""
+        text, bad = self._decode(raw)
+        state = self._tb
+        if state == _NONE:
+            if _lv.is_traceback_start(text):
+                self._tb = _BODY
+                self._group_add(raw, text, bad, ts, out)
+            else:
+                self._plain(raw, text, bad, ts, out)
+            return
+        if state == _BODY:
+            if _lv.is_traceback_body(text) or _lv.is_traceback_start(text):
+                self._group_add(raw, text, bad, ts, out)
+                return
+            if _lv.is_exception_line(text):
+                self._tb = _AFTER
+                self._group_add(raw, text, bad, ts, out)
+                return
+        elif state == _AFTER:
+            if not text:
+                if self.json:
+                    self._tentative.append((raw, text, bad))
+                    if len(self._tentative) >= self.max_group_lines:
+                        self._flush_group(out, final=True)
+                else:
+                    self._render(ts, "ERROR", "", None, False, out)
+                return
+            if _lv.is_chain_marker(text):
+                self._tb = _CHAIN
+                for t_raw, t_text, t_bad in self._tentative:
+                    self._group_add(t_raw, t_text, t_bad, ts, out)
+                self._tentative = []
+                self._group_add(raw, text, bad, ts, out)
+                return
+        else:  # _CHAIN
+            if not text or _lv.is_traceback_start(text):
+                if text:
+                    self._tb = _BODY
+                self._group_add(raw, text, bad, ts, out)
+                return
+        # The traceback is over: emit it, then this line is an ordinary one.
+        self._flush_group(out, final=True)
+        self._line(raw, ts, out)
+
+    def _group_add(self, raw: bytes, text: str, bad: bool, ts: str, out: list[bytes]) -> None:
+        self._prev_level = "ERROR"
+        if not self.json:
+            self._render(ts, "ERROR", text, None, False, out)
+            return
+        if not self._group:
+            self._group_ts = ts
+        self._group.append(self._message(text, bad))
+        self._group_raw.append(raw)
+        self._group_bad = self._group_bad or bad
+        self._group_bytes += len(raw) + 1
+        if len(self._group) >= self.max_group_lines or self._group_bytes >= self.max_group_bytes:
+            self._emit_group(partial=True, out=out)
+
+    def _emit_group(self, *, partial: bool, out: list[bytes]) -> None:
+        if self._group:
+            raw = b"\n".join(self._group_raw) if self._group_bad else None
+            self._render(self._group_ts, "ERROR", "\n".join(self._group), raw, partial, out)
+        self._group = []
+        self._group_raw = []
+        self._group_bad = False
+        self._group_bytes = 0
+
+    def _flush_group(self, out: list[bytes], *, final: bool) -> None:
+        """Emit the open traceback group. ``final``: the traceback is over (else an idle gap: it may go on)."""
+        state = self._tb
+        if state == _NONE:
+            return
+        if state == _AFTER or final:
+            self._emit_group(partial=False, out=out)
+            self._tb = _NONE
+            tentative, self._tentative = self._tentative, []
+            for raw, text, bad in tentative:
+                self._plain(raw, text, bad, self._group_ts, out)
+        else:
+            self._emit_group(partial=True, out=out)
+
+
+def render_wrapper_record(*, service: str, level: str, message: str, fmt: str = "json", **fields: Any) -> bytes:
+    """A record logwrap itself emits (startup, child exit, loss report): logger ``logwrap``, same schema, redacted.
+
+    Text format: ``<timestamp> <LEVEL> [logwrap] <message> key=value...`` on one line.
+    """
+    record: dict[str, Any] = {
+        "timestamp": format_timestamp(),
+        "level": normalize_level(level),
+        "message": message,
+        "service": service,
+        "logger": "logwrap",
+    }
+    for key, value in fields.items():
+        if key not in record:
+            record[key] = value
+    redact(record)
+    if fmt == "json":
+        return render_json(record)
+    parts = [f"{record['timestamp']} {record['level']} [logwrap] {_text_escape(str(message))}"]
+    for key, value in record.items():
+        if key not in ("timestamp", "level", "message", "service", "logger"):
+            parts.append(f" {_text_escape(str(key))}={_text_value(value)}")
+    parts.append("\n")
+    return "".join(parts).encode("utf-8", "backslashreplace")

@@ -1,0 +1,1268 @@
+"""logwrap: the container entrypoint shim that runs a server, passes its output through and tees it into log files.
+
+``logwrap [options] -- CMD [ARGS...]`` (or ``python -m mlops_logging.wrap ...``). Modelled on tini and s6-log: one
+event loop (``selectors`` over the child's two pipes, a self-pipe fed by ``signal.set_wakeup_fd`` and, when our own
+stdout/stderr are slow, their write readiness) with timers for idle flushes, write retries, ``--kill-after`` and the
+drain deadline; explicit states STARTING -> RUNNING -> DRAINING -> EXITED; every syscall error handled on purpose.
+
+Failure policy: the child is never blocked by the log file (records are buffered up to ``--buffer-bytes`` and retried
+every second, the oldest dropped and counted past the bound, the loss reported in a WARNING record once writing works)
+nor by a slow passthrough reader (a bounded buffer per stream; past it passthrough bytes are dropped and counted; a
+failing passthrough is turned off). Records are written whole: a write cut short by a full disk is trimmed back to the
+last complete record, so the file never holds a torn line.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import itertools
+import os
+import re
+import select
+import selectors
+import shlex
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from .errors import LogSetupError
+from .files import LogFile, ensure_log_dir
+from .records import REDACTED, format_timestamp, is_secret_key
+from .settings import LogSettings, parse_size, resolve_settings
+from .sink import Loss
+
+__all__ = [
+    "EXIT_CANNOT_EXECUTE",
+    "EXIT_NOT_FOUND",
+    "EXIT_SETUP",
+    "EXIT_USAGE",
+    "Options",
+    "Passthrough",
+    "RecordSink",
+    "State",
+    "Supervisor",
+    "UsageError",
+    "main",
+    "parse_args",
+    "redact_argv",
+    "service_from_command",
+]
+
+PROG = "logwrap"
+EXIT_USAGE = 2  #: bad options, bad settings (CLI or MLOPS_* environment)
+EXIT_SETUP = 125  #: --strict and the log file cannot be set up (like env/timeout/docker run: "the wrapper failed")
+EXIT_CANNOT_EXECUTE = 126  #: the command exists but cannot be run (permission, directory, exec format)
+EXIT_NOT_FOUND = 127  #: the command was not found
+
+FORWARDED_SIGNALS = (
+    signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH,
+)
+KILL_AFTER_TRIGGERS = (signal.SIGTERM, signal.SIGINT)
+
+READ_CHUNK = 256 * 1024  #: one os.read from a child pipe
+PIPE_SIZE = 1024 * 1024  #: asked for with F_SETPIPE_SZ, so a burst does not stall the child while we write
+PASSTHROUGH_BUFFER = 1024 * 1024  #: per stream; a reader further behind than this loses passthrough bytes
+DEFAULT_BUFFER_BYTES = 16 * 1024 * 1024
+DEFAULT_DRAIN_TIMEOUT = 2.0
+DEFAULT_MAX_LINE_BYTES = 64 * 1024
+RETRY_INTERVAL = 1.0  #: seconds between attempts to write a failing log file
+WRITE_SLICE = 1024 * 1024  #: at most this much per write() when catching up after an outage
+PR_SET_CHILD_SUBREAPER = 36
+_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+
+
+class UsageError(Exception):
+    """A bad command line or setting: one line naming the problem and the fix; exit status 2."""
+
+
+class State(Enum):
+    """The supervisor's life: set up, run the child, drain its pipes after it exited, done."""
+
+    STARTING = "starting"
+    RUNNING = "running"
+    DRAINING = "draining"
+    EXITED = "exited"
+
+
+# --- command line -----------------------------------------------------------------------------------------------------
+
+USAGE = """\
+usage: logwrap [options] -- CMD [ARGS...]
+
+Run CMD, pass its stdout/stderr through, write one record per line to <log dir>/<service>.log,
+forward signals, reap zombies and exit with CMD's status (128+N when it died of signal N).
+
+options (environment variable in brackets):
+  --service NAME        service name [MLOPS_SERVICE]; default: CMD's base name
+  --log-dir DIR         log directory [MLOPS_LOG_DIR, else $MLOPS_LOG_ROOT/<service>, root ./logs]
+  --format json|text    record format [MLOPS_LOG_FORMAT]; default json
+  --split-streams       write <service>.stdout.log and <service>.stderr.log instead of <service>.log
+  --no-passthrough      do not copy CMD's output to our stdout/stderr
+  --max-line-bytes N    split longer lines into records marked partial (default 64KiB)
+  --max-bytes N         rotate the file at N bytes (k/M/G suffixes) [MLOPS_LOG_MAX_BYTES]; default off
+  --backups K           rotated files to keep [MLOPS_LOG_BACKUPS]; default 5 with --max-bytes
+  --buffer-bytes N      records held in memory while the file cannot be written (default 16MiB)
+  --strict              exit 125 before starting CMD when the log file cannot be set up [MLOPS_LOG_STRICT=1]
+  --signal-group        run CMD in its own session and signal its whole process group
+  --kill-after S        SIGKILL CMD when it is still alive S seconds after the first TERM/INT (default off)
+  --subreaper           reap orphaned grandchildren (automatic as PID 1)
+  --drain-timeout S     after CMD exits, read its pipes at most S more seconds (default 2)
+  -h, --help            show this help
+  --version             show the version
+
+exit status: CMD's; 2 bad usage; 125 --strict setup failure; 126 CMD not executable; 127 CMD not found.
+"""
+
+
+@dataclass(frozen=True)
+class Options:
+    """The parsed command line. ``None`` means "not given": the environment or the default decides."""
+
+    command: tuple[str, ...] = ()
+    service: str | None = None
+    log_dir: str | None = None
+    fmt: str | None = None
+    split_streams: bool = False
+    passthrough: bool = True
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+    max_bytes: int | None = None
+    backups: int | None = None
+    buffer_bytes: int = DEFAULT_BUFFER_BYTES
+    strict: bool | None = None
+    signal_group: bool = False
+    kill_after: float | None = None
+    subreaper: bool = False
+    drain_timeout: float = DEFAULT_DRAIN_TIMEOUT
+    help: bool = False
+    version: bool = False
+
+
+def _size(name: str, value: str) -> int:
+    try:
+        return parse_size(value, name=name)
+    except LogSetupError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _seconds(name: str, value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not (0 <= seconds < 1e9):
+        raise UsageError(f"{name} {value!r} is not a number of seconds: use e.g. 2 or 0.5")
+    return seconds
+
+
+def _count(name: str, value: str) -> int:
+    if not value.isdigit():
+        raise UsageError(f"{name} {value!r} is not a whole number")
+    return int(value)
+
+
+def _format(name: str, value: str) -> str:
+    if value.lower() not in ("json", "text"):
+        raise UsageError(f"{name} {value!r} is not known: use json or text")
+    return value.lower()
+
+
+def _line_bytes(name: str, value: str) -> int:
+    size = _size(name, value)
+    if size < 64:
+        raise UsageError(f"{name} {value!r} is too small: use at least 64 bytes (default 64KiB)")
+    return size
+
+
+# option -> (Options field, converter or None for a flag, value a flag sets)
+_OPTIONS: dict[str, tuple[str, Callable[[str, str], Any] | None, Any]] = {
+    "--service": ("service", lambda _n, v: v, None),
+    "--log-dir": ("log_dir", lambda _n, v: v, None),
+    "--format": ("fmt", _format, None),
+    "--split-streams": ("split_streams", None, True),
+    "--no-passthrough": ("passthrough", None, False),
+    "--max-line-bytes": ("max_line_bytes", _line_bytes, None),
+    "--max-bytes": ("max_bytes", _size, None),
+    "--backups": ("backups", _count, None),
+    "--buffer-bytes": ("buffer_bytes", _size, None),
+    "--strict": ("strict", None, True),
+    "--signal-group": ("signal_group", None, True),
+    "--kill-after": ("kill_after", _seconds, None),
+    "--subreaper": ("subreaper", None, True),
+    "--drain-timeout": ("drain_timeout", _seconds, None),
+    "--help": ("help", None, True),
+    "-h": ("help", None, True),
+    "--version": ("version", None, True),
+}
+
+
+def parse_args(argv: Sequence[str]) -> Options:
+    """Parse ``[options] -- CMD [ARGS...]``; raise :class:`UsageError` with a one-line message on bad usage."""
+    values: dict[str, Any] = {}
+    i = 0
+    command: list[str] | None = None
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            command = list(argv[i + 1:])
+            break
+        name, eq, value = arg.partition("=") if arg.startswith("--") else (arg, "", "")
+        spec = _OPTIONS.get(name)
+        if spec is None:
+            if arg.startswith("-") and arg != "-":
+                raise UsageError(f"unknown option {name!r}: see 'logwrap --help'")
+            raise UsageError(f"missing '--' before the command: use 'logwrap [options] -- {arg} ...'")
+        field_name, convert, flag_value = spec
+        if convert is None:
+            if eq:
+                raise UsageError(f"option {name} takes no value")
+            values[field_name] = flag_value
+        else:
+            if not eq:
+                i += 1
+                if i >= len(argv) or argv[i] == "--":
+                    raise UsageError(f"option {name} needs a value")
+                value = argv[i]
+            values[field_name] = convert(name, value)
+        i += 1
+    if values.get("help") or values.get("version"):
+        return Options(**values)
+    if command is None:
+        raise UsageError("missing '--' and a command: use 'logwrap [options] -- CMD [ARGS...]'")
+    if not command or command[0] == "":
+        raise UsageError("no command after '--': use 'logwrap [options] -- CMD [ARGS...]'")
+    return Options(command=tuple(command), **values)
+
+
+_NOT_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def service_from_command(command: str) -> str:
+    """The command's base name made into a valid service name (``/usr/bin/vllm`` -> ``vllm``)."""
+    name = _NOT_NAME.sub("_", os.path.basename(command.rstrip("/")))
+    name = re.sub(r"\.{2,}", ".", name).lstrip("._")[:128]
+    return name or "service"
+
+
+def settings_for(opts: Options, env: Mapping[str, str]) -> LogSettings:
+    """Resolve service, directory, format, strictness and rotation from the options, then ``MLOPS_*``, then defaults."""
+    service = opts.service or env.get("MLOPS_SERVICE") or service_from_command(opts.command[0])
+    return resolve_settings(
+        service,
+        log_dir=opts.log_dir,
+        fmt=opts.fmt,
+        strict=opts.strict,
+        max_bytes=opts.max_bytes,
+        backups=opts.backups,
+        env=env,
+    )
+
+
+# --- redaction of the echoed command line ---------------------------------------------------------------------------
+
+_ENV_ASSIGN = re.compile(r"([A-Za-z_][A-Za-z0-9_.-]*)=(.*)", re.S)
+_HEADER = re.compile(r"([A-Za-z0-9-]+):\s*\S.*", re.S)
+_URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^/@:\s]*):[^/@\s]*@")
+
+
+def redact_argv(argv: Sequence[str]) -> list[str]:
+    """Hide secrets in a command line: ``--api-key X``, ``--token=X``, ``HF_TOKEN=X``, ``Authorization: X``, URL
+    passwords (flag and variable names judged by :func:`records.is_secret_key`)."""
+    out: list[str] = []
+    hide_next = False
+    for index, arg in enumerate(argv):
+        if hide_next:
+            out.append(REDACTED)
+            hide_next = False
+            continue
+        if index > 0 and arg.startswith("-") and len(arg) > 1:
+            name, eq, _value = arg.partition("=")
+            if is_secret_key(name.lstrip("-")):
+                if eq:
+                    out.append(f"{name}={REDACTED}")
+                else:
+                    out.append(arg)
+                    hide_next = True
+                continue
+        assign = _ENV_ASSIGN.fullmatch(arg)
+        if assign and is_secret_key(assign.group(1)):
+            out.append(f"{assign.group(1)}={REDACTED}")
+            continue
+        header = _HEADER.fullmatch(arg)
+        if header and is_secret_key(header.group(1)):
+            out.append(f"{header.group(1)}: {REDACTED}")
+            continue
+        out.append(_URL_PASSWORD.sub(lambda m: f"{m.group(1)}:{REDACTED}@", arg))
+    return out
+
+
+# --- small helpers ----------------------------------------------------------------------------------------------------
+
+
+def _say(message: str) -> None:
+    """One line on our own stderr; never raises (stderr may be closed or broken)."""
+    try:
+        os.write(2, f"{PROG}: {message}\n".encode("utf-8", "backslashreplace"))
+    except OSError:
+        pass
+
+
+def _describe(exc: OSError) -> str:
+    return f"[Errno {exc.errno}] {exc.strerror}" if exc.errno else str(exc)
+
+
+def _signal_name(sig: int) -> str:
+    try:
+        return signal.Signals(sig).name
+    except ValueError:
+        return f"signal {sig}"
+
+
+def _set_nonblocking(fd: int) -> None:
+    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+
+
+def become_subreaper() -> str | None:
+    """``prctl(PR_SET_CHILD_SUBREAPER, 1)``: orphaned descendants are re-parented to us. Returns an error or None."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+            err = ctypes.get_errno()
+            return f"[Errno {err}] {os.strerror(err)}"
+    except (OSError, AttributeError) as exc:
+        return str(exc)
+    return None
+
+
+# --- the log file with the failure policy ---------------------------------------------------------------------------
+
+
+class _TornWrite(Exception):
+    """A write failed after ``done`` bytes (whole records) of the batch reached the file."""
+
+    def __init__(self, done: int, error: OSError) -> None:
+        super().__init__(done, error)
+        self.done = done
+        self.error = error
+
+
+class RecordSink:
+    """One log file plus the failure policy: whole-record batches, a bounded retry buffer, drop-oldest, loss report.
+
+    ``submit`` queues rendered records (each ending ``\\n``); ``flush`` writes what is queued with one ``write()`` per
+    batch of at most ``slice_bytes``. When the file refuses (ENOSPC, EIO, EDQUOT, removed directory...) the records
+    stay queued and a retry is due every :data:`RETRY_INTERVAL` seconds; past ``buffer_bytes`` the oldest are dropped
+    and counted. The first write that works again is a WARNING record giving the outage, the error and how many
+    lines/bytes were lost.
+    """
+
+    def __init__(
+        self,
+        logfile: LogFile,
+        *,
+        buffer_bytes: int,
+        note: Callable[..., bytes],
+        slice_bytes: int = WRITE_SLICE,
+    ) -> None:
+        self.logfile = logfile
+        self.path = logfile.path
+        self.buffer_bytes = buffer_bytes
+        self.slice_bytes = slice_bytes
+        self._note = note
+        self._pending: deque[bytes] = deque()
+        self._pending_bytes = 0
+        self._failing_since: float | None = None  # wall-clock time of the first failed write of this outage
+        self._retry_at = 0.0
+        self._error = ""
+        self._loss = Loss()
+        self._torn = False  # mirrors LogFile's "last write left a partial line" flag
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes of records queued and not yet in the file."""
+        return self._pending_bytes
+
+    @property
+    def failing(self) -> bool:
+        """True while the file refuses writes."""
+        return self._failing_since is not None
+
+    @property
+    def error(self) -> str:
+        """The last write error of the current outage ('' when healthy)."""
+        return self._error
+
+    @property
+    def loss(self) -> Loss:
+        """Records dropped in the current outage (not yet reported)."""
+        return self._loss
+
+    def next_deadline(self) -> float | None:
+        """Monotonic time of the next retry while failing."""
+        return self._retry_at if self._failing_since is not None else None
+
+    def submit(self, data: bytes) -> None:
+        """Queue whole rendered records."""
+        if data:
+            self._pending.append(data)
+            self._pending_bytes += len(data)
+            if self._failing_since is not None and self._pending_bytes > self.buffer_bytes:
+                self._drop_oldest()
+
+    def flush(self, now: float, *, force: bool = False) -> bool:
+        """Write what is queued; while failing only once the retry is due (or ``force``). True when nothing is left."""
+        if self._failing_since is not None:
+            if now < self._retry_at and not force:
+                return False
+            if not self._recover(now):
+                return False
+        limit = self.slice_bytes
+        while self._pending:
+            head = self._pending[0]
+            if len(head) > limit:  # cut a big batch at a record boundary: rotation checks happen between writes
+                cut = (head.rfind(b"\n", 0, limit) + 1) or (head.find(b"\n", limit) + 1) or len(head)
+                if cut < len(head):
+                    self._pending[0] = head[cut:]
+                    self._pending.appendleft(head[:cut])
+            batch = [self._pending[0]]
+            size = len(batch[0])
+            for chunk in itertools.islice(self._pending, 1, None):
+                if size + len(chunk) > limit:
+                    break
+                batch.append(chunk)
+                size += len(chunk)
+            data = batch[0] if len(batch) == 1 else b"".join(batch)
+            try:
+                self._write_whole(data)
+            except _TornWrite as torn:
+                self._consume(torn.done)
+                self._fail(torn.error, now)
+                return False
+            self._consume(len(data))
+        return True
+
+    def close(self) -> None:
+        """Close the file (queued records are not written: call ``flush(force=True)`` first)."""
+        self.logfile.close()
+
+    # -- internals ------------------------------------------------------------------------------------------------
+
+    def _recover(self, now: float) -> bool:
+        """Write the WARNING record about the outage; on success the sink is healthy again."""
+        since = self._failing_since or time.time()
+        loss = self._loss
+        late = sum(chunk.count(b"\n") for chunk in self._pending)
+        if loss.records:
+            message = (f"log file {self.path} could not be written from {format_timestamp(since)} ({self._error}): "
+                       f"{loss.records} lines ({loss.bytes} bytes) were lost between {format_timestamp(loss.first)} "
+                       f"and {format_timestamp(loss.last)} (--buffer-bytes {self.buffer_bytes}); "
+                       f"{late} lines held in memory follow, written late")
+        else:
+            message = (f"log file {self.path} could not be written from {format_timestamp(since)} ({self._error}): "
+                       f"no lines lost; {late} lines held in memory follow, written late")
+        fields: dict[str, Any] = {
+            "lost_records": loss.records,
+            "lost_bytes": loss.bytes,
+            "outage_since": format_timestamp(since),
+            "error": self._error,
+            "late_records": late,
+        }
+        if loss.records:
+            fields["lost_since"] = format_timestamp(loss.first)
+            fields["lost_until"] = format_timestamp(loss.last)
+        try:
+            self._write_whole(self._note("WARNING", message, **fields))
+        except _TornWrite as torn:
+            self._error = _describe(torn.error)
+            self._retry_at = now + RETRY_INTERVAL
+            return False
+        self._failing_since = None
+        self._loss = Loss()
+        self._error = ""
+        return True
+
+    def _fail(self, error: OSError, now: float) -> None:
+        if self._failing_since is None:
+            self._failing_since = time.time()
+        self._error = _describe(error)
+        self._retry_at = now + RETRY_INTERVAL
+        if self._pending_bytes > self.buffer_bytes:
+            self._drop_oldest()
+
+    def _drop_oldest(self) -> None:
+        """Drop the oldest queued batches until the queue fits ``buffer_bytes``; count lines, bytes and times."""
+        loss = self._loss
+        wall = time.time()
+        while self._pending and self._pending_bytes > self.buffer_bytes:
+            chunk = self._pending.popleft()
+            self._pending_bytes -= len(chunk)
+            overflow = self._pending_bytes + len(chunk) - self.buffer_bytes
+            if overflow < len(chunk):
+                # Drop only the oldest whole records of this batch that are needed to fit.
+                cut = chunk.find(b"\n", overflow - 1) + 1
+                if 0 < cut < len(chunk):
+                    kept = chunk[cut:]
+                    self._pending.appendleft(kept)
+                    self._pending_bytes += len(kept)
+                    chunk = chunk[:cut]
+            if not loss.records:
+                loss.first = wall
+            loss.records += chunk.count(b"\n")
+            loss.bytes += len(chunk)
+            loss.last = wall
+
+    def _consume(self, done: int) -> None:
+        """Remove the first ``done`` bytes (a record boundary) from the queue: they are in the file."""
+        while done and self._pending:
+            chunk = self._pending[0]
+            if len(chunk) <= done:
+                self._pending.popleft()
+                self._pending_bytes -= len(chunk)
+                done -= len(chunk)
+            else:
+                self._pending[0] = chunk[done:]
+                self._pending_bytes -= done
+                done = 0
+
+    def _write_whole(self, data: bytes) -> None:
+        """Append ``data`` (whole records) with one LogFile.write; on failure leave only whole records in the file.
+
+        A write that the disk cuts short leaves part of a record behind. Comparing the file's size before and after
+        tells how much got in; the torn tail is truncated off (we are the file's only writer) and the file reopened so
+        LogFile forgets the torn line. Raises :class:`_TornWrite` with the number of bytes now safely in the file.
+        """
+        fd = self.logfile.fileno()
+        try:
+            before = os.fstat(fd)
+        except OSError:
+            before = None
+        try:
+            self.logfile.write(data)
+        except OSError as exc:
+            error = exc
+        else:
+            self._torn = False
+            return
+        done = 0
+        try:
+            after = os.fstat(fd)
+        except OSError:
+            after = None
+        if before is not None and after is not None and (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino):
+            grown = after.st_size - before.st_size
+            prefix = 1 if self._torn else 0
+            if grown > 0:
+                self._torn = True  # LogFile now holds a partial line, until we trim it
+                written = min(grown - prefix, len(data))
+                done = data.rfind(b"\n", 0, max(written, 0)) + 1
+                keep = before.st_size + prefix + done
+                try:
+                    if keep < after.st_size:
+                        os.ftruncate(fd, keep)
+                    self.logfile.reopen()
+                    self._torn = False
+                except OSError:
+                    pass
+        raise _TornWrite(done, error)
+
+
+# --- passthrough ------------------------------------------------------------------------------------------------------
+
+
+class Passthrough:
+    """Copies one child stream byte for byte to our stdout or stderr without ever blocking.
+
+    How it writes depends on what the target is: a regular file or ``/dev/null`` is written directly (it never
+    blocks); a pipe, FIFO or terminal is reopened through ``/proc/self/fd`` with ``O_NONBLOCK`` on a private file
+    description (so the shared one, maybe also the child's stdin, keeps its flags); a socket gets
+    ``send(MSG_DONTWAIT)``; when reopening fails, writes of at most PIPE_BUF bytes are made only after ``poll`` says
+    the target is writable. Bytes the target cannot take are queued up to ``bound``; past it new bytes are dropped
+    and counted. A write error (EPIPE, EBADF, EIO...) turns passthrough off for the rest of the run.
+    """
+
+    def __init__(self, stream: str, fd: int, *, bound: int, note: Callable[..., None], enabled: bool = True) -> None:
+        self.stream = stream
+        self.bound = bound
+        self._note = note
+        self._queue: deque[bytes | memoryview] = deque()
+        self._queued = 0
+        self.dropped = 0
+        self._drop_first = 0.0
+        self._drop_last = 0.0
+        self.failed = False
+        self.enabled = enabled
+        self.mode = "off"
+        self.fd = -1
+        self._sock: socket.socket | None = None
+        if enabled:
+            self._open(fd)
+
+    def _open(self, fd: int) -> None:
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            self.enabled = False
+            return
+        self.fd = fd
+        if stat.S_ISREG(st.st_mode) or (stat.S_ISCHR(st.st_mode) and not os.isatty(fd)):
+            self.mode = "direct"
+            return
+        if stat.S_ISSOCK(st.st_mode):
+            try:
+                self._sock = socket.socket(fileno=os.dup(fd))
+                self.fd = self._sock.fileno()
+                self.mode = "socket"
+                return
+            except OSError:
+                pass
+        try:
+            self.fd = os.open(f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+            self.mode = "nonblocking"
+        except OSError:
+            self.fd = fd
+            self.mode = "guarded"
+
+    @property
+    def wants_write(self) -> bool:
+        """True when bytes are queued waiting for the target to become writable."""
+        return bool(self._queue)
+
+    @property
+    def queued(self) -> int:
+        """Bytes waiting for the target."""
+        return self._queued
+
+    def push(self, data: bytes) -> None:
+        """Pass ``data`` through now, or queue it, or (queue full) drop and count it."""
+        if not self.enabled or not data:
+            return
+        if self._queue:
+            if self._queued + len(data) > self.bound:
+                self._count_drop(len(data))
+                return
+            self._queue.append(data)
+            self._queued += len(data)
+            return
+        self._queue.append(data)
+        self._queued += len(data)
+        self.on_writable()
+
+    def on_writable(self) -> None:
+        """Write as much of the queue as the target takes without blocking."""
+        while self._queue and self.enabled:
+            chunk = self._queue[0]
+            try:
+                n = self._send(chunk)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self._fail(exc)
+                return
+            self._queued -= n
+            if n >= len(chunk):
+                self._queue.popleft()
+            else:
+                self._queue[0] = memoryview(chunk)[n:]
+        if not self._queue and self.dropped:
+            self.report_drops()
+
+    def _send(self, chunk: bytes | memoryview) -> int:
+        if self.mode == "socket":
+            assert self._sock is not None
+            return self._sock.send(chunk, socket.MSG_DONTWAIT)
+        if self.mode == "guarded":
+            ready = select.poll()
+            ready.register(self.fd, select.POLLOUT)
+            if not ready.poll(0):
+                raise BlockingIOError(errno.EAGAIN, "not writable")
+            return os.write(self.fd, chunk[: select.PIPE_BUF])
+        return os.write(self.fd, chunk)
+
+    def _count_drop(self, n: int) -> None:
+        now = time.time()
+        if not self.dropped:
+            self._drop_first = now
+        self.dropped += n
+        self._drop_last = now
+
+    def report_drops(self) -> None:
+        """Write the WARNING record about passthrough bytes dropped for a slow reader, if any."""
+        if self.dropped:
+            self._note(
+                "WARNING",
+                f"passthrough of {self.stream} fell behind (its reader did not keep up): {self.dropped} bytes were "
+                f"not passed through between {format_timestamp(self._drop_first)} and "
+                f"{format_timestamp(self._drop_last)}; the log file has every line",
+                stream=self.stream,
+                passthrough_dropped_bytes=self.dropped,
+            )
+            self.dropped = 0
+
+    def abandon(self) -> None:
+        """At exit: whatever is still queued counts as dropped, and is reported."""
+        if self._queued:
+            self._count_drop(self._queued)
+            self._queue.clear()
+            self._queued = 0
+        self.report_drops()
+
+    def _fail(self, exc: OSError) -> None:
+        self.enabled = False
+        self.failed = True
+        lost = self._queued
+        self._queue.clear()
+        self._queued = 0
+        self._note(
+            "WARNING",
+            f"passthrough of {self.stream} failed ({_describe(exc)}): turned off for the rest of the run "
+            f"({lost} queued bytes not passed through); the log file keeps every line",
+            stream=self.stream,
+            error=_describe(exc),
+        )
+
+    def close(self) -> None:
+        """Close a private descriptor (never our fd 1/2)."""
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        elif self.mode == "nonblocking" and self.fd > 2:
+            try:
+                os.close(self.fd)
+            except OSError:
+                pass
+        self.fd = -1
+
+
+# --- the supervisor ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Stream:
+    """One of the child's output pipes and what becomes of its bytes."""
+
+    name: str
+    fd: int
+    framer: Any  # lines.StreamFramer, or None without a log file
+    sink: RecordSink | None
+    passthrough: Passthrough
+    open: bool = True
+
+
+class Supervisor:
+    """Runs the child and the event loop; ``run()`` returns the exit status."""
+
+    def __init__(self, opts: Options, settings: LogSettings) -> None:
+        self.opts = opts
+        self.settings = settings
+        self.state = State.STARTING
+        self.child: subprocess.Popen[bytes] | None = None
+        self.child_pid = 0
+        self.child_status: int | None = None  # raw wait status of the direct child
+        self.orphans_reaped = 0
+        self.sinks: dict[str, RecordSink] = {}  # stream -> sink (both streams share one unless --split-streams)
+        self.streams: list[_Stream] = []
+        self._sel: selectors.BaseSelector | None = None  # made in run(), after fds 0-2 are known to be taken
+        self._wake_r = self._wake_w = -1
+        self._kill_at: float | None = None
+        self._drain_deadline: float | None = None
+        self._forwarded: list[int] = []
+        self._kill_trigger = 0  # the TERM/INT that started the --kill-after clock
+        self._render: Callable[..., bytes] | None = None
+        self._closed_std: set[int] = set()
+        self._degraded = False
+
+    @property
+    def selector(self) -> selectors.BaseSelector:
+        """The event loop's selector (exists once ``run`` started)."""
+        assert self._sel is not None
+        return self._sel
+
+    # -- records ----------------------------------------------------------------------------------------------------
+
+    def note(self, level: str, message: str, *, stream: str | None = None, **fields: Any) -> None:
+        """Queue one logwrap record: in the file of ``stream``, or in every file when no stream is named."""
+        if self._render is None or not self.sinks:
+            return
+        if stream is not None:
+            self.sinks[stream].submit(self._render(level, message, stream=stream, **fields))
+            return
+        data = self._render(level, message, **fields)
+        for sink in self._unique_sinks():
+            sink.submit(data)
+
+    def _unique_sinks(self) -> list[RecordSink]:
+        seen: list[RecordSink] = []
+        for sink in self.sinks.values():
+            if sink not in seen:
+                seen.append(sink)
+        return seen
+
+    # -- setup --------------------------------------------------------------------------------------------------------
+
+    def _guard_std_fds(self) -> None:
+        """Make sure fds 0-2 are open (on /dev/null when closed), so no pipe we create lands on them."""
+        for fd in (0, 1, 2):
+            try:
+                os.fstat(fd)
+            except OSError:
+                null = os.open(os.devnull, os.O_RDWR)
+                if null != fd:
+                    os.dup2(null, fd)
+                    os.close(null)
+                self._closed_std.add(fd)
+
+    def _open_files(self) -> str | None:
+        """Create the directory and open the log file(s). Returns the one-line error, or None."""
+        s = self.settings
+        try:
+            ensure_log_dir(s.log_dir)
+            names = ("stdout", "stderr") if self.opts.split_streams else (None,)
+            opened: dict[str | None, LogFile] = {}
+            try:
+                for stream in names:
+                    path = s.log_dir / (f"{s.service}.{stream}.log" if stream else f"{s.service}.log")
+                    # check_interval=0: look at the path before every batch, so a deleted or renamed file is
+                    # replaced at once and nothing goes to an unlinked inode (one lstat per batch).
+                    opened[stream] = LogFile(path, max_bytes=s.max_bytes, backups=s.backups, check_interval=0.0)
+            except LogSetupError:
+                for logfile in opened.values():
+                    logfile.close()
+                raise
+        except LogSetupError as exc:
+            return str(exc)
+        from .lines import render_wrapper_record
+
+        service, fmt = s.service, s.fmt
+
+        def render(level: str, message: str, **fields: Any) -> bytes:
+            return render_wrapper_record(service=service, level=level, message=message, fmt=fmt, **fields)
+
+        self._render = render
+        # With size rotation, write at most 1/16 of --max-bytes at a time, so a file overshoots it by little.
+        slice_bytes = min(WRITE_SLICE, max(4096, s.max_bytes // 16)) if s.max_bytes else WRITE_SLICE
+        sinks = {k: RecordSink(v, buffer_bytes=self.opts.buffer_bytes, note=render, slice_bytes=slice_bytes)
+                 for k, v in opened.items()}
+        if self.opts.split_streams:
+            self.sinks = {"stdout": sinks["stdout"], "stderr": sinks["stderr"]}
+        else:
+            self.sinks = {"stdout": sinks[None], "stderr": sinks[None]}
+        return None
+
+    def _install_signals(self) -> None:
+        """Route every forwarded signal and SIGCHLD to the self-pipe; the Python-level handlers do nothing."""
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+        for sig in (*FORWARDED_SIGNALS, signal.SIGCHLD):
+            signal.signal(sig, _ignore_signal)
+        # SIGPIPE stays ignored (Python's default): a dead passthrough reader is an EPIPE we handle, not our death.
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+
+    def _restore_signals(self) -> None:
+        for sig in (*FORWARDED_SIGNALS, signal.SIGCHLD):
+            try:
+                signal.signal(sig, signal.SIG_DFL if sig != signal.SIGINT else signal.default_int_handler)
+            except (OSError, ValueError):
+                pass
+        try:
+            signal.set_wakeup_fd(-1)
+        except ValueError:
+            pass
+        for fd in (self._wake_r, self._wake_w):
+            if fd >= 0:
+                os.close(fd)
+        self._wake_r = self._wake_w = -1
+
+    def _spawn(self) -> int | None:
+        """Start the child on two fresh pipes. Returns an exit status when it cannot be started, else None."""
+        command = list(self.opts.command)
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        for fd in (out_r, err_r):
+            try:
+                fcntl.fcntl(fd, _F_SETPIPE_SZ, PIPE_SIZE)
+            except OSError:
+                pass  # over /proc/sys/fs/pipe-max-size for an unprivileged user: the default 64 KiB works too
+            _set_nonblocking(fd)
+        failure: tuple[int, str] | None = None
+        try:
+            self.child = subprocess.Popen(  # noqa: S603 - running the user's command is the point
+                command,
+                stdin=None,  # inherited: `docker run -i` keeps working
+                stdout=out_w,
+                stderr=err_w,
+                close_fds=True,
+                start_new_session=self.opts.signal_group,
+            )
+        except FileNotFoundError:
+            failure = (EXIT_NOT_FOUND, f"command not found: {command[0]!r} (check the name and PATH)")
+        except PermissionError as exc:
+            failure = (EXIT_CANNOT_EXECUTE, f"cannot execute {command[0]!r}: {exc.strerror} (is it a directory, "
+                                            "or missing the execute permission?)")
+        except OSError as exc:
+            failure = (EXIT_CANNOT_EXECUTE, f"cannot execute {command[0]!r}: {exc.strerror}")
+        finally:
+            os.close(out_w)
+            os.close(err_w)
+        if failure is not None:
+            os.close(out_r)
+            os.close(err_r)
+            status, message = failure
+            _say(message)
+            self.note("ERROR", f"logwrap could not start the command: {message}", exit_code=status,
+                      command=shlex.join(redact_argv(command)))
+            return status
+        assert self.child is not None
+        self.child_pid = self.child.pid
+        s = self.settings
+        for name, fd, target in (("stdout", out_r, 1), ("stderr", err_r, 2)):
+            sink = self.sinks.get(name)
+            framer = None
+            if sink is not None:
+                from .lines import StreamFramer
+
+                framer = StreamFramer(service=s.service, stream=name, fmt=s.fmt,
+                                      max_line_bytes=self.opts.max_line_bytes, pid=self.child_pid)
+            enabled = self.opts.passthrough and target not in self._closed_std
+            passthrough = Passthrough(
+                name, target, bound=PASSTHROUGH_BUFFER, enabled=enabled, note=self.note,
+            )
+            self.streams.append(_Stream(name, fd, framer, sink, passthrough))
+            self.selector.register(fd, selectors.EVENT_READ, ("read", len(self.streams) - 1))
+        return None
+
+    # -- run ----------------------------------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Set up, start the child, loop until it exited and its pipes are drained; return its exit status."""
+        self._guard_std_fds()
+        self._sel = selectors.DefaultSelector()
+        error = self._open_files()
+        if error is not None:
+            if self.settings.strict:
+                _say(f"{error} (--strict: not starting {self.opts.command[0]!r})")
+                return EXIT_SETUP
+            _say(f"{error}; running {self.opts.command[0]!r} without log files, output passed through only "
+                 "(use --strict / MLOPS_LOG_STRICT=1 to refuse instead)")
+        try:
+            self._install_signals()
+            reaper_note = self._setup_reaping()
+            status = self._spawn()
+            if status is not None:
+                self._finish_files()
+                return status
+            self.state = State.RUNNING
+            self._startup_record(reaper_note)
+            self._loop()
+            return self._finish()
+        finally:
+            self._restore_signals()
+            for stream in self.streams:
+                stream.passthrough.close()
+            if self._sel is not None:
+                self._sel.close()
+
+    def _setup_reaping(self) -> str | None:
+        if os.getpid() == 1:
+            return "running as PID 1: reaping orphaned processes"
+        if self.opts.subreaper:
+            problem = become_subreaper()
+            if problem:
+                _say(f"--subreaper: prctl(PR_SET_CHILD_SUBREAPER) failed: {problem}; orphans will not be reaped here")
+                return f"--subreaper failed: {problem}"
+            return "subreaper: reaping orphaned processes"
+        return None
+
+    def _startup_record(self, reaper_note: str | None) -> None:
+        s = self.settings
+        command = shlex.join(redact_argv(self.opts.command))
+        fields: dict[str, Any] = {
+            "command": command,
+            "child_pid": self.child_pid,
+            "pid": os.getpid(),
+            "passthrough": self.opts.passthrough,
+            "format": s.fmt,
+        }
+        if reaper_note:
+            fields["reaper"] = reaper_note
+        self.note("INFO", f"logwrap started {command} (pid {self.child_pid})", **fields)
+        for fd in sorted(self._closed_std - {0}):
+            name = "stdout" if fd == 1 else "stderr"
+            self.note("WARNING", f"logwrap's {name} is closed: no passthrough of the child's {name}", stream=name)
+
+    def _loop(self) -> None:
+        self.selector.register(self._wake_r, selectors.EVENT_READ, ("signal", -1))
+        self._reap()  # the child may already be gone: its SIGCHLD byte is in the pipe too, but be sure
+        writing: set[int] = set()
+        while self.state is not State.EXITED:
+            now = time.monotonic()
+            timeout = self._timeout(now)
+            try:
+                events = self.selector.select(timeout)
+            except InterruptedError:
+                events = []
+            now = time.monotonic()
+            try:
+                for key, _mask in events:
+                    kind, index = key.data
+                    if kind == "read":
+                        self._read(self.streams[index], now)
+                    elif kind == "signal":
+                        self._signals(now)
+                    elif kind == "write":
+                        self.streams[index].passthrough.on_writable()
+                self._tick(now)
+            except Exception as exc:  # noqa: BLE001 - a bug in logging must not take the service down
+                if self._degraded:
+                    raise
+                self._degrade(exc)
+            writing = self._update_write_interest(writing)
+
+    def _degrade(self, exc: Exception) -> None:
+        """An unexpected error in the record path: say so, then go on with passthrough, signals and reaping only."""
+        self._degraded = True
+        _say(f"internal error ({type(exc).__name__}: {exc}); log files are off for the rest of the run, "
+             "output is still passed through and the child keeps running")
+        try:
+            self.note("CRITICAL", f"logwrap internal error ({type(exc).__name__}: {exc}): log files are off for the "
+                      "rest of the run")
+            for sink in self._unique_sinks():
+                sink.flush(time.monotonic(), force=True)
+                sink.close()
+        except Exception:  # noqa: BLE001, S110 - best effort: the files are being given up on
+            pass
+        self.sinks = {}
+        for stream in self.streams:
+            stream.framer = None
+            stream.sink = None
+
+    def _timeout(self, now: float) -> float | None:
+        deadlines = [d for d in (self._kill_at, self._drain_deadline) if d is not None]
+        for stream in self.streams:
+            if stream.open and stream.framer is not None:
+                deadline = stream.framer.next_deadline()
+                if deadline is not None:
+                    deadlines.append(deadline)
+        for sink in self._unique_sinks():
+            deadline = sink.next_deadline()
+            if deadline is not None:
+                deadlines.append(deadline)
+        if not deadlines:
+            return None
+        return max(0.0, min(deadlines) - now)
+
+    def _read(self, stream: _Stream, now: float) -> None:
+        try:
+            data = os.read(stream.fd, READ_CHUNK)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self.note("WARNING", f"reading the child's {stream.name} failed ({_describe(exc)}): treated as its end",
+                      stream=stream.name)
+            data = b""
+        if not data:
+            self._close_stream(stream, now)
+            return
+        stream.passthrough.push(data)
+        if stream.framer is not None and stream.sink is not None:
+            stream.sink.submit(stream.framer.feed(data, now))
+
+    def _close_stream(self, stream: _Stream, now: float) -> None:
+        if not stream.open:
+            return
+        stream.open = False
+        self.selector.unregister(stream.fd)
+        os.close(stream.fd)
+        if stream.framer is not None and stream.sink is not None:
+            stream.sink.submit(stream.framer.close(now))
+
+    def _signals(self, now: float) -> None:
+        try:
+            data = os.read(self._wake_r, 4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        for sig in data:
+            if sig == signal.SIGCHLD:
+                self._reap()
+            elif sig in FORWARDED_SIGNALS:
+                self._forward(sig, now)
+
+    def _forward(self, sig: int, now: float) -> None:
+        if self.child_status is not None:
+            # The child is gone and we are draining: a TERM/INT/QUIT asks us to stop now.
+            if sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT) and self._drain_deadline is not None:
+                self._drain_deadline = min(self._drain_deadline, now)
+            return
+        try:
+            if self.opts.signal_group:
+                os.killpg(self.child_pid, sig)
+            else:
+                os.kill(self.child_pid, sig)
+        except ProcessLookupError:
+            return
+        except PermissionError as exc:
+            self.note("WARNING", f"could not forward {_signal_name(sig)} to the child: {_describe(exc)}")
+            return
+        if sig != signal.SIGWINCH:
+            target = "process group" if self.opts.signal_group else "pid"
+            self.note("INFO", f"forwarded {_signal_name(sig)} to the child ({target} {self.child_pid})",
+                      signal=_signal_name(sig))
+        self._forwarded.append(sig)
+        if sig in KILL_AFTER_TRIGGERS and self.opts.kill_after is not None and self._kill_at is None:
+            self._kill_at = now + self.opts.kill_after
+            self._kill_trigger = sig
+
+    def _reap(self) -> None:
+        """``waitpid(-1, WNOHANG)`` until nothing is left: the direct child's status is kept, orphans are reaped."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            except InterruptedError:
+                continue
+            if pid == 0:
+                return
+            if pid == self.child_pid and self.child_status is None:
+                self.child_status = status
+                if self.child is not None:
+                    self.child.returncode = os.waitstatus_to_exitcode(status)
+                self._kill_at = None
+                self.state = State.DRAINING
+                self._drain_deadline = time.monotonic() + self.opts.drain_timeout
+            else:
+                self.orphans_reaped += 1
+
+    def _tick(self, now: float) -> None:
+        """Timers: idle flushes, kill-after, drain end; then write what the file sinks hold."""
+        for stream in self.streams:
+            if stream.open and stream.framer is not None and stream.sink is not None:
+                deadline = stream.framer.next_deadline()
+                if deadline is not None and deadline <= now:
+                    stream.sink.submit(stream.framer.flush_idle(now))
+        if self._kill_at is not None and now >= self._kill_at and self.child_status is None:
+            self._kill_at = None
+            try:
+                if self.opts.signal_group:
+                    os.killpg(self.child_pid, signal.SIGKILL)
+                else:
+                    os.kill(self.child_pid, signal.SIGKILL)
+                self.note("WARNING", f"the child was still alive {self.opts.kill_after:g}s after "
+                          f"{_signal_name(self._kill_trigger)} (--kill-after): sent SIGKILL", signal="SIGKILL")
+            except ProcessLookupError:
+                pass
+        if self.state is State.DRAINING:
+            pipes_done = not any(s.open for s in self.streams)
+            passthrough_done = not any(s.passthrough.wants_write for s in self.streams)
+            if pipes_done and passthrough_done:
+                self.state = State.EXITED
+            elif self._drain_deadline is not None and now >= self._drain_deadline:
+                held = [s.name for s in self.streams if s.open]
+                if held:
+                    self.note("WARNING", f"the child exited but its {' and '.join(held)} "
+                              f"{'is' if len(held) == 1 else 'are'} still held open by another process (a "
+                              f"background or grandchild process?): stopped reading after "
+                              f"{self.opts.drain_timeout:g}s (--drain-timeout)", held_open=held)
+                for stream in self.streams:
+                    self._close_stream(stream, now)
+                self.state = State.EXITED
+        for sink in self._unique_sinks():
+            sink.flush(now)
+
+    def _update_write_interest(self, writing: set[int]) -> set[int]:
+        """Watch our stdout/stderr for writability exactly while their passthrough has bytes queued."""
+        now_writing: set[int] = set()
+        for index, stream in enumerate(self.streams):
+            pt = stream.passthrough
+            if pt.wants_write and pt.fd >= 0:
+                if index not in writing:
+                    try:
+                        self.selector.register(pt.fd, selectors.EVENT_WRITE, ("write", index))
+                    except (ValueError, KeyError, OSError):
+                        continue  # cannot be watched (never the case for pipes, ttys, sockets): retried next turn
+                now_writing.add(index)
+            elif index in writing:
+                try:
+                    self.selector.unregister(pt.fd)
+                except (ValueError, KeyError, OSError):
+                    pass
+        return now_writing
+
+    def _finish(self) -> int:
+        """The child exited and the pipes are drained (or the wait ran out): last records, exit status."""
+        now = time.monotonic()
+        for stream in self.streams:
+            self._close_stream(stream, now)
+            stream.passthrough.abandon()
+        status = self.child_status if self.child_status is not None else 0
+        code = os.waitstatus_to_exitcode(status)
+        fields: dict[str, Any] = {"child_pid": self.child_pid}
+        if code < 0:
+            sig = -code
+            exit_status = 128 + sig
+            level = "INFO" if sig in self._forwarded or (sig == signal.SIGKILL and self._forwarded) else "ERROR"
+            message = f"the child (pid {self.child_pid}) was killed by {_signal_name(sig)}: exit status {exit_status}"
+            fields.update(signal=_signal_name(sig), exit_code=exit_status)
+        else:
+            exit_status = code
+            level = "INFO" if code == 0 else "ERROR"
+            message = f"the child (pid {self.child_pid}) exited with code {code}"
+            fields["exit_code"] = code
+        if self.orphans_reaped:
+            fields["orphans_reaped"] = self.orphans_reaped
+        self.note(level, message, **fields)
+        self._finish_files()
+        return exit_status
+
+    def _finish_files(self) -> None:
+        """One last write of everything queued; what still cannot be written is reported on stderr."""
+        now = time.monotonic()
+        for sink in self._unique_sinks():
+            if not sink.flush(now, force=True):
+                dropped = sink.loss.records
+                _say(f"could not write {sink.path} ({sink.error}) at exit: {sink.pending_bytes} bytes of records "
+                     f"lost{f', after {dropped} lines dropped earlier' if dropped else ''}")
+            sink.close()
+
+
+def _ignore_signal(signum: int, frame: object) -> None:
+    """The Python-level handler: the real work happens when the self-pipe wakes the loop."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``logwrap [options] -- CMD [ARGS...]``: returns the exit status (the child's, or 2/125/126/127)."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    try:
+        opts = parse_args(args)
+    except UsageError as exc:
+        _say(f"{exc}")
+        return EXIT_USAGE
+    if opts.help:
+        sys.stdout.write(USAGE)
+        sys.stdout.flush()
+        return 0
+    if opts.version:
+        from . import __version__
+
+        sys.stdout.write(f"logwrap (mlops-logging) {__version__}\n")
+        sys.stdout.flush()
+        return 0
+    try:
+        settings = settings_for(opts, os.environ)
+    except LogSetupError as exc:
+        _say(f"{exc}")
+        return EXIT_USAGE
+    return Supervisor(opts, settings).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

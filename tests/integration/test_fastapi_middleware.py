@@ -1,0 +1,176 @@
+"""The request middleware called in-process (httpx's ASGI transport), plus the uvicorn log config, against real files."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import logging.config
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from mlops_logging import configure_logging
+from mlops_logging.fastapi import (
+    SERVER_ACCESS_LOGGERS,
+    RequestLoggingMiddleware,
+    current_request_id,
+    instrument,
+    redact_query,
+    valid_request_id,
+)
+from mlops_logging.uvicorn_conf import LOG_CONFIG, LOG_CONFIG_FILE, log_config
+from support.records import read_records
+
+
+@pytest.fixture
+def logfile(log_root: Path, restore_logging: None) -> Iterator[Path]:
+    """In-process logging to <root>/fastapi/fastapi.log, undone after the test (server access loggers too)."""
+    saved = {name: (lg.disabled, lg.propagate, list(lg.handlers))
+             for name in SERVER_ACCESS_LOGGERS for lg in [logging.getLogger(name)]}
+    yield configure_logging("fastapi", stdout=False)
+    for name, (disabled, propagate, handlers) in saved.items():
+        logger = logging.getLogger(name)
+        logger.disabled, logger.propagate, logger.handlers[:] = disabled, propagate, handlers
+
+
+def call(app: Any, path: str = "/", headers: dict[str, str] | None = None) -> httpx.Response:
+    async def go() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=True)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await client.get(path, headers=headers or {})
+
+    return asyncio.run(go())
+
+
+def access(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in records if r["logger"] == "mlops_logging.access"]
+
+
+@pytest.mark.parametrize(("query", "expected"), [
+    ("", ""),
+    ("a=1&b=2", "a=1&b=2"),
+    ("api_key=abc&x=1", "api_key=[REDACTED]&x=1"),
+    ("token=t&max_tokens=5&prompt_token_ids=1", "token=[REDACTED]&max_tokens=5&prompt_token_ids=1"),
+    ("key=AIza&sig=zz&access_token=q", "key=[REDACTED]&sig=[REDACTED]&access_token=[REDACTED]"),
+    ("api%5Fkey=abc", "api%5Fkey=[REDACTED]"),
+    ("password=&flag", "password=&flag"),  # nothing to hide
+])
+def test_secret_query_parameters_are_redacted(query: str, expected: str) -> None:
+    assert redact_query(query.encode()) == expected
+
+
+@pytest.mark.parametrize(("value", "ok"), [
+    ("abc-123", True), ("A.b:c_d-9", True), ("x" * 128, True), ("x" * 129, False), ("", False),
+    ("has space", False), ("semi;colon", False), ("é", False), (None, False),
+])
+def test_request_id_validation(value: str | None, ok: bool) -> None:
+    assert valid_request_id(value) is ok
+
+
+def test_a_raising_app_gets_a_500_with_the_id_one_error_record_and_an_access_record(logfile: Path) -> None:
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        raise ValueError("exploded")
+
+    response = call(RequestLoggingMiddleware(app), "/x?token=abc", {"X-Request-ID": "boom-1"})
+    assert response.status_code == 500 and response.headers["x-request-id"] == "boom-1"
+    assert response.text == "Internal Server Error"
+    records = read_records(logfile)
+    [error] = [r for r in records if r["level"] == "ERROR" and r["logger"] == "mlops_logging.fastapi"]
+    assert error["request_id"] == "boom-1" and "ValueError: exploded" in error["exception"]
+    [record] = access(records)
+    assert record["status_code"] == 500 and record["level"] == "ERROR" and record["query"] == "token=[REDACTED]"
+    assert current_request_id() is None  # reset after the request
+
+
+def test_an_exception_after_the_headers_still_gives_a_500_access_record(logfile: Path) -> None:
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"x-request-id", b"app-set")]})
+        await send({"type": "http.response.body", "body": b"partial", "more_body": True})
+        raise RuntimeError("mid-body")
+
+    header_values: list[tuple[bytes, bytes]] = []
+    records_before = len(read_records(logfile))  # the app sets its own x-request-id: ours must replace it
+
+    async def run() -> None:
+        sent: list[dict] = []
+
+        async def receive() -> dict:
+            return {"type": "http.request", "body": b""}
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": "GET", "path": "/p", "query_string": b"", "headers": [],
+                 "client": ("10.0.0.1", 5)}
+        await RequestLoggingMiddleware(app)(scope, receive, send)
+        [start] = [m for m in sent if m["type"] == "http.response.start"]
+        header_values.extend(start["headers"])
+
+    asyncio.run(run())
+    records = read_records(logfile)[records_before:]
+    [record] = access(records)
+    assert record["status_code"] == 500 and record["bytes_sent"] == 7 and record["client"] == "10.0.0.1"
+    assert [v.decode() for k, v in header_values if k == b"x-request-id"] == [record["request_id"]]
+    assert [r for r in records if r["level"] == "ERROR" and "RuntimeError: mid-body" in r.get("exception", "")]
+
+
+def test_instrument_fastapi_once_ids_and_levels(logfile: Path) -> None:
+    app = FastAPI()
+
+    @app.get("/ok")
+    async def ok() -> dict[str, str | None]:
+        logging.getLogger("inner").info("inside")
+        return {"id": current_request_id()}
+
+    assert instrument(app) is app and instrument(app) is app
+    assert sum(m.cls is RequestLoggingMiddleware for m in app.user_middleware) == 1
+    assert logging.getLogger("uvicorn.access").disabled
+
+    good = call(app, "/ok", {"X-Request-ID": "good.id:1"})
+    bad = call(app, "/ok", {"X-Request-ID": "no good"})
+    missing = call(app, "/nothing-here")
+    assert good.json() == {"id": "good.id:1"} and good.headers["x-request-id"] == "good.id:1"
+    assert bad.json()["id"] == bad.headers["x-request-id"] != "no good" and len(bad.headers["x-request-id"]) == 32
+    records = read_records(logfile)
+    assert [(r["request_id"], r["status_code"], r["level"]) for r in access(records)] == [
+        ("good.id:1", 200, "INFO"), (bad.headers["x-request-id"], 200, "INFO"),
+        (missing.headers["x-request-id"], 404, "WARNING")]
+    assert [r["request_id"] for r in records if r["message"] == "inside"] == ["good.id:1", bad.headers["x-request-id"]]
+    [replaced] = [r for r in records if r["message"] == "invalid X-Request-ID replaced"]
+    assert replaced["invalid_request_id"] == "no good" and replaced["request_id"] == bad.headers["x-request-id"]
+
+
+def test_without_configure_logging_records_go_to_stdlib_logging(caplog: pytest.LogCaptureFixture) -> None:
+    from mlops_logging import output
+
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    previous = output.install(output.Output(service="unconfigured"))
+    try:
+        with caplog.at_level(logging.INFO, logger="mlops_logging.access"):
+            response = call(RequestLoggingMiddleware(app), "/n", {"X-Request-ID": "std-1"})
+    finally:
+        output.install(previous)
+    assert response.status_code == 204
+    [record] = [r for r in caplog.records if r.name == "mlops_logging.access"]
+    assert record.getMessage() == "GET /n 204" and record.request_id == "std-1" and record.status_code == 204
+
+
+def test_uvicorn_log_config_file_matches_and_installs_exactly_one_handler(log_root: Path,
+                                                                          restore_logging: None) -> None:
+    assert json.loads(LOG_CONFIG_FILE.read_text()) == LOG_CONFIG
+    logging.config.dictConfig(log_config(stdout=False))
+    logging.config.dictConfig(log_config(stdout=False))  # a second application (reload) must not stack handlers
+    root = logging.getLogger()
+    assert sum(getattr(h, "_mlops_logging", False) for h in root.handlers) == 1
+    assert not logging.getLogger("uvicorn.access").hasHandlers()
+    logging.getLogger("uvicorn.error").info("Application startup complete.")
+    [record] = read_records(log_root / "fastapi" / "fastapi.log")
+    assert record["logger"] == "uvicorn.error" and record["service"] == "fastapi"

@@ -1,0 +1,201 @@
+"""logwrap's failure policy: the child is never blocked and never loses its service because logging went wrong."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from support.records import read_records
+from wrap_helpers import WRAP, child_records, file_has, run_wrap, script, start_wrap, wait_for, wrapper_records
+
+
+def _numbers(records: list[dict], prefix: str) -> list[int]:
+    return [int(r["message"].split()[1]) for r in records if r["message"].startswith(prefix + " ")]
+
+
+def test_log_file_renamed_then_deleted_mid_run_loses_nothing_and_is_recreated(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    log = logs / "rot.log"
+    prog = script(tmp_path, "phases.py", f"""\
+        import os, sys, time
+        for phase in "abc":
+            for i in range(200):
+                print(f"{{phase}} {{i}}", flush=True)
+            while phase != "c" and not os.path.exists({str(tmp_path)!r} + "/go-" + phase):
+                time.sleep(0.01)
+    """)
+    proc = start_wrap(logs, "--service", "rot", command=prog, stdout=subprocess.DEVNULL)
+    wait_for(lambda: file_has(log, b'"a 199"'), what="phase a in the file")
+    os.rename(log, logs / "rot.log.1")  # logrotate's rename/create
+    (tmp_path / "go-a").touch()
+    wait_for(lambda: file_has(log, b'"b 199"'), what="phase b in a new file")
+    phase_b = read_records(log)
+    log.unlink()  # a cleanup job deletes the live file
+    (tmp_path / "go-b").touch()
+    assert proc.wait(timeout=30) == 0
+    assert _numbers(read_records(logs / "rot.log.1"), "a") == list(range(200))
+    assert _numbers(phase_b, "b") == list(range(200))
+    final = read_records(log)
+    assert _numbers(final, "c") == list(range(200))
+    assert final[-1]["exit_code"] == 0
+
+
+def test_unwritable_log_directory_without_strict_still_runs_the_child(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("a regular file where the log directory's parent should be")
+    marker = tmp_path / "ran"
+    result = run_wrap(blocker / "logs", "--service", "svc", command=["sh", "-c", f"touch {marker}; echo served"])
+    assert result.returncode == 0
+    assert marker.exists()
+    assert result.stdout == b"served\n"  # passthrough keeps the service's output visible
+    assert result.stderr.count(b"\n") == 1 and b"without log files" in result.stderr
+
+
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_unwritable_log_directory_with_strict_exits_before_the_child_runs(tmp_path: Path, how: str) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    marker = tmp_path / "ran"
+    args = ["--strict"] if how == "flag" else []
+    env = {**os.environ, "MLOPS_LOG_STRICT": "1"} if how == "env" else None
+    result = run_wrap(blocker / "logs", "--service", "svc", *args, command=["sh", "-c", f"touch {marker}"], env=env)
+    assert result.returncode == 125
+    assert not marker.exists()
+    assert result.stderr.count(b"\n") == 1 and b"--strict" in result.stderr and b"cannot create" in result.stderr
+
+
+def test_log_file_that_is_a_symlink_is_refused(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    target = tmp_path / "elsewhere"
+    (logs / "svc.log").symlink_to(target)
+    result = run_wrap(logs, "--service", "svc", "--strict", command=["true"])
+    assert result.returncode == 125 and b"symlink" in result.stderr
+    assert not target.exists()
+
+
+def test_passthrough_reader_gone_turns_passthrough_off_and_the_file_keeps_everything(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # docker logs' reader died: every write to our stdout is EPIPE
+    prog = script(tmp_path, "chatty.py", """\
+        import sys
+        for i in range(5000):
+            print(f"n {i}", flush=(i % 100 == 0))
+        print("to stderr", file=sys.stderr)
+    """)
+    try:
+        result = run_wrap(logs, "--service", "epipe", command=prog, stdout=write_end)
+    finally:
+        os.close(write_end)
+    assert result.returncode == 0
+    assert result.stderr == b"to stderr\n"  # the other stream still passes through
+    records = read_records(logs / "epipe.log")
+    assert _numbers(records, "n") == list(range(5000))
+    warnings = [r for r in wrapper_records(logs / "epipe.log") if r["level"] == "WARNING"]
+    assert len(warnings) == 1
+    assert warnings[0]["stream"] == "stdout" and "Broken pipe" in warnings[0]["message"]
+
+
+def test_closed_stdout_fd_is_survived(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    command = ["sh", "-c", 'exec "$@" 1>&-', "sh", *WRAP, "--log-dir", str(logs), "--service", "closed", "--",
+               "sh", "-c", "echo one; echo two"]
+    result = subprocess.run(command, capture_output=True, timeout=30, check=False)
+    assert result.returncode == 0, result.stderr
+    assert [r["message"] for r in child_records(logs / "closed.log")] == ["one", "two"]
+    assert any("stdout is closed" in r["message"] for r in wrapper_records(logs / "closed.log"))
+
+
+def test_stuck_passthrough_reader_never_blocks_the_child(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    read_end, write_end = os.pipe()  # nobody reads this until logwrap has exited
+    lines = 20_000  # about 2 MB: more than the pipe and the 1 MiB passthrough buffer hold
+    prog = script(tmp_path, "flood.py", f"""\
+        import sys
+        for i in range({lines}):
+            sys.stdout.write(f"n {{i}} " + "x" * 90 + "\\n")
+        sys.stdout.flush()
+    """)
+    try:
+        result = run_wrap(logs, "--service", "stuck", "--drain-timeout", "0.3", command=prog, stdout=write_end,
+                          timeout=60)
+        os.close(write_end)
+        write_end = -1
+        passed = b""
+        while chunk := os.read(read_end, 1 << 20):
+            passed += chunk
+    finally:
+        os.close(read_end)
+        if write_end >= 0:
+            os.close(write_end)
+    assert result.returncode == 0
+    total = sum(len(f"n {i} ".encode()) + 91 for i in range(lines))
+    assert _numbers(read_records(logs / "stuck.log"), "n") == list(range(lines))  # the file has everything
+    (warning,) = [r for r in wrapper_records(logs / "stuck.log") if r["level"] == "WARNING"]
+    assert "fell behind" in warning["message"]
+    assert len(passed) < total
+    assert len(passed) + warning["passthrough_dropped_bytes"] == total  # every byte accounted for
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path: Path):
+    """A 1 MiB tmpfs to fill up (root only)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a tmpfs")
+    mount = tmp_path / "full"
+    mount.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True,
+                            check=False)
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.mark.root
+def test_disk_full_keeps_the_child_running_and_reports_the_loss_when_space_returns(
+    tmp_path: Path, small_tmpfs: Path
+) -> None:
+    filler = small_tmpfs / "filler"
+    filler.write_bytes(b"\0" * (600 * 1024))  # leaves about 400 KiB for the log
+    logs = small_tmpfs / "logs"
+    done, go = tmp_path / "done", tmp_path / "go"
+    lines = 20_000  # about 2 MiB of output, 4 MiB of JSON records: the disk fills early
+    prog = script(tmp_path, "writer.py", f"""\
+        import os, sys, time
+        for i in range({lines}):
+            sys.stdout.write(f"n {{i}} " + "y" * 90 + "\\n")
+        sys.stdout.flush()
+        open({str(done)!r}, "w").close()  # every line written while the disk was full: we were never blocked
+        while not os.path.exists({str(go)!r}):
+            time.sleep(0.01)
+        print("after", flush=True)
+    """)
+    passthrough = tmp_path / "stdout.bin"
+    with passthrough.open("wb") as out:
+        proc = start_wrap(logs, "--service", "full", "--buffer-bytes", "256k", command=prog, stdout=out,
+                          stderr=subprocess.PIPE)
+        wait_for(done.exists, timeout=60, what="the child to write everything while the disk is full")
+        assert proc.poll() is None
+        filler.unlink()  # space comes back: within a retry interval the file is written again
+        wait_for(lambda: file_has(logs / "full.log", b"lost_records"), what="the loss report")
+        go.touch()
+        assert proc.wait(timeout=30) == 0
+    expected = "".join(f"n {i} " + "y" * 90 + "\n" for i in range(lines)) + "after\n"
+    assert passthrough.read_bytes() == expected.encode()  # passthrough complete
+    records = read_records(logs / "full.log")  # every line is a whole, valid record: nothing torn
+    numbers = _numbers(records, "n")
+    assert numbers == sorted(set(numbers))  # in order, no duplicates
+    (report,) = [r for r in wrapper_records(logs / "full.log") if "lost_records" in r]
+    assert report["level"] == "WARNING" and "No space left on device" in report["error"]
+    assert report["lost_records"] > 0 and report["lost_bytes"] > 0
+    assert report["lost_records"] + len(numbers) == lines  # every line is either in the file or counted as lost
+    assert report["lost_since"] <= report["lost_until"]
+    assert [r["message"] for r in records[-2:]] == ["after", records[-1]["message"]]
+    assert records[-1]["exit_code"] == 0

@@ -1,0 +1,195 @@
+"""logwrap as a process supervisor: exit status, signal forwarding, kill-after, zombie reaping, bounded drain."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from wrap_helpers import (
+    PY,
+    child_records,
+    file_has,
+    pid_alive,
+    pid_gone,
+    run_wrap,
+    script,
+    start_wrap,
+    wait_for,
+    wrapper_records,
+)
+
+
+@pytest.mark.parametrize("code", [0, 1, 2, 3, 42, 125, 126, 127, 128, 129, 200, 254, 255])
+def test_exit_status_is_the_childs(tmp_path: Path, code: int) -> None:
+    logs = tmp_path / "logs"
+    result = run_wrap(logs, "--service", "code", command=["sh", "-c", f"exit {code}"])
+    assert result.returncode == code
+    last = wrapper_records(logs / "code.log")[-1]
+    assert last["exit_code"] == code
+    assert last["level"] == ("INFO" if code == 0 else "ERROR")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSEGV, signal.SIGABRT, signal.SIGTERM, signal.SIGUSR1])
+def test_death_by_signal_is_128_plus_n(tmp_path: Path, sig: signal.Signals) -> None:
+    logs = tmp_path / "logs"
+    result = run_wrap(logs, "--service", "sig", command=[PY, "-c", f"import os; os.kill(os.getpid(), {int(sig)})"])
+    assert result.returncode == 128 + sig
+    last = wrapper_records(logs / "sig.log")[-1]
+    assert last["signal"] == sig.name and last["exit_code"] == 128 + sig
+    assert last["level"] == "ERROR"  # nobody asked for it
+
+
+HANDLER = """\
+    import os, signal, sys, time
+    got = []
+    for name in ("SIGTERM", "SIGINT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGQUIT", "SIGWINCH"):
+        signal.signal(getattr(signal, name), lambda n, f: got.append(signal.Signals(n).name))
+    print("ready", flush=True)
+    deadline = time.monotonic() + 30
+    while not got and time.monotonic() < deadline:
+        time.sleep(0.01)
+    print("got", got[0], flush=True)
+    sys.exit(7)
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2,
+                                 signal.SIGQUIT, signal.SIGWINCH])
+def test_signals_are_forwarded_to_the_child(tmp_path: Path, sig: signal.Signals) -> None:
+    logs = tmp_path / "logs"
+    proc = start_wrap(logs, "--service", "fwd", command=script(tmp_path, "handler.py", HANDLER),
+                      stdout=subprocess.PIPE)
+    wait_for(lambda: file_has(logs / "fwd.log", b'"ready"'), what="the child to start")
+    proc.send_signal(sig)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 7
+    assert out == f"ready\ngot {sig.name}\n".encode()
+    assert [r["message"] for r in child_records(logs / "fwd.log")] == ["ready", f"got {sig.name}"]
+
+
+def test_partial_line_is_flushed_when_the_child_dies_of_term(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    prog = script(tmp_path, "progress.py", """\
+        import sys, time
+        sys.stdout.write("loading weights 42%")
+        sys.stdout.flush()
+        time.sleep(60)
+    """)
+    proc = start_wrap(logs, "--service", "term", command=prog, stdout=subprocess.PIPE)
+    wait_for(lambda: file_has(logs / "term.log", b"logwrap started"), what="startup record")
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert out == b"loading weights 42%"
+    (record,) = child_records(logs / "term.log")
+    assert record["message"] == "loading weights 42%" and record["partial"] is True
+    last = wrapper_records(logs / "term.log")[-1]
+    assert last["signal"] == "SIGTERM" and last["level"] == "INFO"  # we forwarded it: an orderly stop
+
+
+def test_kill_after_sends_sigkill_to_a_child_that_ignores_term(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    prog = script(tmp_path, "stubborn.py", """\
+        import signal, time
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        print("ready", flush=True)
+        time.sleep(60)
+    """)
+    proc = start_wrap(logs, "--service", "stubborn", "--kill-after", "0.3", command=prog)
+    wait_for(lambda: file_has(logs / "stubborn.log", b'"ready"'), what="the child to start")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 128 + signal.SIGKILL
+    messages = [r["message"] for r in wrapper_records(logs / "stubborn.log")]
+    assert any("--kill-after" in m and "SIGKILL" in m for m in messages), messages
+
+
+def test_signal_group_reaches_the_childs_whole_process_group(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    prog = script(tmp_path, "family.py", """\
+        import os, signal, sys, time
+        def bye(n, f):
+            print(f"{os.getpid()} got {signal.Signals(n).name}", flush=True)
+            os._exit(0)
+        signal.signal(signal.SIGTERM, bye)
+        if os.fork() == 0:
+            print("grandchild ready", flush=True)
+            time.sleep(60)
+            os._exit(1)
+        time.sleep(0.05)
+        print("parent ready", flush=True)
+        os.wait()
+        time.sleep(60)
+    """)
+    proc = start_wrap(logs, "--service", "group", "--signal-group", command=prog)
+    log = logs / "group.log"
+    wait_for(lambda: file_has(log, b"grandchild ready") and file_has(log, b"parent ready"), what="both processes")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0
+    got = [r["message"] for r in child_records(logs / "group.log") if "got" in r["message"]]
+    assert len(got) == 2 and all(m.endswith("got SIGTERM") for m in got)
+
+
+def test_orphans_are_reaped_with_subreaper(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    pid_file = tmp_path / "grandchild.pid"
+    go = tmp_path / "go"
+    prog = script(tmp_path, "orphan.py", f"""\
+        import os, sys, time
+        middle = os.fork()
+        if middle == 0:
+            if os.fork() == 0:  # the grandchild: detach from the pipes, outlive its parent, then exit
+                fd = os.open(os.devnull, os.O_RDWR)
+                os.dup2(fd, 1); os.dup2(fd, 2)
+                time.sleep(0.2)
+                with open({str(pid_file)!r} + ".tmp", "w") as f:
+                    f.write(str(os.getpid()))
+                os.rename({str(pid_file)!r} + ".tmp", {str(pid_file)!r})
+                time.sleep(0.2)
+                os._exit(0)
+            os._exit(0)  # the middle process exits at once: the grandchild is an orphan now
+        os.waitpid(middle, 0)
+        print("orphan made", flush=True)
+        while not os.path.exists({str(go)!r}):
+            time.sleep(0.01)
+    """)
+    proc = start_wrap(logs, "--service", "reaper", "--subreaper", command=prog)
+    grandchild = int(wait_for(lambda: pid_file.exists() and pid_file.read_text(), what="the grandchild's pid"))
+    # The orphan was re-parented to logwrap (the subreaper) ...
+    with open(f"/proc/{grandchild}/stat") as f:
+        assert int(f.read().rsplit(")", 1)[1].split()[1]) == proc.pid
+    # ... and once it exits, logwrap reaps it: no zombie is left behind while logwrap and the child still run.
+    wait_for(lambda: pid_gone(grandchild), what="the orphan to be reaped")
+    assert proc.poll() is None
+    go.touch()
+    assert proc.wait(timeout=30) == 0
+    assert wrapper_records(logs / "reaper.log")[-1]["orphans_reaped"] >= 1
+
+
+def test_a_grandchild_holding_the_pipes_does_not_hang_logwrap(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    pid_file = tmp_path / "sleeper.pid"
+    command = ["sh", "-c", f"sleep 60 & echo $! > {pid_file}; echo 'child done'; printf 'unterminated'"]
+    started = time.monotonic()
+    proc = start_wrap(logs, "--service", "drain", "--drain-timeout", "0.5", command=command, stdout=subprocess.PIPE)
+    try:
+        out, _ = proc.communicate(timeout=30)
+        elapsed = time.monotonic() - started
+        sleeper = int(pid_file.read_text())
+        assert pid_alive(sleeper)  # it still holds the pipes: logwrap stopped waiting anyway
+    finally:
+        if pid_file.exists():
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)
+    assert proc.returncode == 0
+    assert elapsed < 20  # the sleeper holds the pipes for 60 s
+    assert out == b"child done\nunterminated"
+    records = child_records(logs / "drain.log")
+    assert [(r["message"], r.get("partial", False)) for r in records] == [("child done", False), ("unterminated", True)]
+    warnings = [r for r in wrapper_records(logs / "drain.log") if r["level"] == "WARNING"]
+    assert len(warnings) == 1 and "still held open" in warnings[0]["message"]
+    assert "--drain-timeout" in warnings[0]["message"]
+    assert wrapper_records(logs / "drain.log")[-1]["exit_code"] == 0

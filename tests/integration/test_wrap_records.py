@@ -1,0 +1,298 @@
+"""logwrap as a real process: what the child's bytes become in the file, and what passes through untouched."""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import select
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from support.records import read_lines, read_records
+from wrap_helpers import PY, WRAP, child_records, reassemble, run_wrap, script, wrapper_records
+
+
+def test_lines_become_records_and_pass_through_byte_for_byte(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    result = run_wrap(logs, "--service", "demo",
+                      command=["sh", "-c", "echo out-1; echo err-1 >&2; echo out-2; printf 'no newline'"])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"out-1\nout-2\nno newline"
+    assert result.stderr == b"err-1\n"
+    records = child_records(logs / "demo.log")
+    by_stream = {s: [(r["message"], r.get("partial", False)) for r in records if r["stream"] == s]
+                 for s in ("stdout", "stderr")}
+    assert by_stream["stdout"] == [("out-1", False), ("out-2", False), ("no newline", True)]
+    assert by_stream["stderr"] == [("err-1", False)]
+    assert all(r["service"] == "demo" and r["level"] == "INFO" and r["pid"] > 1 for r in records)
+
+
+def test_partial_final_line_is_flushed_at_eof(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    prog = [PY, "-c", "import sys; sys.stdout.write('a\\nb'); sys.stderr.write('c')"]
+    result = run_wrap(logs, "--service", "eof", command=prog)
+    assert result.returncode == 0
+    assert [(r["message"], r.get("partial", False)) for r in child_records(logs / "eof.log")
+            if r["stream"] == "stdout"] == [("a", False), ("b", True)]
+    assert [(r["message"], r.get("partial")) for r in child_records(logs / "eof.log")
+            if r["stream"] == "stderr"] == [("c", True)]
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+def test_line_lengths_around_max_line_bytes_split_and_reassemble(tmp_path: Path, fmt: str) -> None:
+    logs = tmp_path / "logs"
+    maximum = 100
+    lengths = [maximum - 1, maximum, maximum + 1, 2 * maximum, 2 * maximum + 1, 1, 0]
+    lines = [("".join(chr(ord("a") + (i + n) % 26) for i in range(n))) for n in lengths]
+    payload = "".join(line + "\n" for line in lines)
+    prog = script(tmp_path, "long.py", f"import sys; sys.stdout.write({payload!r})")
+    result = run_wrap(logs, "--service", "long", "--max-line-bytes", str(maximum), "--format", fmt, command=prog)
+    assert result.returncode == 0
+    assert result.stdout == payload.encode()
+    if fmt == "text":
+        body = [line for line in read_lines(logs / "long.log") if b"[stdout]" in line]
+        # Text records: one per piece, every piece at most max bytes.
+        assert len(body) == 1 + 1 + 2 + 2 + 3 + 1 + 1
+        return
+    records = child_records(logs / "long.log")
+    assert reassemble(records) == lines
+    pieces = [(len(r["message"]), r.get("partial", False)) for r in records]
+    assert pieces == [
+        (99, False),
+        (100, False),
+        (100, True), (1, False),
+        (100, True), (100, False),
+        (100, True), (100, True), (1, False),
+        (1, False),
+        (0, False),
+    ]
+
+
+def test_invalid_utf8_round_trips_through_raw_b64(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    lines = [b"plain ascii", b"latin-1 caf\xe9", b"\xff\xfe\x00\x01 binary \x80\x81", bytes(range(0x80, 0x100)),
+             "ok ünïcödé".encode()]
+    payload = b"".join(line + b"\n" for line in lines)
+    prog = script(tmp_path, "bin.py", f"import sys; sys.stdout.buffer.write({payload!r})")
+    result = run_wrap(logs, "--service", "bin", command=prog)
+    assert result.returncode == 0
+    assert result.stdout == payload  # passthrough is byte for byte
+    records = child_records(logs / "bin.log")
+    assert len(records) == len(lines)
+    for line, record in zip(lines, records, strict=True):
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            assert base64.b64decode(record["raw_b64"]) == line
+            assert "\ufffd" in record["message"]
+        else:
+            assert "raw_b64" not in record
+            assert record["message"] == text
+
+
+def test_cr_and_ansi_are_stripped_in_records_but_not_in_passthrough(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    payload = (b"\x1b[32mINFO\x1b[0m:     Application startup complete.\r\n"
+               b"\x1b[1;31mbold red\x1b[0m plain\r\r\n"
+               b"Loading 10%\rLoading 100%\n")
+    prog = script(tmp_path, "ansi.py", f"import sys; sys.stdout.buffer.write({payload!r})")
+    result = run_wrap(logs, "--service", "ansi", command=prog)
+    assert result.stdout == payload
+    messages = [r["message"] for r in child_records(logs / "ansi.log")]
+    assert messages == ["INFO:     Application startup complete.", "bold red plain", "Loading 100%"]
+    assert all("\x1b" not in m and "\r" not in m for m in messages)
+
+
+def test_python_traceback_is_one_error_record(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    prog = script(tmp_path, "crash.py", """\
+        import sys
+        print("starting", flush=True)
+        def inner():
+            raise ValueError("boom")
+        def outer():
+            inner()
+        outer()
+    """)
+    result = run_wrap(logs, "--service", "crash", command=prog)
+    assert result.returncode == 1
+    assert b"ValueError: boom" in result.stderr
+    errors = [r for r in child_records(logs / "crash.log") if r["stream"] == "stderr"]
+    assert len(errors) == 1, errors
+    (tb,) = errors
+    assert tb["level"] == "ERROR"
+    assert tb["message"].startswith("Traceback (most recent call last):\n")
+    assert tb["message"].endswith("ValueError: boom")
+    assert 'in inner\n    raise ValueError("boom")' in tb["message"]
+    exit_record = wrapper_records(logs / "crash.log")[-1]
+    assert exit_record["level"] == "ERROR" and exit_record["exit_code"] == 1
+
+
+def test_text_format(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    result = run_wrap(logs, "--service", "txt", "--format", "text",
+                      command=["sh", "-c", "echo 'WARNING: disk almost full'; echo 'to stderr' >&2"])
+    assert result.returncode == 0
+    lines = (logs / "txt.log").read_text().splitlines()
+    ts = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z"
+    assert any(re.fullmatch(rf"{ts} WARNING \[stdout\] WARNING: disk almost full", line) for line in lines), lines
+    assert any(re.fullmatch(rf"{ts} INFO \[stderr\] to stderr", line) for line in lines), lines
+    assert re.fullmatch(rf"{ts} INFO \[logwrap\] logwrap started .*", lines[0])
+
+
+def test_format_and_directory_from_environment(tmp_path: Path) -> None:
+    logs = tmp_path / "env-logs"
+    env = {**os.environ, "MLOPS_LOG_DIR": str(logs), "MLOPS_LOG_FORMAT": "text", "MLOPS_SERVICE": "fromenv"}
+    result = subprocess.run([*WRAP, "--", "echo", "hi"], env=env, capture_output=True, timeout=30, check=False)
+    assert result.returncode == 0, result.stderr
+    assert b" INFO [stdout] hi\n" in (logs / "fromenv.log").read_bytes()
+
+
+def test_service_defaults_to_the_command_base_name_under_the_log_root(tmp_path: Path, log_root: Path) -> None:
+    result = subprocess.run([*WRAP, "--", "/bin/echo", "hi"], capture_output=True, timeout=30, check=False)
+    assert result.returncode == 0, result.stderr
+    assert [r["message"] for r in child_records(log_root / "echo" / "echo.log")] == ["hi"]
+
+
+def test_split_streams_write_one_file_per_stream(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    result = run_wrap(logs, "--service", "split", "--split-streams",
+                      command=["sh", "-c", "echo o1; echo e1 >&2; echo o2; echo e2 >&2; exit 4"])
+    assert result.returncode == 4
+    assert not (logs / "split.log").exists()
+    out = read_records(logs / "split.stdout.log")
+    err = read_records(logs / "split.stderr.log")
+    assert [r["message"] for r in out if r.get("logger") != "logwrap"] == ["o1", "o2"]
+    assert [r["message"] for r in err if r.get("logger") != "logwrap"] == ["e1", "e2"]
+    assert {r["stream"] for r in out if "stream" in r} == {"stdout"}
+    # Each file says how the run started and ended.
+    for records in (out, err):
+        assert records[0]["message"].startswith("logwrap started")
+        assert records[-1]["exit_code"] == 4
+
+
+def test_stdin_is_inherited_by_the_child(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    result = run_wrap(logs, "--service", "cat", command=["cat"], input=b"from stdin\n", stdin=None)
+    assert result.returncode == 0
+    assert result.stdout == b"from stdin\n"
+    assert [r["message"] for r in child_records(logs / "cat.log")] == ["from stdin"]
+
+
+def test_no_passthrough(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    result = run_wrap(logs, "--service", "quiet", "--no-passthrough", command=["sh", "-c", "echo a; echo b >&2"])
+    assert (result.returncode, result.stdout, result.stderr) == (0, b"", b"")
+    assert sorted(r["message"] for r in child_records(logs / "quiet.log")) == ["a", "b"]
+
+
+def test_secrets_in_the_command_line_are_redacted(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    command = ["sh", "-c", "exit 0", "vllm", "--api-key", "sk-live-123", "--hf-token=hf_abcdef", "HF_TOKEN=hf_xyz",
+               "--password", "hunter2", "--max-tokens", "512", "--backend-store-uri",
+               "postgresql://mlflow:dbpass@db:5432/mlflow"]
+    result = run_wrap(logs, "--service", "secret", command=command)
+    assert result.returncode == 0
+    text = (logs / "secret.log").read_text()
+    for secret in ("sk-live-123", "hf_abcdef", "hf_xyz", "hunter2", "dbpass"):
+        assert secret not in text
+    started = wrapper_records(logs / "secret.log")[0]
+    assert started["command"] == ("sh -c 'exit 0' vllm --api-key '[REDACTED]' '--hf-token=[REDACTED]' "
+                                  "'HF_TOKEN=[REDACTED]' --password '[REDACTED]' --max-tokens 512 "
+                                  "--backend-store-uri 'postgresql://mlflow:[REDACTED]@db:5432/mlflow'")
+
+
+def test_size_rotation_keeps_records_whole(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    prog = script(tmp_path, "many.py", """\
+        import sys
+        for i in range(3000):
+            sys.stdout.write(f"line {i:05d} " + "x" * 60 + "\\n")
+    """)
+    result = run_wrap(logs, "--service", "rot", "--max-bytes", "64k", "--backups", "3", "--no-passthrough",
+                      command=prog)
+    assert result.returncode == 0
+    files = [logs / "rot.log.3", logs / "rot.log.2", logs / "rot.log.1", logs / "rot.log"]
+    assert all(f.exists() for f in files) and not (logs / "rot.log.4").exists()
+    numbers = []
+    for f in files:
+        assert f.stat().st_size <= 64 * 1024 + 4096 + 300  # rotation happens between batches of whole records
+        numbers += [int(r["message"].split()[1]) for r in read_records(f) if r.get("logger") != "logwrap"]
+    assert numbers == list(range(numbers[0], 3000))  # the newest records, in order, none torn or repeated
+
+
+# --- bad usage --------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "status", "needle"),
+    [
+        (["echo", "hi"], 2, b"missing '--'"),
+        (["--service", "x"], 2, b"missing '--'"),
+        (["--"], 2, b"no command after '--'"),
+        (["--frobnicate", "--", "echo"], 2, b"unknown option '--frobnicate'"),
+        (["--format", "xml", "--", "echo"], 2, b"'xml' is not known"),
+        (["--service", "../etc", "--", "echo"], 2, b"invalid service name"),
+        (["--kill-after", "soon", "--", "echo"], 2, b"not a number of seconds"),
+        (["--", "definitely-not-a-command-xyz"], 127, b"command not found"),
+        (["--", "/"], 126, b"cannot execute"),
+    ],
+)
+def test_bad_usage_gives_one_clear_line_and_the_conventional_status(
+    tmp_path: Path, args: list[str], status: int, needle: bytes
+) -> None:
+    result = subprocess.run([*WRAP, "--log-dir", str(tmp_path / "logs"), *args], capture_output=True, timeout=30,
+                            check=False)
+    assert result.returncode == status
+    assert result.stdout == b""
+    assert result.stderr.count(b"\n") == 1 and result.stderr.startswith(b"logwrap: "), result.stderr
+    assert needle in result.stderr
+
+
+def test_not_executable_file_is_126_and_logged(tmp_path: Path) -> None:
+    prog = tmp_path / "prog.sh"
+    prog.write_text("#!/bin/sh\necho never\n")
+    prog.chmod(0o644)
+    logs = tmp_path / "logs"
+    result = run_wrap(logs, "--service", "noexec", command=[str(prog)])
+    assert result.returncode == 126
+    assert result.stderr.count(b"\n") == 1 and b"cannot execute" in result.stderr
+    (record,) = read_records(logs / "noexec.log")
+    assert record["level"] == "ERROR" and record["exit_code"] == 126
+
+
+def test_invalid_setting_in_environment_is_a_usage_error(tmp_path: Path) -> None:
+    env = {**os.environ, "MLOPS_LOG_FORMAT": "yaml"}
+    result = subprocess.run([*WRAP, "--log-dir", str(tmp_path), "--", "echo"], env=env, capture_output=True,
+                            timeout=30, check=False)
+    assert result.returncode == 2 and b"MLOPS_LOG_FORMAT" in result.stderr
+
+
+def test_help(tmp_path: Path) -> None:
+    result = subprocess.run([*WRAP, "--help"], capture_output=True, timeout=30, check=False)
+    assert result.returncode == 0 and b"usage: logwrap [options] -- CMD [ARGS...]" in result.stdout
+
+
+def test_passthrough_to_a_terminal_leaves_the_shared_terminal_blocking(tmp_path: Path) -> None:
+    """stdin, stdout and stderr on one terminal (``docker run -it``): our non-blocking writes must not make the
+    child's stdin non-blocking, so passthrough uses a private file description."""
+    import pty
+
+    logs = tmp_path / "logs"
+    controller, terminal = pty.openpty()
+    check = "import fcntl, os; print('stdin nonblocking:', bool(fcntl.fcntl(0, fcntl.F_GETFL) & os.O_NONBLOCK))"
+    try:
+        result = run_wrap(logs, "--service", "tty", command=[PY, "-c", check], stdin=terminal, stdout=terminal,
+                          stderr=terminal)
+        seen = b""
+        while b"\n" not in seen and select.select([controller], [], [], 10)[0]:
+            seen += os.read(controller, 1024)
+    finally:
+        os.close(terminal)
+        os.close(controller)
+    assert result.returncode == 0
+    assert b"stdin nonblocking: False" in seen
+    assert [r["message"] for r in child_records(logs / "tty.log")] == ["stdin nonblocking: False"]

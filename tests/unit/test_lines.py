@@ -1,0 +1,438 @@
+"""The framer: one stream's bytes -> records. Pure logic, fed by hand; the real-process tests live in integration/."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mlops_logging.lines import StreamFramer, clean_line, render_wrapper_record
+from tests.support.records import assert_valid
+
+TS = 1_795_680_000.25  # a fixed wall clock, so outputs of different runs compare byte for byte
+
+
+def framer(**kwargs: Any) -> StreamFramer:
+    options: dict[str, Any] = {"service": "vllm", "stream": "stdout", "clock": lambda: TS}
+    options.update(kwargs)
+    return StreamFramer(**options)
+
+
+def run(data: bytes | list[bytes], **kwargs: Any) -> bytes:
+    """Feed ``data`` (one chunk or a list of chunks), then close; all output."""
+    f = framer(**kwargs)
+    chunks = [data] if isinstance(data, bytes) else data
+    return b"".join(f.feed(chunk, 1.0) for chunk in chunks) + f.close(2.0)
+
+
+def records(data: bytes | list[bytes], **kwargs: Any) -> list[dict[str, Any]]:
+    out = run(data, **kwargs)
+    assert out == b"" or out.endswith(b"\n")
+    result = [json.loads(line) for line in out.split(b"\n")[:-1]]
+    for record in result:
+        assert_valid(record)
+    return result
+
+
+def texts(data: bytes | list[bytes], **kwargs: Any) -> list[str]:
+    return run(data, fmt="text", **kwargs).decode().split("\n")[:-1]
+
+
+# --- the record ------------------------------------------------------------------------------------------------------
+
+
+def test_one_json_record_per_line_with_the_schema_keys_in_order() -> None:
+    out = run(b"(APIServer pid=1) INFO 11-26 08:16:47 [api.py:1] hello\n", pid=4242, logger="vllm.server")
+    assert out == (
+        b'{"timestamp":"2026-11-26T08:00:00.250Z","level":"INFO",'
+        b'"message":"(APIServer pid=1) INFO 11-26 08:16:47 [api.py:1] hello",'
+        b'"service":"vllm","logger":"vllm.server","pid":4242,"stream":"stdout"}\n'
+    )
+
+
+def test_logger_and_pid_are_left_out_when_not_given() -> None:
+    (record,) = records(b"x\n", stream="stderr")
+    assert list(record) == ["timestamp", "level", "message", "service", "stream"]
+    assert record["stream"] == "stderr"
+
+
+def test_text_format_is_timestamp_level_stream_line() -> None:
+    assert texts(b"WARNING:  careful\nplain\n", stream="stderr") == [
+        "2026-11-26T08:00:00.250Z WARNING [stderr] WARNING:  careful",
+        "2026-11-26T08:00:00.250Z INFO [stderr] plain",
+    ]
+
+
+def test_text_format_escapes_control_characters_so_one_record_is_one_line() -> None:
+    assert texts(b"a\tb\\c\x00d\x7fe\xe2\x80\xa8f\n") == [
+        "2026-11-26T08:00:00.250Z INFO [stdout] a\\tb\\\\c\\x00d\\x7fe\\u2028f"
+    ]
+
+
+def test_a_record_is_one_line_even_when_the_message_holds_json_special_characters() -> None:
+    line = b'INFO:     127.0.0.1:1 - "GET /a\\b HTTP/1.1" 200 \x01\t'
+    (record,) = records(line + b"\n")
+    assert record["message"] == line.decode()
+
+
+def test_the_timestamp_is_the_wall_clock_at_read_time() -> None:
+    (record,) = records(b"x\n")
+    assert record["timestamp"] == "2026-11-26T08:00:00.250Z"
+
+
+def test_bad_arguments_are_refused() -> None:
+    from mlops_logging.errors import LogSetupError
+
+    with pytest.raises(LogSetupError):
+        StreamFramer(service="../etc", stream="stdout")
+    with pytest.raises(ValueError):
+        StreamFramer(service="vllm", stream="stdin")
+    with pytest.raises(ValueError):
+        StreamFramer(service="vllm", stream="stdout", fmt="xml")
+    with pytest.raises(ValueError):
+        StreamFramer(service="vllm", stream="stdout", max_line_bytes=0)
+
+
+# --- levels and continuation lines -----------------------------------------------------------------------------------
+
+
+def test_level_is_parsed_from_the_line_and_anything_else_is_info() -> None:
+    got = records(b"ERROR:    boom\n2026/11/26 08:19:10 WARNING mlflow.x: hm\nan error occurred\n")
+    assert [r["level"] for r in got] == ["ERROR", "WARNING", "INFO"]
+
+
+def test_continuation_lines_inherit_the_level_of_the_line_they_continue() -> None:
+    data = b"WARNING:  first\n  indented\n\tmore\n\nnext plain\n  indented after plain\n"
+    expected = ["WARNING", "WARNING", "WARNING", "WARNING", "INFO", "INFO"]
+    assert [r["level"] for r in records(data)] == expected
+    assert [line.split()[1] for line in texts(data)] == expected
+
+
+def test_continuation_inherits_across_feeds() -> None:
+    f = framer()
+    f.feed(b"ERROR:    first\n", 1.0)
+    out = f.feed(b"  continued\n", 1.1)
+    assert json.loads(out)["level"] == "ERROR"
+
+
+# --- cleaning --------------------------------------------------------------------------------------------------------
+
+
+def test_cr_and_ansi_are_stripped() -> None:
+    data = (
+        b"\x1b[32mINFO\x1b[0m:     Started server process [1]\n"  # uvicorn with colours
+        b"(APIServer pid=1) INFO 11-26 08:16:47 [api_utils.py:347] banner\r\n"  # vLLM banner ends in CR
+        b"\rLoading: 0%\rLoading: 50%\rLoading: 100%\n"  # progress bar: the final redraw
+        b"\x1b]0;title\x07after title\n"  # OSC
+        b"crlf line\r\r\n"
+    )
+    got = records(data)
+    assert [r["message"] for r in got] == [
+        "INFO:     Started server process [1]",
+        "(APIServer pid=1) INFO 11-26 08:16:47 [api_utils.py:347] banner",
+        "Loading: 100%",
+        "after title",
+        "crlf line",
+    ]
+    assert got[0]["level"] == "INFO"
+    assert [line.split(" ", 3)[3] for line in texts(data)] == [r["message"] for r in got]
+
+
+def test_clean_line_rules() -> None:
+    assert clean_line("abc\r") == "abc"
+    assert clean_line("old text\rnew") == "new"
+    assert clean_line("\x1b[1;31mred\x1b[0m") == "red"
+    assert clean_line("\x1b]8;;http://x\x1b\\link\x1b]8;;\x1b\\") == "link"
+    assert clean_line("no escapes") == "no escapes"
+
+
+# --- invalid UTF-8 ---------------------------------------------------------------------------------------------------
+
+
+def test_invalid_utf8_round_trips_through_raw_b64() -> None:
+    line = b"bin \xff\xfe\x00 \xe2\x82 end"
+    (record,) = records(line + b"\n")
+    assert base64.b64decode(record["raw_b64"]) == line
+    assert record["message"] == line.decode("utf-8", "replace")
+    assert "\ufffd" in record["message"]
+
+
+def test_valid_utf8_has_no_raw_b64() -> None:
+    (record,) = records("héllo € 日本\n".encode())
+    assert "raw_b64" not in record
+    assert record["message"] == "héllo € 日本"
+
+
+def test_invalid_utf8_in_text_mode_is_written_as_hex_escapes() -> None:
+    assert texts(b"a\xffb\\\n") == ["2026-11-26T08:00:00.250Z INFO [stdout] a\\xffb\\\\"]
+
+
+# --- long and unterminated lines -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+def test_lines_of_max_minus_one_max_and_max_plus_one_bytes(fmt: str) -> None:
+    m = 64
+    lines = [b"a" * (m - 1), b"b" * m, b"c" * (m + 1)]
+    data = b"".join(line + b"\n" for line in lines)
+    if fmt == "text":
+        assert [t.split(" ", 3)[3] for t in texts(data, max_line_bytes=m)] == ["a" * 63, "b" * 64, "c" * 64, "c"]
+        return
+    got = records(data, max_line_bytes=m)
+    assert [(r["message"], r.get("partial", False)) for r in got] == [
+        ("a" * 63, False),
+        ("b" * 64, False),
+        ("c" * 64, True),  # partial: the line goes on in the next record
+        ("c", False),  # the last piece ends the line
+    ]
+    assert reassemble(got) == lines
+
+
+def reassemble(recs: list[dict[str, Any]]) -> list[bytes]:
+    """Lines back from records: a partial record continues in the next one."""
+    lines: list[bytes] = []
+    current = b""
+    for record in recs:
+        current += base64.b64decode(record["raw_b64"]) if "raw_b64" in record else record["message"].encode()
+        if not record.get("partial"):
+            lines.append(current)
+            current = b""
+    if current:
+        lines.append(current)
+    return lines
+
+
+def test_a_long_line_arriving_in_small_chunks_is_split_the_same_way() -> None:
+    data = b"x" * 250 + b"\n"
+    at_once = records(data, max_line_bytes=100)
+    trickled = records([data[i : i + 7] for i in range(0, len(data), 7)], max_line_bytes=100)
+    assert at_once == trickled
+    assert [len(r["message"]) for r in at_once] == [100, 100, 50]
+
+
+def test_never_cuts_inside_a_utf8_character() -> None:
+    data = "€".encode() * 50 + b"\n"  # 3 bytes each
+    got = records(data, max_line_bytes=10)
+    assert all("raw_b64" not in r for r in got)
+    assert [len(r["message"].encode()) for r in got] == [9] * 16 + [6]
+    assert "".join(r["message"] for r in got) == "€" * 50
+
+
+def test_never_holds_more_than_max_line_bytes_of_an_unfinished_line() -> None:
+    f = framer(max_line_bytes=1000)
+    emitted = b""
+    for _ in range(100):
+        emitted += f.feed(b"y" * 333, 1.0)
+        assert len(f._pending) <= 1000
+    assert emitted.count(b"\n") == 33  # 33 300 bytes so far: 33 full pieces out, the rest held
+
+
+def test_partial_last_line_is_flushed_on_close() -> None:
+    got = records(b"complete\nunterminated")
+    assert [(r["message"], r.get("partial", False)) for r in got] == [("complete", False), ("unterminated", True)]
+
+
+def test_unterminated_line_is_flushed_after_an_idle_gap_and_not_merged_with_the_rest() -> None:
+    f = framer(idle_flush=0.2)
+    assert f.feed(b"done\npart", 10.0).count(b"\n") == 1
+    assert f.next_deadline() == pytest.approx(10.2)
+    assert f.flush_idle(10.1) == b""
+    first = json.loads(f.flush_idle(10.2))
+    assert (first["message"], first["partial"]) == ("part", True)
+    assert f.next_deadline() is None
+    second = json.loads(f.feed(b" rest\n", 11.0))
+    assert second["message"] == " rest"
+    assert "partial" not in second  # it ends the line
+    assert second["level"] == first["level"]
+
+
+def test_next_deadline_is_none_when_nothing_is_held() -> None:
+    f = framer()
+    assert f.next_deadline() is None
+    f.feed(b"whole line\n", 1.0)
+    assert f.next_deadline() is None
+    assert f.close(2.0) == b""
+
+
+def test_counters() -> None:
+    f = framer(max_line_bytes=10)
+    f.feed(b"a\n" + b"b" * 25 + b"\nc", 1.0)
+    f.close(2.0)
+    assert f.lines_in == 3
+    assert f.records_out == 5
+
+
+# --- tracebacks ------------------------------------------------------------------------------------------------------
+
+TRACEBACK = (
+    b"Traceback (most recent call last):\n"
+    b'  File "/app/server.py", line 12, in handle\n'
+    b"    result = compute(x)\n"
+    b"             ^^^^^^^^^^\n"
+    b'  File "/app/server.py", line 5, in compute\n'
+    b"    raise ValueError('bad input')\n"
+    b"ValueError: bad input\n"
+)
+CHAINED = (
+    TRACEBACK + b"\nDuring handling of the above exception, another exception occurred:\n\n"
+    b"Traceback (most recent call last):\n"
+    b'  File "/app/server.py", line 14, in handle\n'
+    b"    raise RuntimeError('wrapped') from exc\n"
+    b"RuntimeError: wrapped\n"
+)
+
+
+def test_traceback_is_one_error_record() -> None:
+    got = records(b"INFO:     before\n" + TRACEBACK + b"INFO:     after\n")
+    assert [r["level"] for r in got] == ["INFO", "ERROR", "INFO"]
+    assert got[1]["message"] == TRACEBACK.decode()[:-1]
+
+
+def test_chained_traceback_is_one_record() -> None:
+    got = records(CHAINED + b"INFO:     after\n")
+    assert [r["level"] for r in got] == ["ERROR", "INFO"]
+    assert got[0]["message"] == CHAINED.decode()[:-1]
+
+
+def test_traceback_in_text_mode_is_one_error_record_per_line() -> None:
+    lines = texts(CHAINED + b"INFO:     after\n")
+    assert [line.split(" ", 2)[1] for line in lines] == ["ERROR"] * CHAINED.count(b"\n") + ["INFO"]
+
+
+def test_traceback_is_flushed_when_the_next_line_arrives_or_after_an_idle_gap() -> None:
+    f = framer(idle_flush=0.2)
+    assert f.feed(TRACEBACK, 5.0) == b""  # a chained part might follow
+    assert f.next_deadline() == pytest.approx(5.2)
+    (record,) = [json.loads(line) for line in f.flush_idle(5.3).splitlines()]
+    assert record["level"] == "ERROR" and "partial" not in record
+    assert json.loads(f.feed(b"INFO:     next\n", 6.0))["level"] == "INFO"
+
+
+def test_a_traceback_cut_by_an_idle_gap_is_partial_and_goes_on() -> None:
+    f = framer(idle_flush=0.2)
+    head, tail = TRACEBACK[:60], TRACEBACK[60:]
+    head = head[: head.rfind(b"\n") + 1]
+    tail = TRACEBACK[len(head) :]
+    assert f.feed(head, 1.0) == b""
+    first = json.loads(f.flush_idle(1.5))
+    assert first["partial"] is True and first["level"] == "ERROR"
+    f.feed(tail, 2.0)
+    second = json.loads(f.close(3.0))
+    assert second["level"] == "ERROR"
+    assert first["message"] + "\n" + second["message"] == TRACEBACK.decode()[:-1]
+
+
+def test_traceback_group_is_bounded() -> None:
+    body = b"".join(b'  File "/x.py", line %d, in f\n' % i for i in range(600))
+    got = records(b"Traceback (most recent call last):\n" + body + b"RecursionError: too deep\n")
+    assert all(r["level"] == "ERROR" for r in got)
+    assert [r["message"].count("\n") + 1 for r in got] == [256, 256, 90]
+    assert [r.get("partial", False) for r in got] == [True, True, False]
+
+
+def test_traceback_interrupted_by_another_process_line_ends_the_group() -> None:
+    data = b"Traceback (most recent call last):\n  File x\n(APIServer pid=1) INFO 11-26 08:16:47 [a.py:1] hi\n"
+    got = records(data)
+    assert [(r["level"], r["message"]) for r in got] == [
+        ("ERROR", "Traceback (most recent call last):\n  File x"),
+        ("INFO", "(APIServer pid=1) INFO 11-26 08:16:47 [a.py:1] hi"),
+    ]
+
+
+def test_traceback_with_invalid_utf8_keeps_the_raw_bytes() -> None:
+    data = b"Traceback (most recent call last):\n  File \xff\nKeyError: 1\n"
+    (record,) = records(data)
+    assert base64.b64decode(record["raw_b64"]) == data[:-1]
+
+
+# --- wrapper records -------------------------------------------------------------------------------------------------
+
+
+def test_wrapper_record_has_logger_logwrap_and_is_redacted() -> None:
+    record = json.loads(render_wrapper_record(service="vllm", level="warn", message="child exited", exit_code=3,
+                                              api_key="sk-123", pid=77))
+    assert_valid(record)
+    assert list(record)[:5] == ["timestamp", "level", "message", "service", "logger"]
+    assert (record["level"], record["logger"], record["exit_code"], record["api_key"], record["pid"]) == (
+        "WARNING", "logwrap", 3, "[REDACTED]", 77)
+
+
+def test_wrapper_record_in_text_format_is_one_line() -> None:
+    line = render_wrapper_record(service="vllm", level="INFO", message="start\nnow", fmt="text", argv=["a b"])
+    assert line.count(b"\n") == 1
+    assert b" INFO [logwrap] start\\nnow argv=" in line
+
+
+# --- properties ------------------------------------------------------------------------------------------------------
+
+FRAGMENTS = [
+    b"\n", b"\n", b"\n", b"a", b"xyz ", b"  ", b"\t", b"\r", b"\r\n", b"\x1b[31m", b"\xff", b"\xe2\x82\xac",
+    b"\xe2", b'"', b"\\", b"\x00", b"\x7f", b"INFO:     ", b"WARNING:  ",
+    b"(APIServer pid=1) ERROR 11-26 08:16:47 [a.py:1] ", b"[W1126 08:17:04.841561457 utils.cpp:68] ",
+    b"2026/11/26 08:19:10 DEBUG m: ", b"Traceback (most recent call last):",
+    b"  File \"x.py\", line 1", b"ValueError: v",
+    b"During handling of the above exception, another exception occurred:", b"/a/b.py:3: UserWarning: ",
+    b"INFO", b"E" * 40,
+]
+streams = st.lists(st.one_of(st.sampled_from(FRAGMENTS), st.binary(max_size=12)), max_size=60).map(b"".join)
+# Fragments of well-formed server output (what the chunk-at-a-time fast path takes).
+SERVER_FRAGMENTS = [
+    b"(APIServer pid=1) INFO 11-26 08:16:47 [a.py:1] ", b"(APIServer pid=1) WARNING 11-26 08:16:47 [a.py:1] ",
+    b"INFO:     127.0.0.1:5 - \"GET / HTTP/1.1\" 200", b"ERROR:    boom", b"2026/11/26 08:19:10 INFO m: x",
+    b"[2026-11-26 08:19:10 +0000] [1] [WARNING] w", b"I1126 08:17:04.841561  12 f.cc:3] ", b"plain text ",
+    b"  indented", b"\tx", b"\\", b"\xc3\xa9", b"\r\n", b"\n", b"\n", b"\n", b"\n",
+]
+server_streams = st.lists(st.sampled_from(SERVER_FRAGMENTS), min_size=1, max_size=120).map(b"".join)
+# No ESC, no CR, no traceback: records carry every byte (message, or raw_b64 when not UTF-8).
+plain_streams = st.lists(
+    st.one_of(st.sampled_from([f for f in FRAGMENTS if b"Traceback" not in f and b"\x1b" not in f
+                               and b"\r" not in f]),
+              st.binary(max_size=12).filter(lambda b: b"\x1b" not in b and b"\r" not in b)),
+    max_size=60,
+).map(b"".join)
+
+
+def chunked(data: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({c % (len(data) + 1) for c in cuts})
+    return [data[a:b] for a, b in zip([0, *points], [*points, len(data)])]
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.one_of(streams, server_streams, server_streams),
+       cuts=st.lists(st.integers(min_value=0, max_value=10_000), max_size=12),
+       fmt=st.sampled_from(["json", "text"]), max_line_bytes=st.sampled_from([5, 16, 64, 200, 65536, 65536]))
+def test_any_chunking_gives_the_same_records_as_one_feed(data: bytes, cuts: list[int], fmt: str,
+                                                         max_line_bytes: int) -> None:
+    reference = run(data, fmt=fmt, max_line_bytes=max_line_bytes, fast=False)
+    assert run(chunked(data, cuts), fmt=fmt, max_line_bytes=max_line_bytes) == reference
+    assert run(data, fmt=fmt, max_line_bytes=max_line_bytes) == reference  # the fast path agrees with the exact one
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(data=streams, cuts=st.lists(st.integers(min_value=0, max_value=10_000), max_size=12),
+       max_line_bytes=st.sampled_from([5, 16, 65536]))
+def test_every_output_line_is_a_valid_record(data: bytes, cuts: list[int], max_line_bytes: int) -> None:
+    out = run(chunked(data, cuts), max_line_bytes=max_line_bytes, pid=9)
+    assert out == b"" or out.endswith(b"\n")
+    for line in out.split(b"\n")[:-1]:
+        assert_valid(json.loads(line))
+    text = run(chunked(data, cuts), fmt="text", max_line_bytes=max_line_bytes)
+    assert text.count(b"\n") == len(text.splitlines())  # no stray line breaks inside a text record
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(data=plain_streams, cuts=st.lists(st.integers(min_value=0, max_value=10_000), max_size=12),
+       max_line_bytes=st.sampled_from([5, 16, 65536]))
+def test_messages_and_raw_bytes_reconstruct_the_input_lines(data: bytes, cuts: list[int],
+                                                            max_line_bytes: int) -> None:
+    got = records(chunked(data, cuts), max_line_bytes=max_line_bytes)
+    expected = data.split(b"\n")
+    if expected[-1] == b"":
+        expected.pop()
+    assert reassemble(got) == expected
+    assert all(len(base64.b64decode(r["raw_b64"]) if "raw_b64" in r else r["message"].encode()) <= max_line_bytes
+               for r in got)
