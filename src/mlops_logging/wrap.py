@@ -617,14 +617,15 @@ class Passthrough:
         if stat.S_ISREG(st.st_mode) or (stat.S_ISCHR(st.st_mode) and not os.isatty(fd)):
             self.mode = "direct"
             return
-        if stat.S_ISSOCK(st.st_mode):
+        if stat.S_ISSOCK(st.st_mode):  # journald's stdout stream, a log shipper's socket
+            copy = os.dup(fd)
             try:
-                self._sock = socket.socket(fileno=os.dup(fd))
+                self._sock = socket.socket(fileno=copy)
                 self.fd = self._sock.fileno()
                 self.mode = "socket"
                 return
             except OSError:
-                pass
+                os.close(copy)
         try:
             self.fd = os.open(f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
             self.mode = "nonblocking"

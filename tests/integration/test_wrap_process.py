@@ -12,6 +12,7 @@ import pytest
 
 from wrap_helpers import (
     PY,
+    WRAP as WRAP_PREFIX,
     child_records,
     file_has,
     pid_alive,
@@ -193,3 +194,49 @@ def test_a_grandchild_holding_the_pipes_does_not_hang_logwrap(tmp_path: Path) ->
     assert len(warnings) == 1 and "still held open" in warnings[0]["message"]
     assert "--drain-timeout" in warnings[0]["message"]
     assert wrapper_records(logs / "drain.log")[-1]["exit_code"] == 0
+
+
+def test_as_pid_1_orphans_are_reaped_without_subreaper(tmp_path: Path) -> None:
+    """In a new PID namespace logwrap is PID 1, as in a container: orphans come to it and must not stay zombies."""
+    if os.geteuid() != 0 or subprocess.run(["unshare", "--fork", "--pid", "--mount-proc", "true"],
+                                           capture_output=True, check=False).returncode != 0:
+        pytest.skip("needs root and unshare(1) to start a PID namespace")
+    logs = tmp_path / "logs"
+    prog = script(tmp_path, "orphan_pid1.py", """\
+        import os, time
+        middle = os.fork()
+        if middle == 0:
+            grandchild = os.fork()
+            if grandchild == 0:
+                os.close(1); os.close(2)
+                time.sleep(0.1)
+                os._exit(0)
+            print("orphan", grandchild, flush=True)
+            os._exit(0)
+        os.waitpid(middle, 0)
+        time.sleep(0.05)
+        pid = int(open("/proc/self/stat").read().split()[0])
+        deadline = time.monotonic() + 10
+        def state(p):
+            try:
+                return open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[0]
+            except FileNotFoundError:
+                return None
+        while time.monotonic() < deadline:
+            zombies = [d for d in os.listdir("/proc") if d.isdigit() and state(d) == "Z"]
+            alive = [d for d in os.listdir("/proc") if d.isdigit() and int(d) not in (1, pid) and state(d)]
+            if not zombies and not alive:
+                print("no orphan left, no zombie", flush=True)
+                break
+            time.sleep(0.01)
+        else:
+            print("left behind:", zombies, alive, flush=True)
+    """)
+    command = ["unshare", "--fork", "--pid", "--mount-proc", *WRAP_PREFIX, "--log-dir", str(logs), "--service", "pid1",
+               "--", *prog]
+    result = subprocess.run(command, capture_output=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == b"no orphan left, no zombie", result.stdout
+    records = wrapper_records(logs / "pid1.log")
+    assert records[0]["pid"] == 1 and "PID 1" in records[0]["reaper"]
+    assert records[-1]["orphans_reaped"] == 1
