@@ -7,7 +7,8 @@ another task, which breaks contextvars). Per request it:
   (uuid4 hex; an invalid incoming id is replaced and the replacement logged), binds it in structlog's contextvars as
   ``request_id`` (so every structlog *and* stdlib record written while handling the request carries it) and echoes it
   in the ``X-Request-ID`` response header, also on the 500 it sends itself when the app raises;
-- writes one record on ``mlops_logging.access`` when the last body byte has been sent (so streaming and SSE responses
+- writes one record on ``mlops_logging.access`` (to the log file; to the console too when WARNING or worse, or with
+  ``access_console=True``) when the last body byte has been sent (so streaming and SSE responses
   report their full time): ``request_id``, ``method``, ``path``, ``query`` (secret parameters redacted),
   ``status_code``, ``duration_ms``, ``bytes_sent``, ``client``, ``user_agent``, plus ``disconnected: true`` when the
   client went away mid-response. Level INFO for 2xx/3xx, WARNING for 4xx (and disconnects), ERROR for 5xx;
@@ -158,9 +159,11 @@ class RequestLoggingMiddleware:
     as one dict and written with one ``write()``.
     """
 
-    def __init__(self, app: ASGIApp, *, access_logger: str = ACCESS_LOGGER) -> None:
+    def __init__(self, app: ASGIApp, *, access_logger: str = ACCESS_LOGGER, access_console: bool = False) -> None:
         self.app = app
         self._access = logging.getLogger(access_logger)
+        # INFO access records go to the file only unless asked: one line per request on stdout costs as much again.
+        self._access_console = access_console
         self._log = logging.getLogger("mlops_logging.fastapi")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -279,11 +282,14 @@ class RequestLoggingMiddleware:
             for key, value in context.items():
                 record.setdefault(key, value)
             redact(record)
-        if current.writer is None and current.console is None:
+        writer = current.writer
+        if writer is not None and levelno == logging.INFO and not self._access_console:
+            writer.write(current.render(record))  # SafeWriter: never raises, counts and reports a failed write
+        elif writer is None and current.console is None:
             fields = {k: v for k, v in record.items() if k not in _BASE_FIELDS}
             access.log(levelno, record["message"], extra=fields)
-            return
-        current.emit(record)
+        else:
+            current.emit(record)
 
 
 def disable_server_access_logs() -> None:
@@ -299,8 +305,11 @@ def disable_server_access_logs() -> None:
         logger.disabled = True
 
 
-def instrument(app: Any, service: str | None = None, **configure_kwargs: Any) -> Any:
+def instrument(app: Any, service: str | None = None, *, access_console: bool = False, **configure_kwargs: Any) -> Any:
     """Log ``app``'s requests: configure logging, add :class:`RequestLoggingMiddleware`, silence server access logs.
+
+    INFO access records go to the log file only; WARNING/ERROR ones (4xx, 5xx, disconnects) also to the console.
+    ``access_console=True`` prints every access record on stdout too (about twice the logging cost per request).
 
     ``service`` defaults to ``MLOPS_SERVICE``, else ``"fastapi"``. Logging is configured (``configure_logging(service,
     **configure_kwargs)``) unless it already is for that service, e.g. by the app itself, ``--log-config`` or the
@@ -315,9 +324,9 @@ def instrument(app: Any, service: str | None = None, **configure_kwargs: Any) ->
         return app
     add_middleware = getattr(app, "add_middleware", None)
     if add_middleware is None:
-        wrapped = RequestLoggingMiddleware(app)
+        wrapped = RequestLoggingMiddleware(app, access_console=access_console)
         wrapped._mlops_logging_instrumented = True  # type: ignore[attr-defined]
         return wrapped
-    add_middleware(RequestLoggingMiddleware)
+    add_middleware(RequestLoggingMiddleware, access_console=access_console)
     app._mlops_logging_instrumented = True
     return app

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from support.records import read_lines, read_records
-from wrap_helpers import PY, WRAP, child_records, reassemble, run_wrap, script, wrapper_records
+from wrap_helpers import PY, WRAP, child_records, reassemble, run_wrap, script, start_wrap, wrapper_records
 
 
 def test_lines_become_records_and_pass_through_byte_for_byte(tmp_path: Path) -> None:
@@ -296,3 +296,25 @@ def test_passthrough_to_a_terminal_leaves_the_shared_terminal_blocking(tmp_path:
     assert result.returncode == 0
     assert b"stdin nonblocking: False" in seen
     assert [r["message"] for r in child_records(logs / "tty.log")] == ["stdin nonblocking: False"]
+
+
+def test_passthrough_to_a_socket(tmp_path: Path) -> None:
+    """journald and some log shippers give the container a socket as stdout."""
+    import socket
+
+    logs = tmp_path / "logs"
+    ours, theirs = socket.socketpair()
+    payload = b"".join(f"line {i}\n".encode() for i in range(2000))
+    prog = script(tmp_path, "sock.py", f"import sys; sys.stdout.buffer.write({payload!r})")
+    try:
+        proc = start_wrap(logs, "--service", "sock", command=prog, stdout=theirs.fileno())
+        theirs.close()
+        received = b""
+        ours.settimeout(30)
+        while chunk := ours.recv(1 << 16):
+            received += chunk
+        assert proc.wait(timeout=30) == 0
+    finally:
+        ours.close()
+    assert received == payload
+    assert len(child_records(logs / "sock.log")) == 2000
