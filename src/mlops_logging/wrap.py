@@ -770,6 +770,7 @@ class Supervisor:
         self.child_pid = 0
         self.child_status: int | None = None  # raw wait status of the direct child
         self.orphans_reaped = 0
+        self._children_left = True  # until waitpid says otherwise
         self.sinks: dict[str, RecordSink] = {}  # stream -> sink (both streams share one unless --split-streams)
         self.streams: list[_Stream] = []
         self._sel: selectors.BaseSelector | None = None  # made in run(), after fds 0-2 are known to be taken
@@ -1128,10 +1129,12 @@ class Supervisor:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
+                self._children_left = False  # neither the child nor any adopted orphan is alive
                 return
             except InterruptedError:
                 continue
             if pid == 0:
+                self._children_left = True
                 return
             if pid == self.child_pid and self.child_status is None:
                 self.child_status = status
@@ -1164,7 +1167,9 @@ class Supervisor:
         if self.state is State.DRAINING:
             pipes_done = not any(s.open for s in self.streams)
             passthrough_done = not any(s.passthrough.wants_write for s in self.streams)
-            if pipes_done and passthrough_done:
+            # As a reaper, adopted orphans (vLLM's engine, a resource tracker) are waited for too, so they are
+            # reaped here instead of ending up as zombies of whoever adopts them after we exit.
+            if pipes_done and passthrough_done and not self._children_left:
                 self.state = State.EXITED
             elif self._drain_deadline is not None and now >= self._drain_deadline:
                 held = [s.name for s in self.streams if s.open]
@@ -1173,6 +1178,10 @@ class Supervisor:
                               f"{'is' if len(held) == 1 else 'are'} still held open by another process (a "
                               f"background or grandchild process?): stopped reading after "
                               f"{self.opts.drain_timeout:g}s (--drain-timeout)", held_open=held)
+                elif self._children_left:
+                    self.note("WARNING", f"the child exited but orphaned processes it left are still running after "
+                              f"{self.opts.drain_timeout:g}s (--drain-timeout): exiting without them",
+                              orphans_left=True)
                 for stream in self.streams:
                     self._close_stream(stream, now)
                 self.state = State.EXITED

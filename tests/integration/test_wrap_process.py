@@ -171,6 +171,41 @@ def test_orphans_are_reaped_with_subreaper(tmp_path: Path) -> None:
     assert wrapper_records(logs / "reaper.log")[-1]["orphans_reaped"] >= 1
 
 
+def test_subreaper_waits_for_orphans_still_exiting_when_the_child_exits(tmp_path: Path) -> None:
+    """vLLM's shape: the main process exits while a helper it started is still shutting down."""
+    logs = tmp_path / "logs"
+    pid_file = tmp_path / "straggler.pid"
+    prog = script(tmp_path, "straggler.py", f"""\
+        import os, time
+        if os.fork() == 0:  # off the pipes, still alive 0.5 s after the main process is gone
+            fd = os.open(os.devnull, os.O_RDWR)
+            os.dup2(fd, 1); os.dup2(fd, 2)
+            with open({str(pid_file)!r}, "w") as f:
+                f.write(str(os.getpid()))
+            time.sleep(0.5)
+            os._exit(0)
+        while not os.path.exists({str(pid_file)!r}):
+            time.sleep(0.01)
+        print("main process done", flush=True)
+    """)
+    proc = run_wrap(logs, "--service", "straggler", "--subreaper", "--drain-timeout", "10", command=prog)
+    assert proc.returncode == 0
+    straggler = int(pid_file.read_text())
+    assert pid_gone(straggler), "the orphan must have been reaped by logwrap, not left to whoever adopts it next"
+    exit_record = wrapper_records(logs / "straggler.log")[-1]
+    assert exit_record["exit_code"] == 0 and exit_record["orphans_reaped"] == 1
+
+
+def test_subreaper_gives_up_on_long_lived_orphans_after_the_drain_timeout(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    command = ["sh", "-c", "sleep 30 >/dev/null 2>&1 & echo started"]
+    started = time.monotonic()
+    proc = run_wrap(logs, "--service", "lingering", "--subreaper", "--drain-timeout", "0.5", command=command)
+    assert proc.returncode == 0 and time.monotonic() - started < 15
+    [warning] = [r for r in wrapper_records(logs / "lingering.log") if r.get("orphans_left")]
+    assert warning["level"] == "WARNING" and "still running" in warning["message"]
+
+
 def test_a_grandchild_holding_the_pipes_does_not_hang_logwrap(tmp_path: Path) -> None:
     logs = tmp_path / "logs"
     pid_file = tmp_path / "sleeper.pid"
