@@ -116,7 +116,8 @@ options (environment variable in brackets):
   --signal-group        run CMD in its own session and signal its whole process group
   --kill-after S        SIGKILL CMD when it is still alive S seconds after the first TERM/INT (default off)
   --subreaper           reap orphaned grandchildren (automatic as PID 1)
-  --drain-timeout S     after CMD exits, read its pipes at most S more seconds (default 2)
+  --drain-timeout S     after CMD exits, wait at most S more seconds for its pipes to close and
+                        (as a reaper) its orphans to exit (default 2)
   -h, --help            show this help
   --version             show the version
 
