@@ -30,9 +30,10 @@ from time import perf_counter
 from typing import Any
 from urllib.parse import unquote_plus
 
-from structlog.contextvars import bind_contextvars, get_contextvars
+from structlog.contextvars import bind_contextvars
 
 from . import output
+from .context import anything_bound_besides, bound_context
 from .config import configure_logging
 from .records import REDACTED, format_timestamp, is_secret_key, level_from_number, redact
 
@@ -142,7 +143,7 @@ def _emit(logger: logging.Logger, levelno: int, message: str, fields: dict[str, 
     request_id = _REQUEST_ID.get(...)
     if request_id is not ...:
         record["request_id"] = request_id  # first among the context fields, whatever else the app bound
-    context = get_contextvars()
+    context = bound_context()
     record.update(context)
     record.update(fields)
     if exc is not None:
@@ -277,11 +278,12 @@ class RequestLoggingMiddleware:
         }
         if disconnected:
             record["disconnected"] = True
-        context = get_contextvars()
-        if len(context) > 1:  # the app bound more than request_id (model, user...): add it, redacted
-            for key, value in context.items():
-                record.setdefault(key, value)
-            redact(record)
+        if anything_bound_besides("request_id"):
+            context = bound_context()
+            if len(context) > 1:  # the app bound more than request_id (model, user...): add it, redacted
+                for key, value in context.items():
+                    record.setdefault(key, value)
+                redact(record)
         writer = current.writer
         if writer is not None and levelno == logging.INFO and not self._access_console:
             writer.write(current.render(record))  # SafeWriter: never raises, counts and reports a failed write

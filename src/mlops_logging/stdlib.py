@@ -13,9 +13,9 @@ from typing import Any
 
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.orjson import OrjsonFormatter
-from structlog.contextvars import get_contextvars
 
 from . import output
+from .context import bound_context
 from .records import format_timestamp, level_from_number, redact, render_json
 
 __all__ = ["JsonFormatter", "RecordHandler"]
@@ -69,7 +69,7 @@ class JsonFormatter(OrjsonFormatter):
                     fields[key] = attrs[key]
         if extra_from_msg:
             fields.update(extra_from_msg)
-        context = get_contextvars()
+        context = bound_context()
         if context:
             for key, value in context.items():
                 fields.setdefault(key, value)

@@ -10,10 +10,10 @@ import sys
 import traceback
 from typing import Any
 
-from structlog.contextvars import merge_contextvars
 from structlog.typing import EventDict, WrappedLogger
 
 from . import output
+from .context import merge_bound_context
 from .records import format_timestamp, redact
 
 __all__ = ["SinkLogger", "SinkLoggerFactory", "build_record", "processors"]
@@ -68,7 +68,7 @@ def build_record(logger: WrappedLogger, method_name: str, event_dict: EventDict)
     return (record,), {}
 
 
-processors: list[Any] = [merge_contextvars, build_record]
+processors: list[Any] = [merge_bound_context, build_record]
 
 
 class SinkLogger:

@@ -436,3 +436,61 @@ def test_messages_and_raw_bytes_reconstruct_the_input_lines(data: bytes, cuts: l
     assert reassemble(got) == expected
     assert all(len(base64.b64decode(r["raw_b64"]) if "raw_b64" in r else r["message"].encode()) <= max_line_bytes
                for r in got)
+
+
+# Realistic lines, whole: what a vLLM container prints (both process tags, every level, uvicorn access lines with
+# quotes, MLflow, gunicorn, glog, warnings headers), tracebacks, indented continuations, and the rarer bytes the exact
+# path must handle (invalid UTF-8, ANSI colours, CRLF and lone CR, tabs, backslashes, NUL, over-long lines).
+REALISTIC_LINES = [
+    b"(APIServer pid=6892) INFO 11-26 08:16:47 [api_server.py:1204] Starting vLLM API server on http://0.0.0.0:8000",
+    b"(APIServer pid=6892) WARNING 11-26 08:16:47 [config.py:512] max_model_len is greater than the model's",
+    b"(EngineCore_DP0 pid=7) DEBUG 11-26 08:16:48 [core.py:66] scheduler step 12",
+    b"(EngineCore_DP0 pid=7) ERROR 11-26 08:16:49 [core.py:70] EngineCore failed to start.",
+    b"(APIServer pid=6892) CRITICAL 11-26 08:16:49 [launcher.py:9] engine dead",
+    b"INFO 11-26 08:16:47 [__init__.py:241] Automatically detected platform cpu.",
+    b'INFO:     127.0.0.1:53642 - "POST /v1/completions HTTP/1.1" 200 OK',
+    b'INFO:     10.0.0.2:40004 - "GET /metrics?a=\\"b\\" HTTP/1.1" 404 Not Found',
+    b"WARNING:  Invalid HTTP request received.",
+    b"2026/11/26 08:19:10 INFO mlflow.store.db.utils: Creating initial MLflow database tables...",
+    b"2026/11/26 08:19:24 WARNING mlflow.utils.requirements_utils: Found torch version (2.13.0+cpu)",
+    b"[2026-11-26 08:19:10 +0000] [123] [INFO] Booting worker with pid: 123",
+    b"[2026-11-26 08:19:11 +0000] [124] [ERROR] Exception in worker process",
+    b"[W1126 08:17:04.841561457 utils.cpp:68] Warning: could not find ITT",
+    b"I1126 08:17:04.841561  12 file.cc:3] glog info",
+    b"/usr/lib/python3.11/site-packages/torch/x.py:12: UserWarning: TypedStorage is deprecated",
+    b"WARNING:root:slow step 9 took 1.856s",
+    b"2026-11-26 08:16:47,123 - vllm.engine - ERROR - boom",
+    b"Traceback (most recent call last):",
+    b'  File "/app/server.py", line 12, in handle',
+    b"    result = compute(x)",
+    b"             ^^^^^^^^^^",
+    b"ValueError: bad input",
+    b"During handling of the above exception, another exception occurred:",
+    b"RuntimeError: wrapped",
+    b"",
+    b"  indented continuation",
+    b"\tindented with a tab",
+    b"plain print without a level",
+    b"caf\xc3\xa9 \xe2\x82\xac \xe6\x97\xa5\xe6\x9c\xac",
+    b"binary \xff\xfe here",
+    b"\x1b[32mINFO\x1b[0m:     coloured",
+    b"crlf ending\r",
+    b"\rLoading: 0%\rLoading: 100%",
+    b"tab\tand back\\slash and NUL\x00 and DEL\x7f",
+    b"INFO:     " + b"x" * 150,
+    b"(APIServer pid=1) WARNING 11-26 08:16:47 [a.py:1] " + "é".encode() * 60,
+]
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(picks=st.lists(st.sampled_from(REALISTIC_LINES), min_size=1, max_size=80),
+       unterminated=st.booleans(),
+       cuts=st.lists(st.integers(min_value=0, max_value=20_000), max_size=12),
+       fmt=st.sampled_from(["json", "text"]), max_line_bytes=st.sampled_from([64, 100, 65536]))
+def test_realistic_mixes_in_any_chunking_give_the_exact_path_output(picks: list[bytes], unterminated: bool,
+                                                                    cuts: list[int], fmt: str,
+                                                                    max_line_bytes: int) -> None:
+    data = b"\n".join(picks) + (b"" if unterminated else b"\n")
+    reference = run(data, fmt=fmt, max_line_bytes=max_line_bytes, fast=False)
+    assert run(chunked(data, cuts), fmt=fmt, max_line_bytes=max_line_bytes) == reference
+    assert run(data, fmt=fmt, max_line_bytes=max_line_bytes) == reference

@@ -1,0 +1,43 @@
+"""The structlog context bound with ``bind_contextvars`` (``request_id``, ``run_id``), read cheaply for every record.
+
+``structlog.contextvars.get_contextvars`` copies the whole ``contextvars`` context and scans every variable in it
+(anyio's, Starlette's...); reading structlog's own registry is one ``.get()`` per structlog key. Every writer in the
+package uses this, so all records list context keys in one order: the order the keys were first bound.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog.contextvars as _structlog_contextvars
+from structlog.typing import EventDict, WrappedLogger
+
+__all__ = ["anything_bound_besides", "bound_context", "merge_bound_context"]
+
+_REGISTRY: dict[str, Any] | None = getattr(_structlog_contextvars, "_CONTEXT_VARS", None)
+_PREFIX_LEN = len(getattr(_structlog_contextvars, "STRUCTLOG_KEY_PREFIX", "structlog_"))
+
+
+def bound_context() -> dict[str, Any]:
+    """A new dict of what is bound in this context (same content as ``structlog.contextvars.get_contextvars()``)."""
+    if _REGISTRY is None:  # a structlog without the registry: fall back to the public, slower API
+        return _structlog_contextvars.get_contextvars()
+    bound: dict[str, Any] = {}
+    for name, var in tuple(_REGISTRY.items()):  # tuple(): another thread may bind a new key meanwhile
+        value = var.get(Ellipsis)
+        if value is not Ellipsis:
+            bound[name[_PREFIX_LEN:]] = value
+    return bound
+
+
+def merge_bound_context(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    """structlog processor: add the bound context to the event; the call's own keys win (like merge_contextvars)."""
+    if _REGISTRY is None or _REGISTRY:  # an empty registry: nothing was ever bound in any context
+        for key, value in bound_context().items():
+            event_dict.setdefault(key, value)
+    return event_dict
+
+
+def anything_bound_besides(key: str) -> bool:
+    """False when ``key`` is the only name ever bound in any context (a per-request fast path); True if unsure."""
+    return _REGISTRY is None or len(_REGISTRY) > 1 or (bool(_REGISTRY) and f"structlog_{key}" not in _REGISTRY)
