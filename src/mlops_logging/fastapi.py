@@ -258,14 +258,14 @@ class RequestLoggingMiddleware:
         path = scope["path"]
         client = scope.get("client")
         query = scope.get("query_string")
-        current = output.current()
+        current = output._current
         record: dict[str, Any] = {
             "timestamp": format_timestamp(),
             "level": _LEVEL_NAMES[levelno],
             "message": f"{method} {path} {status}",
             "service": current.service,
             "logger": access.name,
-            "pid": output.current_pid(),
+            "pid": output._pid,
             "request_id": request_id,
             "method": method,
             "path": path,

@@ -67,8 +67,9 @@ def level_from_number(levelno: int) -> str:
     return "DEBUG"
 
 
-# One cached prefix per wall-clock second: strftime is the slow part, milliseconds are cheap.
+# One cached prefix per wall-clock second: strftime is the slow part; the ".mmmZ" suffixes are precomputed.
 _ts_cache: tuple[int, str] = (-1, "")
+_MS_SUFFIX: tuple[str, ...] = tuple(f".{ms:03d}Z" for ms in range(1000))
 
 
 def format_timestamp(t: float | None = None) -> str:
@@ -78,12 +79,11 @@ def format_timestamp(t: float | None = None) -> str:
         t = time.time()
     # Round to microseconds first, then truncate to milliseconds: what datetime.isoformat(timespec="milliseconds") does.
     sec, micros = divmod(round(t * 1_000_000), 1_000_000)
-    ms = micros // 1000
     cached_sec, prefix = _ts_cache
     if sec != cached_sec:
         prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
         _ts_cache = (sec, prefix)
-    return f"{prefix}.{ms:03d}Z"
+    return prefix + _MS_SUFFIX[micros // 1000]
 
 
 # --- redaction -----------------------------------------------------------------------------------------------------
