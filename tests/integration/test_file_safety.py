@@ -8,11 +8,13 @@ import subprocess
 import sys
 import textwrap
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from support.procs import run_python, wait_for
+from support.tmpfs import mounted_tmpfs
 from support.records import assert_valid, read_lines
 
 WRITER = """
@@ -86,18 +88,10 @@ def test_reopen_on_demand_switches_to_the_new_file_at_once(tmp_path: Path) -> No
 
 
 @pytest.fixture
-def small_tmpfs(tmp_path: Path):
+def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
     """A 256 KiB tmpfs, so the disk really fills (root only)."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mnt = tmp_path / "full"
-    mnt.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], capture_output=True,
-                          text=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
-    yield mnt
-    subprocess.run(["umount", "-l", str(mnt)], check=False)
+    with mounted_tmpfs(tmp_path / "full", "256k") as mnt:
+        yield mnt
 
 
 def test_disk_full_never_raises_into_the_caller_and_a_later_record_reports_the_loss(small_tmpfs: Path) -> None:
