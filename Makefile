@@ -35,6 +35,8 @@ demo: setup setup-vllm
 
 bench: setup
 	$(PY) bench/inprocess.py
+	$(PY) bench/wrap.py
+	$(PY) bench/web.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis logs build dist src/*.egg-info
