@@ -6,7 +6,7 @@ VLLM_VENV := .venv-vllm
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: all setup setup-vllm test test-fast demo bench lint clean
+.PHONY: all setup setup-vllm test test-fast demo bench clean
 
 all: test
 
