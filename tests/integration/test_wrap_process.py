@@ -114,7 +114,9 @@ def test_signal_group_reaches_the_childs_whole_process_group(tmp_path: Path) -> 
     prog = script(tmp_path, "family.py", """\
         import os, signal, sys, time
         def bye(n, f):
-            print(f"{os.getpid()} got {signal.Signals(n).name}", flush=True)
+            # One write() per line: print() may split text and newline (PYTHONUNBUFFERED), and two processes
+            # sharing a pipe would then interleave their bytes for real.
+            os.write(1, f"{os.getpid()} got {signal.Signals(n).name}\\n".encode())
             os._exit(0)
         signal.signal(signal.SIGTERM, bye)
         if os.fork() == 0:
