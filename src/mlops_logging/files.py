@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .errors import LogSetupError
 
-__all__ = ["LogFile", "ensure_log_dir", "open_log_file"]
+__all__ = ["LogFile", "PartialWrite", "ensure_log_dir", "open_log_file"]
 
 DIR_MODE = 0o750
 FILE_MODE = 0o640
@@ -62,6 +62,14 @@ def open_log_file(path: Path) -> int:
     return fd
 
 
+class PartialWrite(OSError):
+    """The disk filled in the middle of a write: ``kept`` bytes of the data (whole records) are in the file."""
+
+    def __init__(self, errno_: int | None, strerror: str | None, *, kept: int) -> None:
+        super().__init__(errno_, strerror)
+        self.kept = kept
+
+
 class LogFile:
     """An append-only log file that survives logrotate, truncation, deletion and size rotation.
 
@@ -76,8 +84,10 @@ class LogFile:
         max_bytes: int = 0,
         backups: int = 0,
         check_interval: float = 1.0,
+        exclusive: bool = False,
     ) -> None:
         self.path = Path(path)
+        self.exclusive = exclusive  # the only writer of this file: a record the disk cut short is trimmed off
         self.max_bytes = max_bytes
         self.backups = backups
         self.check_interval = check_interval
@@ -96,16 +106,20 @@ class LogFile:
     # -- writing --------------------------------------------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
-        """Append ``data`` (whole records) with one ``write()``; reopen or rotate first when due."""
+        """Append ``data`` (whole records) with one ``write()``; reopen or rotate first when due.
+
+        Raises ``OSError`` when nothing was written, :class:`PartialWrite` when the disk filled mid-way.
+        """
         if time.monotonic() >= self._next_check or (self.max_bytes and self._size >= self.max_bytes):
             self._maintain()
+        prefix = 0
         if self._torn:
             data = b"\n" + data
-        written = os.write(self._fd, data)
+            prefix = 1
+        written = self._write(self._fd, data)
         if written != len(data):
-            self._finish_short_write(data, written)
-        else:
-            self._torn = False
+            self._finish_short_write(data, written, prefix)
+        self._torn = False
         self._size += written
         if self._stat_every:
             self._since_stat += written
@@ -113,18 +127,32 @@ class LogFile:
                 self._since_stat = 0
                 self._size = os.fstat(self._fd).st_size
 
-    def _finish_short_write(self, data: bytes, written: int) -> None:
-        """A short write means the disk filled mid-record: try the rest once, else remember the torn line."""
-        view = memoryview(data)[written:]
+    _write = staticmethod(os.write)  # the one syscall; tests replace it to play a disk that fills mid-write
+
+    def _finish_short_write(self, data: bytes, written: int, prefix: int) -> None:
+        """A short write means the disk filled mid-record: try the rest, else leave no torn record behind.
+
+        An ``exclusive`` file (one writer: logwrap) is truncated back to its last whole record; a shared one cannot
+        be (another process may have appended since), so the next write starts on a fresh line instead.
+        """
+        total = written
         try:
-            while view:
-                n = os.write(self._fd, view)
+            while total < len(data):
+                n = self._write(self._fd, memoryview(data)[total:])
                 self._size += n
-                view = view[n:]
-            self._torn = False
-        except OSError:
+                total += n
+            return
+        except OSError as exc:
+            kept = data.rfind(b"\n", 0, total) + 1  # bytes of whole records (and the fresh-line prefix) on disk
             self._torn = True
-            raise
+            if self.exclusive and kept < total:
+                try:
+                    os.ftruncate(self._fd, os.fstat(self._fd).st_size - (total - kept))
+                    self._size -= total - kept
+                    self._torn = False
+                except OSError:
+                    pass
+            raise PartialWrite(exc.errno, exc.strerror, kept=max(kept - prefix, 0)) from None
 
     def fileno(self) -> int:
         """The descriptor number; it stays the same across reopens."""

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .files import LogFile
+from .files import LogFile, PartialWrite
 from .records import format_timestamp
 
 __all__ = ["Loss", "SafeWriter"]
@@ -64,6 +64,9 @@ class SafeWriter:
         try:
             self.logfile.write(data)
             return True
+        except PartialWrite as exc:
+            self._count(data[exc.kept:], exc)  # whole records that got in before the disk filled are not lost
+            return False
         except OSError as exc:
             self._count(data, exc)
             return False

@@ -36,7 +36,7 @@ from enum import Enum
 from typing import Any
 
 from .errors import LogSetupError
-from .files import LogFile, ensure_log_dir
+from .files import LogFile, PartialWrite, ensure_log_dir
 from .records import REDACTED, format_timestamp, is_secret_key
 from .settings import LogSettings, parse_size, resolve_settings
 from .sink import Loss
@@ -386,7 +386,6 @@ class RecordSink:
         self._retry_at = 0.0
         self._error = ""
         self._loss = Loss()
-        self._torn = False  # mirrors LogFile's "last write left a partial line" flag
 
     @property
     def pending_bytes(self) -> int:
@@ -536,45 +535,17 @@ class RecordSink:
                 done = 0
 
     def _write_whole(self, data: bytes) -> None:
-        """Append ``data`` (whole records) with one LogFile.write; on failure leave only whole records in the file.
+        """Append ``data`` (whole records) with one LogFile.write; raise :class:`_TornWrite` with how much got in.
 
-        A write that the disk cuts short leaves part of a record behind. Comparing the file's size before and after
-        tells how much got in; the torn tail is truncated off (we are the file's only writer) and the file reopened so
-        LogFile forgets the torn line. Raises :class:`_TornWrite` with the number of bytes now safely in the file.
+        The file is ``exclusive`` (we are its only writer), so a write the disk cuts short leaves only whole
+        records behind: LogFile trims the cut one and says how many bytes of ``data`` are safely in the file.
         """
-        fd = self.logfile.fileno()
-        try:
-            before = os.fstat(fd)
-        except OSError:
-            before = None
         try:
             self.logfile.write(data)
+        except PartialWrite as exc:
+            raise _TornWrite(exc.kept, exc) from None
         except OSError as exc:
-            error = exc
-        else:
-            self._torn = False
-            return
-        done = 0
-        try:
-            after = os.fstat(fd)
-        except OSError:
-            after = None
-        if before is not None and after is not None and (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino):
-            grown = after.st_size - before.st_size
-            prefix = 1 if self._torn else 0
-            if grown > 0:
-                self._torn = True  # LogFile now holds a partial line, until we trim it
-                written = min(grown - prefix, len(data))
-                done = data.rfind(b"\n", 0, max(written, 0)) + 1
-                keep = before.st_size + prefix + done
-                try:
-                    if keep < after.st_size:
-                        os.ftruncate(fd, keep)
-                    self.logfile.reopen()
-                    self._torn = False
-                except OSError:
-                    pass
-        raise _TornWrite(done, error)
+            raise _TornWrite(0, exc) from None
 
 
 # --- passthrough ------------------------------------------------------------------------------------------------------
@@ -836,7 +807,8 @@ class Supervisor:
                     path = s.log_dir / (f"{s.service}.{stream}.log" if stream else f"{s.service}.log")
                     # check_interval=0: look at the path before every batch, so a deleted or renamed file is
                     # replaced at once and nothing goes to an unlinked inode (one lstat per batch).
-                    opened[stream] = LogFile(path, max_bytes=s.max_bytes, backups=s.backups, check_interval=0.0)
+                    opened[stream] = LogFile(path, max_bytes=s.max_bytes, backups=s.backups, check_interval=0.0,
+                                             exclusive=True)
             except LogSetupError:
                 for logfile in opened.values():
                     logfile.close()

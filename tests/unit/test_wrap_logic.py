@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -76,17 +77,18 @@ def test_redact_argv() -> None:
 
 
 class _FlakyFile(LogFile):
-    """A LogFile whose writes fail on demand, optionally after letting part of the data through."""
+    """A LogFile on a disk that fails on demand: the kernel takes ``let_through`` bytes, then refuses the rest."""
 
     fail_with: int | None = None
     let_through: int = 0
 
-    def write(self, data: bytes) -> None:
+    def _write(self, fd: int, data: bytes | memoryview) -> int:  # type: ignore[override]
         if self.fail_with is None:
-            super().write(data)
-            return
-        if self.let_through:
-            super().write(data[: self.let_through])
+            return os.write(fd, data)
+        if self.let_through:  # a short write, as write(2) gives when the disk fills mid-way
+            written = os.write(fd, data[: self.let_through])
+            self.let_through = 0
+            return written
         raise OSError(self.fail_with, "simulated")
 
 
@@ -99,7 +101,7 @@ def _records(n: int, start: int = 0) -> bytes:
 
 
 def test_sink_buffers_while_failing_then_reports_and_writes_late(tmp_path: Path) -> None:
-    log = _FlakyFile(tmp_path / "s.log", check_interval=0.0)
+    log = _FlakyFile(tmp_path / "s.log", check_interval=0.0, exclusive=True)
     sink = RecordSink(log, buffer_bytes=1 << 20, note=_note)
     sink.submit(_records(2))
     assert sink.flush(0.0)
@@ -118,7 +120,7 @@ def test_sink_buffers_while_failing_then_reports_and_writes_late(tmp_path: Path)
 
 
 def test_sink_drops_the_oldest_whole_records_past_the_bound_and_counts_them(tmp_path: Path) -> None:
-    log = _FlakyFile(tmp_path / "s.log", check_interval=0.0)
+    log = _FlakyFile(tmp_path / "s.log", check_interval=0.0, exclusive=True)
     one = len(_records(1))
     sink = RecordSink(log, buffer_bytes=3 * one, note=_note)
     log.fail_with = errno.EIO
@@ -135,7 +137,7 @@ def test_sink_drops_the_oldest_whole_records_past_the_bound_and_counts_them(tmp_
 
 
 def test_sink_trims_a_torn_write_back_to_whole_records(tmp_path: Path) -> None:
-    log = _FlakyFile(tmp_path / "s.log", check_interval=0.0)
+    log = _FlakyFile(tmp_path / "s.log", check_interval=0.0, exclusive=True)
     sink = RecordSink(log, buffer_bytes=1 << 20, note=_note)
     batch = _records(4)
     log.fail_with = errno.ENOSPC
