@@ -110,11 +110,12 @@ def _open(settings: LogSettings) -> LogFile:
 def _install(settings: LogSettings, logfile: LogFile | None, *, stdout: bool, takeover: Iterable[str]) -> None:
     new = Output(service=settings.service, console=Console() if stdout else None,
                  render=render_text if settings.fmt == "text" else render_json)
+    previous = output.current()
     if logfile is not None:
-        new.writer = SafeWriter(logfile, new.loss_report)
-    old = output.install(new)
-    if old.writer is not None and old.writer.pending_loss is not None and new.writer is not None:
-        new.writer._loss = old.writer.pending_loss  # carry an unreported loss across reconfiguration
+        # An unreported loss of the previous configuration is carried over, to be reported by the new writer.
+        carried = previous.writer.pending_loss if previous.writer is not None else None
+        new.writer = SafeWriter(logfile, new.loss_report, loss=carried)
+    output.install(new)
 
     levelno = logging.getLevelName(settings.level)
     root = logging.getLogger()

@@ -1,6 +1,6 @@
 """The process-wide destination of records: the log file (JSON or text) and the console.
 
-Both the structlog chain and the stdlib handler call :func:`emit` with a schema dict. Keeping one mutable
+Both the structlog chain and the stdlib handler call ``current().emit`` with a schema dict. Keeping one mutable
 :class:`Output` (replaced by ``configure_logging``) lets loggers cached before a reconfiguration follow it.
 """
 
@@ -16,7 +16,7 @@ from .console import Console
 from .records import format_timestamp, render_json, render_text
 from .sink import Loss, SafeWriter
 
-__all__ = ["Output", "emit", "current", "install", "current_service", "current_pid"]
+__all__ = ["Output", "current", "install", "current_service", "current_pid"]
 
 
 @dataclass
@@ -94,9 +94,3 @@ def install(new: Output) -> Output:
     global _current
     old, _current = _current, new
     return old
-
-
-def emit(record: Mapping[str, Any]) -> None:
-    """Send one schema dict to the current output."""
-    _current.emit(record)
-

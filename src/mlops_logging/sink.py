@@ -44,10 +44,10 @@ class SafeWriter:
     ``report`` renders the WARNING record for a :class:`Loss`; it is written first the next time a write succeeds.
     """
 
-    def __init__(self, logfile: LogFile, report: Callable[[Loss], bytes]) -> None:
+    def __init__(self, logfile: LogFile, report: Callable[[Loss], bytes], *, loss: Loss | None = None) -> None:
         self.logfile = logfile
         self._report = report
-        self._loss: Loss | None = None
+        self._loss = loss  # not yet reported (``loss=``: one carried over from a writer this one replaces)
         self._lock = threading.Lock()
         self._pid = os.getpid()
 
