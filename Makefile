@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 
 all: test
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py src/mlops_logging/_speedups.c
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
@@ -39,4 +39,4 @@ bench: setup
 	$(PY) bench/web.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis logs build dist src/*.egg-info
+	rm -rf $(VENV) .pytest_cache .hypothesis logs build dist src/*.egg-info src/mlops_logging/*.so

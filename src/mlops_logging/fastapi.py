@@ -30,12 +30,13 @@ from time import perf_counter
 from typing import Any
 from urllib.parse import unquote_plus
 
+import orjson
 from structlog.contextvars import bind_contextvars
 
 from . import output
 from .context import anything_bound_besides, bound_context
 from .config import configure_logging
-from .records import REDACTED, format_timestamp, is_secret_key, level_from_number, redact
+from .records import REDACTED, _default, format_timestamp, is_secret_key, level_from_number, redact, render_json
 
 __all__ = [
     "ACCESS_LOGGER",
@@ -109,12 +110,30 @@ def redact_query(query_string: bytes | str) -> str:
 
 
 _LEVEL_NAMES = {logging.INFO: "INFO", logging.WARNING: "WARNING", logging.ERROR: "ERROR"}
+# render_json's options minus OPT_NON_STR_KEYS, which costs a third of the dumps and is moot for str-only keys.
+_JSON_FAST = orjson.OPT_APPEND_NEWLINE
 _BASE_FIELDS = frozenset({"timestamp", "level", "message", "service", "logger", "pid"})
 
 
+_ID_BATCH = 256
+_spare_ids: list[str] = []  # generated ids not handed out yet; emptied in a forked child (see below)
+
+
 def _new_id() -> str:
-    """32 hex characters of randomness (the form of ``uuid4().hex``, at a fifth of its cost)."""
-    return os.urandom(16).hex()
+    """32 hex characters from ``os.urandom`` (the form of ``uuid4().hex``).
+
+    One ``os.urandom`` call makes 256 ids: the syscall, not the hex, is the cost. ``list.pop`` is atomic under the
+    GIL, so threads never get the same id, and the child of a ``fork`` drops the parent's spare ids (no reuse).
+    """
+    try:
+        return _spare_ids.pop()
+    except IndexError:
+        text = os.urandom(16 * _ID_BATCH).hex()
+        _spare_ids.extend([text[i:i + 32] for i in range(32, len(text), 32)])
+        return text[:32]
+
+
+os.register_at_fork(after_in_child=_spare_ids.clear)
 
 
 def _is_configured() -> bool:
@@ -189,24 +208,30 @@ class RequestLoggingMiddleware:
             id_header = (_HEADER, request_id.encode("ascii"))
         token = _REQUEST_ID.set(request_id)
 
-        status = 0
+        status = 0  # set by http.response.start: 0 means nothing has been sent yet
         sent = 0
         end = 0.0
-        started = False
 
         async def send_wrapper(message: Message) -> None:
-            nonlocal status, sent, end, started
-            if message["type"] == "http.response.body":
-                sent += len(message.get("body", b""))
+            nonlocal status, sent, end
+            kind = message["type"]
+            if kind == "http.response.body":
+                body = message.get("body")
+                if body:
+                    sent += len(body)
                 await send(message)
-                if not message.get("more_body", False):
+                if not message.get("more_body"):
                     end = perf_counter()
                 return
-            if message["type"] == "http.response.start":
-                started = True
+            if kind == "http.response.start":
                 status = message["status"]
-                # ASGI header names are lower case; the app's own x-request-id (if any) gives way to ours.
-                headers = [h for h in message.get("headers", ()) if h[0] != _HEADER]
+                # A new list (the app's may be shared); ASGI header names are lower case; the app's own
+                # x-request-id (rare: scanned for, not rebuilt) gives way to ours.
+                headers = list(message.get("headers", ()))
+                for header in headers:
+                    if header[0] == _HEADER:
+                        headers = [h for h in headers if h[0] != _HEADER]
+                        break
                 headers.append(id_header)
                 message["headers"] = headers
             await send(message)
@@ -219,12 +244,12 @@ class RequestLoggingMiddleware:
             try:
                 await self.app(scope, receive, send_wrapper)
             except Exception as exc:  # noqa: BLE001 - the middleware is the last line: log it, answer 500
-                if started and isinstance(exc, OSError):
+                if status and isinstance(exc, OSError):
                     disconnected = True  # ASGI >= 2.4 servers raise OSError on send() to a closed connection
                 else:
                     _emit(self._log, logging.ERROR, f"unhandled {type(exc).__name__} in {scope['method']} "
                           f"{scope['path']}: {exc}", {"method": scope["method"], "path": scope["path"]}, exc)
-                    if not started:
+                    if not status:
                         try:
                             await send_wrapper({"type": "http.response.start", "status": 500,
                                                 "headers": list(_ERROR_HEADERS)})
@@ -236,7 +261,7 @@ class RequestLoggingMiddleware:
             except BaseException:  # cancelled (server shutdown): still account for the request, then propagate
                 self._access_record(scope, request_id, status or 499, start, end, sent, user_agent, True)
                 raise
-            if started and not end:
+            if status and not end:
                 # The app returned before the last body byte: Starlette does that when the client went away
                 # mid-stream (it listens for http.disconnect); ASGI servers drop sends to a closed connection.
                 disconnected = True
@@ -271,7 +296,8 @@ class RequestLoggingMiddleware:
             "path": path,
             "query": redact_query(query) if query else "",
             "status_code": status,
-            "duration_ms": round(((end or perf_counter()) - start) * 1000.0, 3),
+            # Whole microseconds, in ms: round(x, 3)'s result at a third of its cost.
+            "duration_ms": round(((end or perf_counter()) - start) * 1_000_000) / 1000,
             "bytes_sent": sent,
             "client": client[0] if client else None,
             "user_agent": user_agent.decode("latin-1"),
@@ -286,7 +312,16 @@ class RequestLoggingMiddleware:
                 redact(record)
         writer = current.writer
         if writer is not None and levelno == logging.INFO and not self._access_console:
-            writer.write(current.render(record))  # SafeWriter: never raises, counts and reports a failed write
+            render = current.render
+            if render is render_json:
+                # Same bytes as render_json (every key here is a str); anything orjson refuses goes the long way.
+                try:
+                    data = orjson.dumps(record, default=_default, option=_JSON_FAST)
+                except (TypeError, ValueError):
+                    data = render_json(record)
+            else:
+                data = render(record)
+            writer.write(data)  # SafeWriter: never raises, counts and reports a failed write
         elif writer is None and current.console is None:
             fields = {k: v for k, v in record.items() if k not in _BASE_FIELDS}
             access.log(levelno, record["message"], extra=fields)

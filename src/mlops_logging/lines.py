@@ -27,15 +27,18 @@ Pure and in-memory (no I/O, no clock of its own except the wall-clock timestamp 
   are held in memory.
 
 Speed: a chunk of complete lines without special cases (no ESC, lone CR, DEL, invalid UTF-8, over-long line,
-traceback or warnings header, open traceback or split line) is rendered with a handful of C-level passes over the whole
-chunk (one regex ``findall`` for the levels, or a single ``count`` when every line starts with the same marker; one
-``orjson.dumps``; ``replace``/``split``/``join``) instead of per-line Python. Anything else takes the exact per-line
-path. Both give byte-identical output; the property tests feed both.
+traceback or warnings header, open traceback or split line) takes a fast path; anything else takes the exact per-line
+path. The fast path is the optional C extension ``_speedups`` (one pass over the chunk: classify each line with the
+same marker grammar, escape, copy; no Python object per line) when it was built, else a handful of C-level passes from
+Python (one regex ``findall`` for the levels, or a single ``count`` when every line starts with the same marker; one
+``orjson.dumps``; ``replace``/``split``/``join``). ``MLOPS_LOG_SPEEDUPS=0`` turns the extension off. All three give
+byte-identical output; the property tests feed each of them and compare.
 """
 
 from __future__ import annotations
 
 import base64
+import os
 import re
 import time
 from typing import Any
@@ -46,7 +49,21 @@ from . import levels as _lv
 from .records import LEVELS, _text_value, format_timestamp, normalize_level, redact, render_json
 from .settings import validate_service
 
-__all__ = ["StreamFramer", "render_wrapper_record", "clean_line"]
+__all__ = ["StreamFramer", "render_wrapper_record", "clean_line", "speedups_enabled"]
+
+try:
+    from . import _speedups  # type: ignore[attr-defined]
+except ImportError:  # built without a C compiler: the pure-Python fast path does the same work
+    _speedups = None
+if os.environ.get("MLOPS_LOG_SPEEDUPS", "1").strip().lower() in ("0", "false", "no", "off"):
+    _speedups = None
+
+_LEVEL_INDEX = {level: index for index, level in enumerate(LEVELS)}
+
+
+def speedups_enabled() -> bool:
+    """Whether the framer's fast path runs in the C extension (built, and not turned off by MLOPS_LOG_SPEEDUPS=0)."""
+    return _speedups is not None
 
 # CSI (ESC [ params intermediates final: colours, cursor moves, erase), OSC (ESC ] ... BEL or ST: titles, hyperlinks),
 # charset designations (ESC ( B) and the other 2-byte ESC sequences. A lone ESC that starts none of them is kept.
@@ -115,6 +132,7 @@ class StreamFramer:
         max_group_lines: int = 256,
         clock: Any = time.time,
         fast: bool = True,
+        native: bool = True,
     ) -> None:
         validate_service(service)
         if stream not in ("stdout", "stderr"):
@@ -137,6 +155,8 @@ class StreamFramer:
         self._try_prefix = True  # whether the next chunk tries the one-prefix test (see _fast_lines)
         self._mixed_chunks = 0
         self._fast = fast  # False: every chunk takes the exact line-by-line path (tests compare the two)
+        # The C fast path, unless asked for the pure-Python one (native=False, for the tests) or not built.
+        self._native = _speedups.render_lines if native and _speedups is not None else None
         self.lines_in = 0
         self.records_out = 0
 
@@ -168,6 +188,8 @@ class StreamFramer:
         self._json_tail = b'",' + orjson.dumps(tail)[1:] + b"\n"
         self._heads_ts = ""
         self._heads: dict[str | None, bytes] = {}
+        self._head_seq: tuple[bytes, ...] = ()  # the same heads in LEVELS order, for the C path
+        self._line_tail = self._json_tail if self.json else b"\n"
 
     # --- public API ------------------------------------------------------------------------------------------------
 
@@ -258,6 +280,7 @@ class StreamFramer:
             else:
                 self._heads = {lv: f"{ts} {lv}{self._text_stream}".encode() for lv in LEVELS}
             self._heads[None] = self._heads["INFO"]
+            self._head_seq = tuple(self._heads[lv] for lv in LEVELS)
             self._heads_ts = ts
         return self._heads
 
@@ -280,6 +303,17 @@ class StreamFramer:
         longer than max_line_bytes, a traceback or warnings header, an empty line); the caller then takes that path.
         Output is byte-identical to the exact path (the tests feed both).
         """
+        if self._native is not None:
+            self._head_table(ts)
+            result = self._native(body, self.json, self._head_seq, self._line_tail, _LEVEL_INDEX[self._prev_level],
+                                  self.max_line_bytes)
+            if result is None:
+                return None
+            rendered, count, last = result
+            self._prev_level = LEVELS[last]
+            self.lines_in += count
+            self.records_out += count
+            return rendered
         if b"\x1b" in body or b"\x7f" in body:
             return None
         if b"\r" in body:

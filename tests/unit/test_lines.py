@@ -401,15 +401,22 @@ def chunked(data: bytes, cuts: list[int]) -> list[bytes]:
     return [data[a:b] for a, b in zip([0, *points], [*points, len(data)])]
 
 
+# The fast path comes in two implementations: the C extension (native=True, when built) and pure Python.
+# test_speedups.py checks that the extension is built in the test environment.
+NATIVE = pytest.mark.parametrize("native", [True, False], ids=["c-fast-path", "python-fast-path"])
+
+
+@NATIVE
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.one_of(streams, server_streams, server_streams),
        cuts=st.lists(st.integers(min_value=0, max_value=10_000), max_size=12),
        fmt=st.sampled_from(["json", "text"]), max_line_bytes=st.sampled_from([5, 16, 64, 200, 65536, 65536]))
-def test_any_chunking_gives_the_same_records_as_one_feed(data: bytes, cuts: list[int], fmt: str,
+def test_any_chunking_gives_the_same_records_as_one_feed(native: bool, data: bytes, cuts: list[int], fmt: str,
                                                          max_line_bytes: int) -> None:
     reference = run(data, fmt=fmt, max_line_bytes=max_line_bytes, fast=False)
-    assert run(chunked(data, cuts), fmt=fmt, max_line_bytes=max_line_bytes) == reference
-    assert run(data, fmt=fmt, max_line_bytes=max_line_bytes) == reference  # the fast path agrees with the exact one
+    assert run(chunked(data, cuts), fmt=fmt, max_line_bytes=max_line_bytes, native=native) == reference
+    # the fast path agrees with the exact one
+    assert run(data, fmt=fmt, max_line_bytes=max_line_bytes, native=native) == reference
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
@@ -482,15 +489,16 @@ REALISTIC_LINES = [
 ]
 
 
+@NATIVE
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(picks=st.lists(st.sampled_from(REALISTIC_LINES), min_size=1, max_size=80),
        unterminated=st.booleans(),
        cuts=st.lists(st.integers(min_value=0, max_value=20_000), max_size=12),
        fmt=st.sampled_from(["json", "text"]), max_line_bytes=st.sampled_from([64, 100, 65536]))
-def test_realistic_mixes_in_any_chunking_give_the_exact_path_output(picks: list[bytes], unterminated: bool,
-                                                                    cuts: list[int], fmt: str,
+def test_realistic_mixes_in_any_chunking_give_the_exact_path_output(native: bool, picks: list[bytes],
+                                                                    unterminated: bool, cuts: list[int], fmt: str,
                                                                     max_line_bytes: int) -> None:
     data = b"\n".join(picks) + (b"" if unterminated else b"\n")
     reference = run(data, fmt=fmt, max_line_bytes=max_line_bytes, fast=False)
-    assert run(chunked(data, cuts), fmt=fmt, max_line_bytes=max_line_bytes) == reference
-    assert run(data, fmt=fmt, max_line_bytes=max_line_bytes) == reference
+    assert run(chunked(data, cuts), fmt=fmt, max_line_bytes=max_line_bytes, native=native) == reference
+    assert run(data, fmt=fmt, max_line_bytes=max_line_bytes, native=native) == reference

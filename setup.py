@@ -1,0 +1,9 @@
+"""Build hook for the optional C speedups of logwrap's framer; everything else is in pyproject.toml.
+
+``optional=True`` (as MarkupSafe does): without a C compiler the build skips the extension and the package runs the same
+code in pure Python (``mlops_logging.lines`` says how the two paths are kept byte-identical).
+"""
+
+from setuptools import Extension, setup
+
+setup(ext_modules=[Extension("mlops_logging._speedups", ["src/mlops_logging/_speedups.c"], optional=True)])
