@@ -394,7 +394,6 @@ static PyObject *render_lines(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "body must end with a newline");
         goto done;
     }
-    int warnings = memmem(s, (size_t)body.len, WARNING_NEEDLE, sizeof(WARNING_NEEDLE) - 1) != NULL;
     if (out_reserve(&o, (size_t)body.len * (json ? 2 : 3) / 2 + 4096) < 0) goto done; /* MemoryError set */
     Py_ssize_t count = 0;
     int level = prev;
@@ -409,8 +408,8 @@ static PyObject *render_lines(PyObject *self, PyObject *args) {
         } else {
             if (is_traceback_start(s, content)) goto exact; /* "  + Exception Group Traceback ..." is indented */
             if (marked == NO_MARKER) {
-                if (warnings && memmem(s, (size_t)content, WARNING_NEEDLE, sizeof(WARNING_NEEDLE) - 1) != NULL)
-                    goto exact;
+                /* A Python warnings header ("x.py:3: UserWarning: ...") is WARNING: the exact path parses it. */
+                if (memmem(s, (size_t)content, WARNING_NEEDLE, sizeof(WARNING_NEEDLE) - 1) != NULL) goto exact;
                 level = LV_INFO;
             } /* else an indented or empty line: it keeps the level of the line before */
         }
