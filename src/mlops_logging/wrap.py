@@ -967,6 +967,10 @@ class Supervisor:
             "passthrough": self.opts.passthrough,
             "format": s.fmt,
         }
+        if self.sinks:
+            from .lines import speedups_enabled
+
+            fields["speedups"] = speedups_enabled()  # the framer's C extension (a slow logwrap says why here)
         if reaper_note:
             fields["reaper"] = reaper_note
         self.note("INFO", f"logwrap started {command} (pid {self.child_pid})", **fields)

@@ -174,6 +174,20 @@ def test_split_streams_write_one_file_per_stream(tmp_path: Path) -> None:
         assert records[-1]["exit_code"] == 4
 
 
+@pytest.mark.parametrize("speedups", ["1", "0"])
+def test_the_startup_record_says_whether_the_c_framer_runs_and_both_write_the_same_records(
+        tmp_path: Path, speedups: str) -> None:
+    logs = tmp_path / "logs"
+    lines = "INFO: a\\n  indented\\nWARNING: b \\\"q\\\"\\nplain\\n"
+    result = run_wrap(logs, "--service", "sp", command=["printf", lines],
+                      env={**os.environ, "MLOPS_LOG_SPEEDUPS": speedups})
+    assert result.returncode == 0
+    records = read_records(logs / "sp.log")
+    assert records[0]["speedups"] is (speedups == "1")
+    assert [(r["level"], r["message"]) for r in child_records(logs / "sp.log")] == [
+        ("INFO", "INFO: a"), ("INFO", "  indented"), ("WARNING", 'WARNING: b "q"'), ("INFO", "plain")]
+
+
 def test_stdin_is_inherited_by_the_child(tmp_path: Path) -> None:
     logs = tmp_path / "logs"
     result = run_wrap(logs, "--service", "cat", command=["cat"], input=b"from stdin\n", stdin=None)
