@@ -17,6 +17,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import fcntl
+import gc
 import itertools
 import os
 import re
@@ -1264,6 +1265,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         _say(f"{exc}")
         return EXIT_USAGE
     tune_malloc()
+    # Everything imported so far lives as long as the process: keep it out of the cyclic GC's scans (the loop itself
+    # makes no reference cycles; measured with perf: ~3% of logwrap's time went to collecting).
+    gc.freeze()
     return Supervisor(opts, settings).run()
 
 
