@@ -121,13 +121,19 @@ static int after_datetime_sep(bytes_t s, Py_ssize_t n, Py_ssize_t t) {
     return NO_MARKER;
 }
 
+/* [0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}:[0-9]{2} at p (with `slash`, "/" may stand for each "-" of the
+ * date); the seconds end at p + 19. */
+static int date_time_at(bytes_t s, Py_ssize_t n, Py_ssize_t p, int slash) {
+    int c4 = AT(p + 4), c7 = AT(p + 7), c10 = AT(p + 10);
+    return digits(s, n, p, 4) && (c4 == '-' || (slash && c4 == '/')) && digits(s, n, p + 5, 2) &&
+           (c7 == '-' || (slash && c7 == '/')) && digits(s, n, p + 8, 2) && (c10 == ' ' || c10 == 'T') &&
+           digits(s, n, p + 11, 2) && AT(p + 13) == ':' && digits(s, n, p + 14, 2) && AT(p + 16) == ':' &&
+           digits(s, n, p + 17, 2);
+}
+
 /* [0-9]{4}[-/][0-9]{2}[-/][0-9]{2}[ T][0-9]{2}:[0-9]{2}:[0-9]{2}(?:[.,][0-9]{1,9})?(?:Z|[+-][0-9]{2}:?[0-9]{2})?SEP */
 static int datetime_prefix(bytes_t s, Py_ssize_t n) {
-    int c4 = AT(4), c7 = AT(7), c10 = AT(10);
-    if (!digits(s, n, 0, 4) || (c4 != '-' && c4 != '/') || !digits(s, n, 5, 2) || (c7 != '-' && c7 != '/') ||
-        !digits(s, n, 8, 2) || (c10 != ' ' && c10 != 'T') || !digits(s, n, 11, 2) || AT(13) != ':' ||
-        !digits(s, n, 14, 2) || AT(16) != ':' || !digits(s, n, 17, 2))
-        return NO_MARKER;
+    if (!date_time_at(s, n, 0, 1)) return NO_MARKER;
     Py_ssize_t fracs[10];
     int nf = fraction_ends(s, n, 19, fracs);
     for (int i = 0; i < nf; i++) {
@@ -150,10 +156,7 @@ static int datetime_prefix(bytes_t s, Py_ssize_t n) {
 
 /* gunicorn: \[DATE[ T]TIME(?:[.,][0-9]{1,9})?(?: ?[+-][0-9]{4}|Z)?\] \[[0-9]+\] \[ then the token. */
 static int gunicorn_prefix(bytes_t s, Py_ssize_t n) {
-    if (AT(0) != '[' || !digits(s, n, 1, 4) || AT(5) != '-' || !digits(s, n, 6, 2) || AT(8) != '-' ||
-        !digits(s, n, 9, 2) || (AT(11) != ' ' && AT(11) != 'T') || !digits(s, n, 12, 2) || AT(14) != ':' ||
-        !digits(s, n, 15, 2) || AT(17) != ':' || !digits(s, n, 18, 2))
-        return NO_MARKER;
+    if (AT(0) != '[' || !date_time_at(s, n, 1, 0)) return NO_MARKER;
     Py_ssize_t fracs[10];
     int nf = fraction_ends(s, n, 20, fracs);
     for (int i = 0; i < nf; i++) {

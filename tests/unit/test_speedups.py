@@ -83,10 +83,11 @@ VALID_LINES = [
 
 
 def mutations(line: bytes) -> list[bytes]:
-    """The line cut at every length, and with each byte replaced by a digit, a space and a letter."""
+    """The line cut at every length, and with each of its first 48 bytes replaced by a digit, a space, a letter and
+    each separator of the grammar."""
     out = [line[:k] for k in range(len(line) + 1)]
     for k in range(min(len(line), 48)):
-        for byte in (b"0", b" ", b"x"):
+        for byte in (b"0", b" ", b"x", b"/", b"-", b":", b".", b"]", b")"):
             out.append(line[:k] + byte + line[k + 1 :])
     return out
 
