@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import logging.config
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -174,3 +175,73 @@ def test_uvicorn_log_config_file_matches_and_installs_exactly_one_handler(log_ro
     logging.getLogger("uvicorn.error").info("Application startup complete.")
     [record] = read_records(log_root / "fastapi" / "fastapi.log")
     assert record["logger"] == "uvicorn.error" and record["service"] == "fastapi"
+
+
+async def _ok_app(scope: dict, receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+def _serve(app: Any, count: int = 1, **scope: Any) -> None:
+    """Call ``app`` ``count`` times with a raw ASGI scope (``scope`` overrides), the way a server would."""
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: dict) -> None:
+        pass
+
+    async def run() -> None:
+        for _ in range(count):
+            await app({"type": "http", "method": "GET", "path": "/f", "query_string": b"", "client": ("10.0.0.2", 7),
+                       "headers": [(b"user-agent", b"t/1")], **scope}, receive, send)
+
+    asyncio.run(run())
+
+
+def test_access_lines_are_render_json_of_their_record_and_generated_ids_unique(logfile: Path) -> None:
+    from mlops_logging.records import render_json
+    from support.records import read_lines
+
+    _serve(RequestLoggingMiddleware(_ok_app), 600)  # more ids than one os.urandom batch makes
+    lines = [line for line in read_lines(logfile) if b'"logger":"mlops_logging.access"' in line]
+    records = [json.loads(line) for line in lines]
+    assert len(records) == 600
+    assert all(line + b"\n" == render_json(record) for line, record in zip(lines, records))  # the same bytes
+    assert list(records[0]) == ["timestamp", "level", "message", "service", "logger", "pid", "request_id", "method",
+                                "path", "query", "status_code", "duration_ms", "bytes_sent", "client", "user_agent"]
+    ids = [r["request_id"] for r in records]
+    assert len(set(ids)) == 600 and all(len(i) == 32 and set(i) <= set("0123456789abcdef") for i in ids)
+    assert all(round(r["duration_ms"], 3) == r["duration_ms"] >= 0 for r in records)
+
+
+def test_a_path_orjson_refuses_still_gets_its_access_record(logfile: Path) -> None:
+    _serve(RequestLoggingMiddleware(_ok_app), path="/caf\udce9")  # a lone surrogate: not encodable as UTF-8
+    [record] = access(read_records(logfile))
+    assert record["path"] == "/caf\\udce9" and record["message"] == "GET /caf\\udce9 200"
+
+
+def test_text_format_access_records(log_root: Path, restore_logging: None) -> None:
+    path = configure_logging("fastapi", stdout=False, fmt="text")
+    _serve(RequestLoggingMiddleware(_ok_app), query_string=b"token=s3cret&a=1")
+    [line] = [line for line in path.read_text().splitlines() if "mlops_logging.access" in line]
+    assert " INFO mlops_logging.access: GET /f 200 " in line and 'query="token=[REDACTED]&a=1"' in line
+    assert "s3cret" not in line and "user_agent=t/1" in line
+
+
+def test_a_forked_child_does_not_reuse_the_parents_spare_ids() -> None:
+    from mlops_logging.fastapi import _new_id
+
+    _new_id()  # the parent now holds spare ids
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.write(write_end, _new_id().encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    child_id = os.read(read_end, 64).decode()
+    os.waitpid(pid, 0)
+    os.close(read_end)
+    assert len(child_id) == 32 and child_id != _new_id()
