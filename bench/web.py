@@ -1,12 +1,12 @@
 """Requests/s and p99 latency of a trivial FastAPI endpoint under uvicorn (1 worker), four ways of logging it.
 
-    python bench/web.py [--rounds 7] [--seconds 3] [--connections 32] [--no-publish]
+    python bench/web.py [--rounds 15] [--seconds 3] [--connections 32] [--no-publish]
 
 (1) no logging at all, (2) uvicorn's default access log to a file, (3) asgi-correlation-id + a stdlib JSON access log
 (python-json-logger, uvicorn.access to a file, the usual recipe), (4) ``mlops_logging.fastapi`` (``instrument(app)``
 + ``--log-config`` ``uvicorn_log_config.json``, the defaults: INFO access records to the file only) and (4b) the same
-with ``access_console=True`` (every access record also as a readable line on stdout, which goes to /dev/null). Every server runs at once; rounds are interleaved (1, 2, 3, 4, 4b, 1, 2, ...) so drift on a
-shared machine hits all of them alike; the ratios are computed per round and their median reported. Targets: (4) >= 0.9x (1), (4) >= 1.2x (3).
+with ``access_console=True`` (every access record also as a readable line on stdout, which goes to /dev/null). Every server runs at once; rounds are interleaved and the order rotates each round (1, 2, 3, 4, 4b,
+then 2, 3, 4, 4b, 1, ...) so drift on a shared machine hits all of them alike and none always runs first; the ratios are computed per round and their median reported. Targets: (4) >= 0.9x (1), (4) >= 1.2x (3).
 
 Load comes from ``wrk`` in a separate process (Debian: ``apt-get install -y wrk``), pinned to another core than the
 server when ``taskset`` exists. Without wrk the script falls back to a small asyncio keep-alive load generator
@@ -212,7 +212,7 @@ def load_main(port: int, seconds: float, connections: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--no-publish", action="store_true", help="print only, do not update docs/benchmarks.md")
@@ -230,8 +230,12 @@ def main() -> None:
         try:
             for variant, (_, port) in servers.items():  # warm-up
                 load(port, 1.0, args.connections)
+            order = list(servers)
             for round_no in range(args.rounds):
-                for variant, (_, port) in servers.items():
+                # Rotate the order every round, so that no variant always runs first (or right after another).
+                shift = round_no % len(order)
+                for variant in order[shift:] + order[:shift]:
+                    port = servers[variant][1]
                     results[variant].append(load(port, args.seconds, args.connections))
                     print(f"round {round_no + 1} {variant:12} {results[variant][-1][0]:9.0f} req/s "
                           f"p99 {results[variant][-1][1]:.2f} ms", file=sys.stderr)
@@ -263,7 +267,7 @@ def main() -> None:
         f"Trivial `GET /` (FastAPI {fastapi.__version__}, uvicorn {uvicorn.__version__}, 1 worker, {http} + {loop}), "
         f"load from {'`wrk -t1 -c' + str(args.connections) + '`' if wrk else 'the asyncio fallback load generator'}"
         f" in a separate process{' (server and load pinned to different cores)' if pin(0) else ''}; "
-        f"{args.rounds} interleaved rounds of {args.seconds:g} s per variant.",
+        f"{args.rounds} interleaved rounds of {args.seconds:g} s per variant, the order rotating each round.",
         "",
         *rows,
         "",
