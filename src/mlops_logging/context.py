@@ -12,9 +12,12 @@ from typing import Any
 import structlog.contextvars as _structlog_contextvars
 from structlog.typing import EventDict, WrappedLogger
 
-__all__ = ["anything_bound_besides", "bound_context", "merge_bound_context"]
+__all__ = ["REGISTRY", "bound_context", "merge_bound_context"]
 
-_REGISTRY: dict[str, Any] | None = getattr(_structlog_contextvars, "_CONTEXT_VARS", None)
+#: structlog's registry of its contextvars (``structlog_<key>`` -> ContextVar; keys are never removed), or None for a
+#: structlog without one (then the public, slower API is used).
+REGISTRY: dict[str, Any] | None = getattr(_structlog_contextvars, "_CONTEXT_VARS", None)
+_REGISTRY = REGISTRY
 _PREFIX_LEN = len(getattr(_structlog_contextvars, "STRUCTLOG_KEY_PREFIX", "structlog_"))
 
 
@@ -36,8 +39,3 @@ def merge_bound_context(logger: WrappedLogger, method_name: str, event_dict: Eve
         for key, value in bound_context().items():
             event_dict.setdefault(key, value)
     return event_dict
-
-
-def anything_bound_besides(key: str) -> bool:
-    """False when ``key`` is the only name ever bound in any context (a per-request fast path); True if unsure."""
-    return _REGISTRY is None or len(_REGISTRY) > 1 or (bool(_REGISTRY) and f"structlog_{key}" not in _REGISTRY)

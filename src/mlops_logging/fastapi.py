@@ -30,13 +30,12 @@ from time import perf_counter
 from typing import Any
 from urllib.parse import unquote_plus
 
-import orjson
 from structlog.contextvars import bind_contextvars
 
 from . import output
-from .context import _REGISTRY, bound_context
+from .context import REGISTRY, bound_context
 from .config import configure_logging
-from .records import REDACTED, _default, format_timestamp, is_secret_key, level_from_number, redact, render_json
+from .records import REDACTED, format_timestamp, is_secret_key, level_from_number, redact
 
 __all__ = [
     "ACCESS_LOGGER",
@@ -75,10 +74,9 @@ _token = bind_contextvars(request_id=...)["request_id"]
 _REQUEST_ID = _token.var
 _REQUEST_ID.reset(_token)
 del _token
-# structlog's registry of its contextvars (None: a structlog without one, see context.py). `request_id` is in it from
-# here on and keys are never removed, so one key means nothing else can be bound: no context to merge per request
-# (context.anything_bound_besides("request_id") without the call).
-_BOUND_KEYS = _REGISTRY
+# `request_id` is in structlog's registry of contextvars from here on and keys are never removed, so a registry of one
+# key means nothing else can be bound: no context to merge per request (a length instead of a call).
+_BOUND_KEYS = REGISTRY
 
 
 def current_request_id() -> str | None:
@@ -114,8 +112,6 @@ def redact_query(query_string: bytes | str) -> str:
 
 
 _LEVEL_NAMES = {logging.INFO: "INFO", logging.WARNING: "WARNING", logging.ERROR: "ERROR"}
-# render_json's options minus OPT_NON_STR_KEYS, which costs a third of the dumps and is moot for str-only keys.
-_JSON_FAST = orjson.OPT_APPEND_NEWLINE
 _BASE_FIELDS = frozenset({"timestamp", "level", "message", "service", "logger", "pid"})
 
 
@@ -316,16 +312,7 @@ class RequestLoggingMiddleware:
                 redact(record)
         writer = current.writer
         if writer is not None and levelno == logging.INFO and not self._access_console:
-            render = current.render
-            if render is render_json:
-                # Same bytes as render_json (every key here is a str); anything orjson refuses goes the long way.
-                try:
-                    data = orjson.dumps(record, _default, _JSON_FAST)  # positional: cheaper than keywords
-                except (TypeError, ValueError):
-                    data = render_json(record)
-            else:
-                data = render(record)
-            writer.write(data)  # SafeWriter: never raises, counts and reports a failed write
+            writer.write(current.render(record))  # SafeWriter: never raises, counts and reports a failed write
         elif writer is None and current.console is None:
             fields = {k: v for k, v in record.items() if k not in _BASE_FIELDS}
             access.log(levelno, record["message"], extra=fields)

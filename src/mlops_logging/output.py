@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .console import Console
-from .records import format_timestamp, render_json, render_text
+from .records import format_timestamp, render_json
 from .sink import Loss, SafeWriter
 
 __all__ = ["Output", "current", "install", "current_service", "current_pid"]

@@ -155,6 +155,7 @@ def redact(record: dict[str, Any]) -> dict[str, Any]:
 # --- rendering -----------------------------------------------------------------------------------------------------
 
 _JSON_OPTS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
+_JSON_STR_KEYS = orjson.OPT_APPEND_NEWLINE
 
 
 def _default(obj: Any) -> Any:
@@ -172,7 +173,12 @@ def _default(obj: Any) -> Any:
 def render_json(record: Mapping[str, Any]) -> bytes:
     """One JSON object and a newline. JSON escaping makes a newline inside a value unable to start a second record."""
     try:
-        return orjson.dumps(record, default=_default, option=_JSON_OPTS)
+        # Positional arguments and no OPT_NON_STR_KEYS (a third of the cost): the same bytes when every key is a str.
+        return orjson.dumps(record, _default, _JSON_STR_KEYS)
+    except (TypeError, ValueError):
+        pass
+    try:
+        return orjson.dumps(record, _default, _JSON_OPTS)  # a non-str key somewhere (an int, an enum...)
     except (TypeError, ValueError):
         # Integers past 64 bits, circular structures, lone surrogates...: fall back to strings, never raise.
         return orjson.dumps({str(k): _plain(v) for k, v in record.items()}, default=_default, option=_JSON_OPTS)
