@@ -136,6 +136,14 @@ def _new_id() -> str:
 os.register_at_fork(after_in_child=_spare_ids.clear)
 
 
+def _content_length(headers: list[tuple[bytes, bytes]]) -> int:
+    """The Content-Length response header as an int, 0 when missing or not a number."""
+    for name, value in headers:
+        if name == b"content-length":
+            return int(value) if value.isdigit() else 0
+    return 0
+
+
 def _is_configured() -> bool:
     current = output.current()
     return current.writer is not None or current.console is not None
@@ -211,9 +219,10 @@ class RequestLoggingMiddleware:
         status = 0  # set by http.response.start: 0 means nothing has been sent yet
         sent = 0
         end = 0.0
+        headers: list[tuple[bytes, bytes]] = []
 
         async def send_wrapper(message: Message) -> None:
-            nonlocal status, sent, end
+            nonlocal status, sent, end, headers
             kind = message["type"]
             if kind == "http.response.body":
                 body = message.get("body")
@@ -234,6 +243,13 @@ class RequestLoggingMiddleware:
                         break
                 headers.append(id_header)
                 message["headers"] = headers
+            elif kind == "http.response.pathsend":
+                # The ASGI path-send extension (Starlette's FileResponse on servers that offer it): the server sends
+                # the file itself and this message ends the response; its size is the Content-Length.
+                await send(message)
+                end = perf_counter()
+                sent += _content_length(headers)
+                return
             await send(message)
 
         disconnected = False

@@ -215,6 +215,27 @@ def test_access_lines_are_render_json_of_their_record_and_generated_ids_unique(l
     assert all(round(r["duration_ms"], 3) == r["duration_ms"] >= 0 for r in records)
 
 
+def test_a_response_ended_by_the_pathsend_extension_is_complete_not_disconnected(logfile: Path) -> None:
+    sent: list[dict] = []
+
+    async def file_app(scope: dict, receive: Any, send: Any) -> None:  # what FileResponse does when offered pathsend
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"1234")]})
+        await send({"type": "http.response.pathsend", "path": "/srv/model.bin"})
+
+    async def server_send(message: dict) -> None:
+        sent.append(message)
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b""}
+
+    scope = {"type": "http", "method": "GET", "path": "/model", "query_string": b"", "client": ("10.0.0.2", 7),
+             "headers": [], "extensions": {"http.response.pathsend": {}}}
+    asyncio.run(RequestLoggingMiddleware(file_app)(scope, receive, server_send))
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.pathsend"]
+    [record] = access(read_records(logfile))
+    assert record["status_code"] == 200 and record["bytes_sent"] == 1234 and "disconnected" not in record
+
+
 def test_a_path_orjson_refuses_still_gets_its_access_record(logfile: Path) -> None:
     _serve(RequestLoggingMiddleware(_ok_app), path="/caf\udce9")  # a lone surrogate: not encodable as UTF-8
     [record] = access(read_records(logfile))
