@@ -404,7 +404,13 @@ static PyObject *render_lines(PyObject *self, PyObject *args) {
         bytes_t nl = memchr(s, '\n', (size_t)(end - s));
         Py_ssize_t n = nl - s;
         if (n > max_line) goto exact;
-        Py_ssize_t content = n > 0 && s[n - 1] == '\r' ? n - 1 : n; /* CRLF: the exact path strips the CR */
+        Py_ssize_t content = n;
+        if (n > 0 && s[n - 1] == '\r') {
+            /* CRLF: the exact path strips the CR; in JSON it may also end a line of a vLLM multi-line message, which
+             * the exact path groups into one record. */
+            if (json) goto exact;
+            content = n - 1;
+        }
         int marked = line_level(s, content);
         if (marked >= 0) {
             level = marked;

@@ -17,6 +17,12 @@ Pure and in-memory (no I/O, no clock of its own except the wall-clock timestamp 
   seconds without input, at close, or when it reaches ``max_group_lines`` lines / ``4 * max_line_bytes`` bytes.
   A group emitted before its exception line arrived (idle gap, size bound) is marked ``partial`` and the traceback
   goes on in the next record. In text mode every line is its own record and keeps the ERROR level.
+- **vLLM multi-line messages.** vLLM's log formatter repeats its header (``(APIServer pid=1) ERROR 11-26 12:51:15
+  [async_llm.py:906] ``) on every line of a multi-line message (a logged exception, a config dump) and ends all
+  but the last of them with ``\\r\\n``. In JSON mode such a message becomes one record at the header's level:
+  the first line whole (as any line), then the rest of each following line after the header, joined with ``\\n``.
+  It ends at its line without ``\\r``, or at a line without the same header (another process talking); the same
+  idle and size bounds as for tracebacks apply. In text mode every line is its own record.
 - **Long and unterminated lines.** A line longer than ``max_line_bytes`` is cut into pieces of at most that many bytes,
   never inside a UTF-8 character. ``"partial": true`` means *this record does not end a line: the line goes on in the
   next record of the stream* (like the P/F tags of the CRI log format): every piece but the last of a split line is
@@ -112,8 +118,18 @@ def clean_line(text: str) -> str:
     return text
 
 
-# traceback states
-_NONE, _BODY, _AFTER, _CHAIN = 0, 1, 2, 3
+# group states: a Python traceback (body, after its exception line, after a chain marker), a vLLM multi-line message
+_NONE, _BODY, _AFTER, _CHAIN, _MULTI = 0, 1, 2, 3, 4
+# vLLM's NewLineFormatter writes a message of several lines (a logged traceback, a config dump) as one output line per
+# line of the message, each starting with the same header and all but the last ending in "\r\n":
+#   (APIServer pid=1) ERROR 11-26 12:51:15 [async_llm.py:906] AsyncLLM output_handler failed.\r
+#   (APIServer pid=1) ERROR 11-26 12:51:15 [async_llm.py:906] Traceback (most recent call last):\r
+#   ...
+#   (APIServer pid=1) ERROR 11-26 12:51:15 [async_llm.py:906] RuntimeError: engine step failed
+_VLLM_HEADER = re.compile(
+    rb"(?:\([ -'*-~]{1,128}\) )?(DEBUG|INFO|WARNING|ERROR|CRITICAL) [0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2} "
+    rb"\[[^\]\n]{1,256}\] "
+)
 
 
 class StreamFramer:
@@ -172,6 +188,8 @@ class StreamFramer:
         self._group_bad = False
         self._group_bytes = 0
         self._group_ts = ""
+        self._group_level = "ERROR"
+        self._multi_header = b""  # the header every line of an open vLLM multi-line message starts with
         self._tentative: list[tuple[bytes, str, bool]] = []  # blank lines after an exception line (JSON)
 
         # Fixed parts of every record.
@@ -317,7 +335,8 @@ class StreamFramer:
         if b"\x1b" in body or b"\x7f" in body:
             return None
         if b"\r" in body:
-            if body.count(b"\r") != body.count(b"\r\n") or self._has_long_line(body):
+            # JSON: CRLF may end the lines of a vLLM multi-line message, which the exact path groups.
+            if self.json or body.count(b"\r") != body.count(b"\r\n") or self._has_long_line(body):
                 return None
             body = body.replace(b"\r\n", b"\n")  # CRLF endings: the exact path strips a trailing CR too
         elif self._has_long_line(body):
@@ -484,10 +503,24 @@ class StreamFramer:
         if state == _NONE:
             if _lv.is_traceback_start(text):
                 self._tb = _BODY
+                self._group_level = "ERROR"
+                self._group_add(raw, text, bad, ts, out)
+            elif self.json and raw.endswith(b"\r") and (header := _VLLM_HEADER.match(raw)) is not None:
+                self._tb = _MULTI  # the first line of a vLLM multi-line message: one record for all its lines
+                self._multi_header = header.group()
+                self._group_level = header.group(1).decode()
                 self._group_add(raw, text, bad, ts, out)
             else:
                 self._plain(raw, text, bad, ts, out)
             return
+        if state == _MULTI:
+            if raw.startswith(self._multi_header):
+                rest = raw[len(self._multi_header) :]
+                rest_text, rest_bad = self._decode(rest)
+                self._group_add(rest, rest_text, rest_bad, ts, out)
+                if not raw.endswith(b"\r"):  # the message's last line
+                    self._flush_group(out, final=True)
+                return
         if state == _BODY:
             if _lv.is_traceback_body(text) or _lv.is_traceback_start(text):
                 self._group_add(raw, text, bad, ts, out)
@@ -523,9 +556,9 @@ class StreamFramer:
         self._line(raw, ts, out)
 
     def _group_add(self, raw: bytes, text: str, bad: bool, ts: str, out: list[bytes]) -> None:
-        self._prev_level = "ERROR"
+        self._prev_level = self._group_level
         if not self.json:
-            self._render(ts, "ERROR", text, None, False, out)
+            self._render(ts, self._group_level, text, None, False, out)
             return
         if not self._group:
             self._group_ts = ts
@@ -539,7 +572,7 @@ class StreamFramer:
     def _emit_group(self, *, partial: bool, out: list[bytes]) -> None:
         if self._group:
             raw = b"\n".join(self._group_raw) if self._group_bad else None
-            self._render(self._group_ts, "ERROR", "\n".join(self._group), raw, partial, out)
+            self._render(self._group_ts, self._group_level, "\n".join(self._group), raw, partial, out)
         self._group = []
         self._group_raw = []
         self._group_bad = False

@@ -107,6 +107,9 @@ def test_every_live_vllm_line_gets_the_level_its_marker_names(vllm: WrappedVllm)
     marked = [(m.group(1), r["level"]) for r in records if (m := VLLM_MARKER.match(r["message"]))]
     assert len(marked) > 20
     assert all(expected == got for expected, got in marked), [m for m in marked if m[0] != m[1]]
+    # vLLM's multi-line messages (its start-up banner) are one record each, not one per line.
+    banner = [r for r in records if re.search(r"version \d+\.\d+", r["message"])]
+    assert banner and banner[0]["message"].count("\n") >= 3, banner
     [startup] = [r for r in records if r.get("logger") == "logwrap" and "command" in r]
     assert "vllm.entrypoints.openai.api_server" in str(startup["command"])
     # Passthrough kept the raw output for `docker logs`.

@@ -209,7 +209,12 @@ def _levels_from_framer(data: bytes, fmt: str, chunk: int) -> list[str]:
     if fmt == "json":
         import json
 
-        return [json.loads(line)["level"] for line in lines]
+        # A record may hold several lines (a vLLM multi-line message): one level per line it holds.
+        levels = []
+        for line in lines:
+            record = json.loads(line)
+            levels += [record["level"]] * (record["message"].count("\n") + 1)
+        return levels
     return [line.split(" ", 2)[1] for line in lines]
 
 

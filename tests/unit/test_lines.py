@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -349,6 +350,53 @@ def test_traceback_with_invalid_utf8_keeps_the_raw_bytes() -> None:
     assert base64.b64decode(record["raw_b64"]) == data[:-1]
 
 
+# vLLM's own formatter on a logged exception and a two-line warning (tests/fixtures/README.md says how it was made).
+VLLM_MULTILINE = (Path(__file__).resolve().parent.parent / "fixtures" / "vllm-0.32-cpu-multiline.log").read_bytes()
+H = b"(MainProcess pid=7653) ERROR 11-26 12:51:15 [vlog.py:13] "
+
+
+def test_a_vllm_multi_line_message_is_one_record_at_its_level() -> None:
+    got = records(VLLM_MULTILINE)
+    assert [r["level"] for r in got] == ["INFO", "ERROR", "WARNING", "INFO"]
+    error = got[1]["message"].split("\n")
+    assert error[0] == H.decode() + "AsyncLLM output_handler failed."  # the first line whole, as any line
+    assert error[1:3] == ["Traceback (most recent call last):", '  File "/tmp/wb/vlog.py", line 9, in <module>']
+    assert error[-1] == "RuntimeError: engine step failed" and len(error) == 14
+    assert got[2]["message"] == "(MainProcess pid=7653) WARNING 11-26 12:51:15 [vlog.py:14] a warning\nwith a second line"
+    assert not any("partial" in r or "\r" in r["message"] for r in got)
+
+
+def test_a_vllm_multi_line_message_is_one_record_per_line_in_text_mode() -> None:
+    lines = texts(VLLM_MULTILINE)
+    assert len(lines) == VLLM_MULTILINE.count(b"\n")
+    assert [line.split(" ", 2)[1] for line in lines] == ["INFO"] + ["ERROR"] * 14 + ["WARNING"] * 2 + ["INFO"]
+
+
+def test_a_vllm_multi_line_message_ends_at_a_line_with_another_header() -> None:
+    other = b"(EngineCore_DP0 pid=8) INFO 11-26 12:51:15 [core.py:1] engine says hi\n"
+    data = H + b"failed.\r\n" + H + b"Traceback (most recent call last):\r\n" + other + H + b"ValueError: x\n"
+    got = records(data)
+    assert [(r["level"], r["message"]) for r in got] == [
+        ("ERROR", H.decode() + "failed.\nTraceback (most recent call last):"),
+        ("INFO", other.decode().strip()),
+        ("ERROR", H.decode() + "ValueError: x"),  # the rest of the message, on its own
+    ]
+
+
+def test_a_vllm_multi_line_message_cut_by_an_idle_gap_is_partial_and_goes_on() -> None:
+    f = framer(idle_flush=0.2)
+    assert f.feed(H + b"failed.\r\n" + H + b"Traceback (most recent call last):\r\n", 1.0) == b""
+    first = json.loads(f.flush_idle(1.5))
+    assert (first["level"], first["partial"]) == ("ERROR", True)
+    second = json.loads(f.feed(H + b"  File x\r\n" + H + b"ValueError: x\n", 2.0))
+    assert second["message"] == "  File x\nValueError: x" and "partial" not in second
+
+
+def test_crlf_lines_without_a_vllm_header_stay_one_record_each() -> None:
+    got = records(b"INFO:     a\r\nINFO:     b\r\n")
+    assert [r["message"] for r in got] == ["INFO:     a", "INFO:     b"]
+
+
 # --- wrapper records -------------------------------------------------------------------------------------------------
 
 
@@ -485,6 +533,10 @@ REALISTIC_LINES = [
     b"\rLoading: 0%\rLoading: 100%",
     b"tab\tand back\\slash and NUL\x00 and DEL\x7f",
     b"INFO:     " + b"x" * 150,
+    b"(APIServer pid=1) ERROR 11-26 12:51:15 [async_llm.py:906] AsyncLLM output_handler failed.\r",
+    b"(APIServer pid=1) ERROR 11-26 12:51:15 [async_llm.py:906] Traceback (most recent call last):\r",
+    b"(APIServer pid=1) ERROR 11-26 12:51:15 [async_llm.py:906]   File \"/x.py\", line 9, in run\r",
+    b"(APIServer pid=1) ERROR 11-26 12:51:15 [async_llm.py:906] ValueError: bad",
     b"(APIServer pid=1) WARNING 11-26 08:16:47 [a.py:1] " + "é".encode() * 60,
 ]
 
