@@ -33,7 +33,8 @@ Pure and in-memory (no I/O, no clock of its own except the wall-clock timestamp 
   are held in memory.
 
 Speed: a chunk of complete lines without special cases (no ESC, lone CR, DEL, invalid UTF-8, over-long line,
-traceback or warnings header, open traceback or split line) takes a fast path; anything else takes the exact per-line
+traceback or warnings header, open traceback or split line; in JSON no CRLF, which may end the lines of a vLLM
+multi-line message) takes a fast path; anything else takes the exact per-line
 path. The fast path is the optional C extension ``_speedups`` (one pass over the chunk: classify each line with the
 same marker grammar, escape, copy; no Python object per line) when it was built, else a handful of C-level passes from
 Python (one regex ``findall`` for the levels, or a single ``count`` when every line starts with the same marker; one
