@@ -522,7 +522,7 @@ class StreamFramer:
                 if not raw.endswith(b"\r"):  # the message's last line
                     self._flush_group(out, final=True)
                 return
-        if state == _BODY:
+        elif state == _BODY:
             if _lv.is_traceback_body(text) or _lv.is_traceback_start(text):
                 self._group_add(raw, text, bad, ts, out)
                 return
@@ -546,13 +546,13 @@ class StreamFramer:
                 self._tentative = []
                 self._group_add(raw, text, bad, ts, out)
                 return
-        else:  # _CHAIN
+        elif state == _CHAIN:
             if not text or _lv.is_traceback_start(text):
                 if text:
                     self._tb = _BODY
                 self._group_add(raw, text, bad, ts, out)
                 return
-        # The traceback is over: emit it, then this line is an ordinary one.
+        # The group (traceback or vLLM message) is over: emit it, then this line is an ordinary one.
         self._flush_group(out, final=True)
         self._line(raw, ts, out)
 

@@ -383,6 +383,13 @@ def test_a_vllm_multi_line_message_ends_at_a_line_with_another_header() -> None:
     ]
 
 
+@pytest.mark.parametrize("next_line", [b"", b"Traceback (most recent call last):"])
+def test_an_empty_line_or_a_traceback_without_the_header_ends_a_vllm_multi_line_message(next_line: bytes) -> None:
+    got = records(H + b"failed.\r\n" + next_line + b"\nINFO:     after\n")
+    assert [(r["level"], r["message"]) for r in got] == [
+        ("ERROR", H.decode() + "failed."), ("ERROR", next_line.decode()), ("INFO", "INFO:     after")]
+
+
 def test_a_vllm_multi_line_message_cut_by_an_idle_gap_is_partial_and_goes_on() -> None:
     f = framer(idle_flush=0.2)
     assert f.feed(H + b"failed.\r\n" + H + b"Traceback (most recent call last):\r\n", 1.0) == b""
