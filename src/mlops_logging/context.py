@@ -17,16 +17,15 @@ __all__ = ["REGISTRY", "bound_context", "merge_bound_context"]
 #: structlog's registry of its contextvars (``structlog_<key>`` -> ContextVar; keys are never removed), or None for a
 #: structlog without one (then the public, slower API is used).
 REGISTRY: dict[str, Any] | None = getattr(_structlog_contextvars, "_CONTEXT_VARS", None)
-_REGISTRY = REGISTRY
 _PREFIX_LEN = len(getattr(_structlog_contextvars, "STRUCTLOG_KEY_PREFIX", "structlog_"))
 
 
 def bound_context() -> dict[str, Any]:
     """A new dict of what is bound in this context (same content as ``structlog.contextvars.get_contextvars()``)."""
-    if _REGISTRY is None:  # a structlog without the registry: fall back to the public, slower API
+    if REGISTRY is None:  # a structlog without the registry: fall back to the public, slower API
         return _structlog_contextvars.get_contextvars()
     bound: dict[str, Any] = {}
-    for name, var in tuple(_REGISTRY.items()):  # tuple(): another thread may bind a new key meanwhile
+    for name, var in tuple(REGISTRY.items()):  # tuple(): another thread may bind a new key meanwhile
         value = var.get(Ellipsis)
         if value is not Ellipsis:
             bound[name[_PREFIX_LEN:]] = value
@@ -35,7 +34,7 @@ def bound_context() -> dict[str, Any]:
 
 def merge_bound_context(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
     """structlog processor: add the bound context to the event; the call's own keys win (like merge_contextvars)."""
-    if _REGISTRY is None or _REGISTRY:  # an empty registry: nothing was ever bound in any context
+    if REGISTRY is None or REGISTRY:  # an empty registry: nothing was ever bound in any context
         for key, value in bound_context().items():
             event_dict.setdefault(key, value)
     return event_dict

@@ -74,9 +74,6 @@ _token = bind_contextvars(request_id=...)["request_id"]
 _REQUEST_ID = _token.var
 _REQUEST_ID.reset(_token)
 del _token
-# `request_id` is in structlog's registry of contextvars from here on and keys are never removed, so a registry of one
-# key means nothing else can be bound: no context to merge per request (a length instead of a call).
-_BOUND_KEYS = REGISTRY
 
 
 def current_request_id() -> str | None:
@@ -320,7 +317,9 @@ class RequestLoggingMiddleware:
         }
         if disconnected:
             record["disconnected"] = True
-        if _BOUND_KEYS is None or len(_BOUND_KEYS) > 1:
+        # request_id is in structlog's registry from import on and keys are never removed: a registry of one key
+        # means nothing else can be bound, so there is no context to merge.
+        if REGISTRY is None or len(REGISTRY) > 1:
             context = bound_context()
             if len(context) > 1:  # the app bound more than request_id (model, user...): add it, redacted
                 for key, value in context.items():
