@@ -14,7 +14,7 @@ import http.client
 import importlib.util
 import os
 import re
-import signal
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,41 +25,50 @@ from typing import Any
 import pytest
 from vllm_server import free_port, wait_for_http
 
-from support.container import start
-from support.records import read_records
+from support.container import (
+    Restarted,
+    Run,
+    assert_appended_without_loss,
+    assert_pid1_left_nothing,
+    not_contained_reason,
+    start_twice,
+)
 
 pytestmark = [pytest.mark.mlflow, pytest.mark.timeout(300)]
 
 REPO = Path(__file__).resolve().parents[2]
-BIN = Path(os.sys.executable).parent
+BIN = Path(sys.executable).parent
 ENTRYPOINT = REPO / "entrypoints" / "mlflow.sh"
 MARKER = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d (DEBUG|INFO|WARNING|ERROR|CRITICAL)[: ]")
 PY_WARNING = re.compile(r"^\S+:\d+: \w*Warning: ")
 ACCESS = re.compile(r'INFO: +\S+ - "(\w+) (\S+) HTTP/[\d.]+" (\d{3})')
-PID1_REAPER = "running as PID 1: reaping orphaned processes"
 
 
 @dataclass
-class Run:
-    """One start of the server: its records, what it printed, its exit status, the processes around the stop."""
+class Traffic:
+    """What the test did to the second run: the requests the client sent, the Host header checks."""
 
-    contained: bool
-    exit_status: int = -1
-    records: list[dict[str, Any]] = field(default_factory=list)
-    output: str = ""
-    processes_at_stop: list[int] = field(default_factory=list)
-    processes_after: list[int] = field(default_factory=list)
+    port: int
+    requests: list[tuple[str, str]] = field(default_factory=list)  #: (method, path) the client sent
+    host_checks: dict[str, int] = field(default_factory=dict)  #: Host header -> status
 
 
 @dataclass
 class Runs:
-    log: Path
-    port: int
-    first: Run
-    second: Run
-    first_bytes: bytes = b""
-    requests: list[tuple[str, str]] = field(default_factory=list)  #: (method, path) the client sent in run 2
-    host_checks: dict[str, int] = field(default_factory=dict)  #: Host header -> status
+    restarted: Restarted
+    traffic: Traffic
+
+    @property
+    def first(self) -> Run:
+        return self.restarted.first
+
+    @property
+    def second(self) -> Run:
+        return self.restarted.second
+
+    @property
+    def log(self) -> Path:
+        return self.restarted.log
 
 
 @contextmanager
@@ -120,49 +129,34 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
     log_dir = base / "logs" / "mlflow"  # does not exist yet
     store = base / "store"
     store.mkdir()
-    port = free_port()
+    traffic = Traffic(free_port())
     argv = [str(ENTRYPOINT), "--backend-store-uri", f"sqlite:///{store}/mlflow.db",
-            "--artifacts-destination", str(store / "artifacts"), "--workers", "2", "--port", str(port)]
-    result = Runs(log_dir / "mlflow.log", port, Run(contained=False), Run(contained=os.geteuid() == 0))
-    for number, run in ((1, result.first), (2, result.second)):
-        server = start(argv, log_dir, base / f"run{number}.console", _env(), contained=run.contained)
-        try:
-            wait_for_http(f"http://127.0.0.1:{port}/health", 120, proc=server.proc, log_path=server.console)
-            if number == 2:
-                with recording_requests(port) as sent:
-                    _client_traffic(port, base)
-                    result.host_checks = {host: _host_check(port, host) for host in ("mlflow:5000", "evil.example")}
-                result.requests = sent
-            run.processes_at_stop = server.members()
-            run.exit_status = server.stop(signal.SIGTERM)
-            run.processes_after = server.members()
-        finally:
-            server.kill()
-            run.output = server.output()
-        if number == 1:
-            result.first_bytes = result.log.read_bytes()
-    records = read_records(result.log)
-    starts = [i for i, r in enumerate(records) if r.get("logger") == "logwrap" and "command" in r]
-    assert len(starts) == 2, starts
-    result.first.records, result.second.records = records[:starts[1]], records[starts[1]:]
-    return result
+            "--artifacts-destination", str(store / "artifacts"), "--workers", "2", "--port", str(traffic.port)]
 
+    def client_traffic() -> None:
+        with recording_requests(traffic.port) as sent:
+            _client_traffic(traffic.port, base)
+            traffic.host_checks = {host: _host_check(traffic.port, host) for host in ("mlflow:5000", "evil.example")}
+        traffic.requests = sent
 
-def messages(run: Run) -> list[str]:
-    return [r["message"] for r in run.records]
+    restarted = start_twice((argv, argv), log_dir, base, _env(), "mlflow", during_second=client_traffic,
+                            ready=lambda s: wait_for_http(f"http://127.0.0.1:{traffic.port}/health", 120,
+                                                          proc=s.proc, log_path=s.console))
+    return Runs(restarted, traffic)
 
 
 def test_first_start_creates_the_missing_log_dir_and_the_database(runs: Runs) -> None:
     assert runs.log.is_file() and runs.log.parent.stat().st_mode & 0o777 == 0o750
-    text = "\n".join(messages(runs.first))
+    text = "\n".join(runs.first.messages())
     assert "Creating initial MLflow database tables" in text
-    assert "Creating initial MLflow database tables" not in "\n".join(messages(runs.second))  # the store persisted
+    assert "Creating initial MLflow database tables" not in "\n".join(runs.second.messages())  # the store persisted
 
 
 @pytest.mark.parametrize("which", ["first", "second"])
 def test_startup_lines_of_both_workers_and_the_security_settings(runs: Runs, which: str) -> None:
-    text = messages(getattr(runs, which))
-    assert any(f"Uvicorn running on http://0.0.0.0:{runs.port}" in m for m in text), text  # MLFLOW_HOST=0.0.0.0
+    text = getattr(runs, which).messages()
+    listening = f"Uvicorn running on http://0.0.0.0:{runs.traffic.port}"  # MLFLOW_HOST=0.0.0.0, the default
+    assert any(listening in m for m in text), text
     assert any("Started parent process" in m for m in text)
     assert sum("Application startup complete." in m for m in text) == 2  # --workers 2
     assert any(m.startswith("[MLflow] Security middleware enabled. Allowed hosts: mlflow, mlflow:*, localhost")
@@ -170,12 +164,12 @@ def test_startup_lines_of_both_workers_and_the_security_settings(runs: Runs, whi
 
 
 def test_one_access_record_per_request_the_mlflow_client_made(runs: Runs) -> None:
-    kinds = {path.split("?")[0].rsplit("/", 1)[-1] for _method, path in runs.requests}
-    assert {"create", "log-parameter", "log-metric", "update", "get-by-name"} <= kinds, runs.requests
-    assert any(method == "PUT" and "/mlflow-artifacts/artifacts/" in path for method, path in runs.requests)
+    kinds = {path.split("?")[0].rsplit("/", 1)[-1] for _method, path in runs.traffic.requests}
+    assert {"create", "log-parameter", "log-metric", "update", "get-by-name"} <= kinds, runs.traffic.requests
+    assert any(method == "PUT" and "/mlflow-artifacts/artifacts/" in path for method, path in runs.traffic.requests)
     access = [m.groups() for r in runs.second.records if (m := ACCESS.search(r["message"]))]
     client_access = Counter((method, path) for method, path, _status in access if path != "/health")
-    assert client_access == Counter(runs.requests)
+    assert client_access == Counter(runs.traffic.requests)
     assert all(r["level"] == "INFO" and r["stream"] == "stdout" and r["service"] == "mlflow"
                for r in runs.second.records if ACCESS.search(r["message"]))
 
@@ -187,7 +181,7 @@ def test_a_404_is_recorded_with_its_status(runs: Runs) -> None:
 
 
 def test_other_containers_are_answered_by_name_and_unknown_hosts_refused(runs: Runs) -> None:
-    assert runs.host_checks == {"mlflow:5000": 200, "evil.example": 403}
+    assert runs.traffic.host_checks == {"mlflow:5000": 200, "evil.example": 403}
     [refused] = [r for r in runs.second.records if "Rejected request with invalid Host header: evil.example" in
                  r["message"]]
     assert refused["level"] == "WARNING"
@@ -210,12 +204,12 @@ def test_every_mlflow_record_has_the_level_its_marker_names(runs: Runs, which: s
 def test_term_shuts_mlflow_down_and_gives_its_exit_status(runs: Runs, which: str) -> None:
     run = getattr(runs, which)
     assert run.exit_status == 0, run.output[-3000:]
-    text = messages(run)
+    text = run.messages()
     assert any("forwarded SIGTERM to the child" in m for m in text)
     for line in ("Received SIGTERM, exiting.", "Stopping parent process"):
         assert any(line in m for m in text), line
     assert sum("Application shutdown complete." in m for m in text) == 2
-    [end] = [r for r in run.records if r.get("logger") == "logwrap" and "exit_code" in r]
+    end = run.logwrap("exit_code")
     assert end["exit_code"] == 0 and end["level"] == "INFO"
     assert not [r for r in run.records if r.get("logger") == "logwrap" and r["level"] != "INFO"], run.records
     assert run.processes_after == []  # nothing left running
@@ -223,18 +217,14 @@ def test_term_shuts_mlflow_down_and_gives_its_exit_status(runs: Runs, which: str
 
 def test_as_pid1_of_a_container_it_reaps_and_leaves_no_process(runs: Runs) -> None:
     if not runs.second.contained:
-        pytest.skip(f"the container-like run (unshare --pid --mount) needs root; running as uid {os.geteuid()}")
-    [begin] = [r for r in runs.second.records if r.get("logger") == "logwrap" and "command" in r]
-    assert begin["pid"] == 1 and begin["reaper"] == PID1_REAPER
-    assert begin["command"].startswith(f"{BIN / 'mlflow'} server ")
-    assert len(runs.second.processes_at_stop) >= 5  # logwrap, mlflow's CLI, uvicorn's parent, 2 workers
-    assert runs.second.processes_after == []  # the namespace is gone: PID 1 exited and nothing was left in it
+        pytest.skip(not_contained_reason())
+    assert runs.second.logwrap("command")["command"].startswith(f"{BIN / 'mlflow'} server ")
+    # logwrap, mlflow's CLI, uvicorn's parent, 2 workers (and MLflow's job runner); the namespace is gone after
+    assert_pid1_left_nothing(runs.second, at_least=5)
 
 
 def test_restart_on_the_same_log_dir_appends_and_loses_no_line(runs: Runs) -> None:
-    data = runs.log.read_bytes()
-    assert data.startswith(runs.first_bytes) and len(data) > len(runs.first_bytes)
-    assert runs.first_bytes.count(b"\n") == len(runs.first.records)
+    assert_appended_without_loss(runs.restarted)
     # every line MLflow printed in either run is in the file (the console got the same lines by passthrough)
     for run in (runs.first, runs.second):
         wrapped = [r["message"] for r in run.records if r.get("logger") != "logwrap"]
