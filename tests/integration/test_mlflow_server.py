@@ -27,7 +27,6 @@ from vllm_server import free_port, wait_for_http
 
 from support.container import (
     Restarted,
-    Run,
     assert_appended_without_loss,
     assert_pid1_left_nothing,
     not_contained_reason,
@@ -51,24 +50,6 @@ class Traffic:
     port: int
     requests: list[tuple[str, str]] = field(default_factory=list)  #: (method, path) the client sent
     host_checks: dict[str, int] = field(default_factory=dict)  #: Host header -> status
-
-
-@dataclass
-class Runs:
-    restarted: Restarted
-    traffic: Traffic
-
-    @property
-    def first(self) -> Run:
-        return self.restarted.first
-
-    @property
-    def second(self) -> Run:
-        return self.restarted.second
-
-    @property
-    def log(self) -> Path:
-        return self.restarted.log
 
 
 @contextmanager
@@ -122,14 +103,18 @@ def _env() -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
+def traffic() -> Traffic:
     if importlib.util.find_spec("mlflow") is None:
         pytest.skip("mlflow is not installed: `make setup` installs the mlflow extra (pip install -e '.[dev]')")
+    return Traffic(free_port())
+
+
+@pytest.fixture(scope="module")
+def runs(traffic: Traffic, tmp_path_factory: pytest.TempPathFactory) -> Restarted:
     base = tmp_path_factory.mktemp("mlflow")
     log_dir = base / "logs" / "mlflow"  # does not exist yet
     store = base / "store"
     store.mkdir()
-    traffic = Traffic(free_port())
     argv = [str(ENTRYPOINT), "--backend-store-uri", f"sqlite:///{store}/mlflow.db",
             "--artifacts-destination", str(store / "artifacts"), "--workers", "2", "--port", str(traffic.port)]
 
@@ -139,13 +124,12 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
             traffic.host_checks = {host: _host_check(traffic.port, host) for host in ("mlflow:5000", "evil.example")}
         traffic.requests = sent
 
-    restarted = start_twice((argv, argv), log_dir, base, _env(), "mlflow", during_second=client_traffic,
-                            ready=lambda s: wait_for_http(f"http://127.0.0.1:{traffic.port}/health", 120,
-                                                          proc=s.proc, log_path=s.console))
-    return Runs(restarted, traffic)
+    return start_twice((argv, argv), log_dir, base, _env(), "mlflow", during_second=client_traffic,
+                       ready=lambda s: wait_for_http(f"http://127.0.0.1:{traffic.port}/health", 120, proc=s.proc,
+                                                     log_path=s.console))
 
 
-def test_first_start_creates_the_missing_log_dir_and_the_database(runs: Runs) -> None:
+def test_first_start_creates_the_missing_log_dir_and_the_database(runs: Restarted) -> None:
     assert runs.log.is_file() and runs.log.parent.stat().st_mode & 0o777 == 0o750
     text = "\n".join(runs.first.messages())
     assert "Creating initial MLflow database tables" in text
@@ -153,9 +137,9 @@ def test_first_start_creates_the_missing_log_dir_and_the_database(runs: Runs) ->
 
 
 @pytest.mark.parametrize("which", ["first", "second"])
-def test_startup_lines_of_both_workers_and_the_security_settings(runs: Runs, which: str) -> None:
+def test_startup_lines_of_both_workers_and_the_security_settings(runs: Restarted, traffic: Traffic, which: str) -> None:
     text = getattr(runs, which).messages()
-    listening = f"Uvicorn running on http://0.0.0.0:{runs.traffic.port}"  # MLFLOW_HOST=0.0.0.0, the default
+    listening = f"Uvicorn running on http://0.0.0.0:{traffic.port}"  # MLFLOW_HOST=0.0.0.0, the default
     assert any(listening in m for m in text), text
     assert any("Started parent process" in m for m in text)
     assert sum("Application startup complete." in m for m in text) == 2  # --workers 2
@@ -163,32 +147,32 @@ def test_startup_lines_of_both_workers_and_the_security_settings(runs: Runs, whi
                for m in text), text
 
 
-def test_one_access_record_per_request_the_mlflow_client_made(runs: Runs) -> None:
-    kinds = {path.split("?")[0].rsplit("/", 1)[-1] for _method, path in runs.traffic.requests}
-    assert {"create", "log-parameter", "log-metric", "update", "get-by-name"} <= kinds, runs.traffic.requests
-    assert any(method == "PUT" and "/mlflow-artifacts/artifacts/" in path for method, path in runs.traffic.requests)
+def test_one_access_record_per_request_the_mlflow_client_made(runs: Restarted, traffic: Traffic) -> None:
+    kinds = {path.split("?")[0].rsplit("/", 1)[-1] for _method, path in traffic.requests}
+    assert {"create", "log-parameter", "log-metric", "update", "get-by-name"} <= kinds, traffic.requests
+    assert any(method == "PUT" and "/mlflow-artifacts/artifacts/" in path for method, path in traffic.requests)
     access = [m.groups() for r in runs.second.records if (m := ACCESS.search(r["message"]))]
     client_access = Counter((method, path) for method, path, _status in access if path != "/health")
-    assert client_access == Counter(runs.traffic.requests)
+    assert client_access == Counter(traffic.requests)
     assert all(r["level"] == "INFO" and r["stream"] == "stdout" and r["service"] == "mlflow"
                for r in runs.second.records if ACCESS.search(r["message"]))
 
 
-def test_a_404_is_recorded_with_its_status(runs: Runs) -> None:
+def test_a_404_is_recorded_with_its_status(runs: Restarted) -> None:
     [miss] = [r for r in runs.second.records if "get-by-name?experiment_name=no-such-experiment" in r["message"]]
     assert ACCESS.search(miss["message"]).group(3) == "404" and miss["message"].endswith("404 Not Found")
     assert miss["level"] == "INFO"  # uvicorn's access marker says INFO, whatever the status
 
 
-def test_other_containers_are_answered_by_name_and_unknown_hosts_refused(runs: Runs) -> None:
-    assert runs.traffic.host_checks == {"mlflow:5000": 200, "evil.example": 403}
+def test_other_containers_are_answered_by_name_and_unknown_hosts_refused(runs: Restarted, traffic: Traffic) -> None:
+    assert traffic.host_checks == {"mlflow:5000": 200, "evil.example": 403}
     [refused] = [r for r in runs.second.records if "Rejected request with invalid Host header: evil.example" in
                  r["message"]]
     assert refused["level"] == "WARNING"
 
 
 @pytest.mark.parametrize("which", ["first", "second"])
-def test_every_mlflow_record_has_the_level_its_marker_names(runs: Runs, which: str) -> None:
+def test_every_mlflow_record_has_the_level_its_marker_names(runs: Restarted, which: str) -> None:
     records = getattr(runs, which).records
     assert len(records) > 20
     for record in records:
@@ -201,7 +185,7 @@ def test_every_mlflow_record_has_the_level_its_marker_names(runs: Runs, which: s
 
 
 @pytest.mark.parametrize("which", ["first", "second"])
-def test_term_shuts_mlflow_down_and_gives_its_exit_status(runs: Runs, which: str) -> None:
+def test_term_shuts_mlflow_down_and_gives_its_exit_status(runs: Restarted, which: str) -> None:
     run = getattr(runs, which)
     assert run.exit_status == 0, run.output[-3000:]
     text = run.messages()
@@ -215,7 +199,7 @@ def test_term_shuts_mlflow_down_and_gives_its_exit_status(runs: Runs, which: str
     assert run.processes_after == []  # nothing left running
 
 
-def test_as_pid1_of_a_container_it_reaps_and_leaves_no_process(runs: Runs) -> None:
+def test_as_pid1_of_a_container_it_reaps_and_leaves_no_process(runs: Restarted) -> None:
     if not runs.second.contained:
         pytest.skip(not_contained_reason())
     assert runs.second.logwrap("command")["command"].startswith(f"{BIN / 'mlflow'} server ")
@@ -223,8 +207,8 @@ def test_as_pid1_of_a_container_it_reaps_and_leaves_no_process(runs: Runs) -> No
     assert_pid1_left_nothing(runs.second, at_least=5)
 
 
-def test_restart_on_the_same_log_dir_appends_and_loses_no_line(runs: Runs) -> None:
-    assert_appended_without_loss(runs.restarted)
+def test_restart_on_the_same_log_dir_appends_and_loses_no_line(runs: Restarted) -> None:
+    assert_appended_without_loss(runs)
     # every line MLflow printed in either run is in the file (the console got the same lines by passthrough)
     for run in (runs.first, runs.second):
         wrapped = [r["message"] for r in run.records if r.get("logger") != "logwrap"]

@@ -35,7 +35,6 @@ from vllm_server import (
 
 from support.container import (
     Restarted,
-    Run,
     assert_appended_without_loss,
     assert_pid1_left_nothing,
     not_contained_reason,
@@ -51,32 +50,14 @@ ACCESS = re.compile(r'INFO: +\S+ - "(\w+) (\S+) HTTP/[\d.]+" (\d{3})')
 
 
 @dataclass
-class Gateway:
-    """What went through the gateway in the second run: its log, the ids sent, vLLM's answers."""
+class Traffic:
+    """The server's model and port, and what went through the gateway in the second run."""
 
-    log: Path = Path()
+    model: Path
+    port: int
+    gateway_log: Path = Path()
     ids: dict[str, str] = field(default_factory=dict)  #: path -> the X-Request-ID sent
     responses: dict[str, httpx.Response] = field(default_factory=dict)
-
-
-@dataclass
-class Stack:
-    restarted: Restarted
-    port: int
-    model: Path
-    gateway: Gateway
-
-    @property
-    def first(self) -> Run:
-        return self.restarted.first
-
-    @property
-    def second(self) -> Run:
-        return self.restarted.second
-
-    @property
-    def log(self) -> Path:
-        return self.restarted.log
 
 
 def _env() -> dict[str, str]:
@@ -84,15 +65,15 @@ def _env() -> dict[str, str]:
     return {**env, "LOGWRAP": str(BIN / "logwrap"), "MLOPS_VLLM_PYTHON": str(VLLM_PYTHON)}
 
 
-def _gateway_traffic(into: Gateway, vllm_port: int, base: Path) -> None:
+def _gateway_traffic(into: Traffic, base: Path) -> None:
     """The gateway as the compose file runs it (gunicorn, mlops_logging.gunicorn_conf) in front of vLLM."""
     port = free_port()
     out = base / "gateway.out"
     gateway = start([str(BIN / "gunicorn"), "-c", "python:mlops_logging.gunicorn_conf", "-w", "1", "--chdir",
                      str(REPO / "examples" / "gateway"), "-b", f"127.0.0.1:{port}", "app:app"], out,
-                    env={"GATEWAY_BACKEND_URL": f"http://127.0.0.1:{vllm_port}", "GATEWAY_TIMEOUT_S": "120",
+                    env={"GATEWAY_BACKEND_URL": f"http://127.0.0.1:{into.port}", "GATEWAY_TIMEOUT_S": "120",
                          "MLOPS_SERVICE": "fastapi", "MLOPS_LOG_ROOT": str(base / "logs")})
-    into.log = base / "logs" / "fastapi" / "fastapi.log"
+    into.gateway_log = base / "logs" / "fastapi" / "fastapi.log"
     into.ids = {"/v1/completions": f"vllm-cmpl-{uuid.uuid4().hex[:12]}",
                 "/v1/chat/completions": f"vllm-chat-{uuid.uuid4().hex[:12]}"}
     bodies = {"/v1/completions": {"model": SERVED_MODEL_NAME, "prompt": "Hello", "max_tokens": 4},
@@ -108,59 +89,61 @@ def _gateway_traffic(into: Gateway, vllm_port: int, base: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Stack:
+def traffic() -> Traffic:
     if not vllm_available():
         pytest.skip("the vLLM CPU venv is missing: run `make setup-vllm` (scripts/setup-vllm.sh creates .venv-vllm)")
-    model = ensure_tiny_model()
+    return Traffic(ensure_tiny_model(), free_port())
+
+
+@pytest.fixture(scope="module")
+def stack(traffic: Traffic, tmp_path_factory: pytest.TempPathFactory) -> Restarted:
     base = tmp_path_factory.mktemp("vllm")
     log_dir = base / "logs" / "vllm"  # does not exist yet
-    port = free_port()
+    model, port = traffic.model, traffic.port
     first = [str(VLLM_ENTRYPOINT), *vllm_serve_args(model, port, ["--no-enable-log-requests"], log_requests=False)]
     second = [str(VLLM_ENTRYPOINT), *vllm_serve_args(model, port, log_requests=False)]
-    gateway = Gateway()
-    restarted = start_twice(
-        (first, second), log_dir, base, _env(), "vllm", during_second=lambda: _gateway_traffic(gateway, port, base),
+    return start_twice(
+        (first, second), log_dir, base, _env(), "vllm", during_second=lambda: _gateway_traffic(traffic, base),
         ready=lambda s: wait_for_http(f"http://127.0.0.1:{port}/health", proc=s.proc, log_path=s.console))
-    return Stack(restarted, port, model, gateway)
 
 
-def test_gateway_request_id_reaches_vllm_log(stack: Stack) -> None:
-    for path, response in stack.gateway.responses.items():
+def test_gateway_request_id_reaches_vllm_log(stack: Restarted, traffic: Traffic) -> None:
+    for path, response in traffic.responses.items():
         assert response.status_code == 200, response.text
-        assert stack.gateway.ids[path] in response.json()["id"]
-    gateway = read_records(stack.gateway.log)
-    for path, rid in stack.gateway.ids.items():
+        assert traffic.ids[path] in response.json()["id"]
+    gateway = read_records(traffic.gateway_log)
+    for path, rid in traffic.ids.items():
         [access] = [r for r in gateway if r.get("logger") == "mlops_logging.access" and r.get("request_id") == rid]
         assert access["path"] == path and access["status_code"] == 200
     # vLLM's own lines, as logwrap wrote them: one JSON record each, with the gateway's id in the message
-    for prefix, rid in (("cmpl", stack.gateway.ids["/v1/completions"]), ("chatcmpl", stack.gateway.ids["/v1/chat/completions"])):
+    for prefix, rid in (("cmpl", traffic.ids["/v1/completions"]), ("chatcmpl", traffic.ids["/v1/chat/completions"])):
         [received] = [r for r in stack.second.records
                       if re.search(rf"Received request {prefix}-{re.escape(rid)}\b", r["message"])]
         assert received["level"] == "INFO" and received["service"] == "vllm" and received["stream"] == "stdout"
 
 
-def test_vllm_writes_one_access_line_per_request(stack: Stack) -> None:
+def test_vllm_writes_one_access_line_per_request(stack: Restarted, traffic: Traffic) -> None:
     access = [m.groups() for r in stack.second.records if (m := ACCESS.search(r["message"]))]
-    for path in stack.gateway.ids:
+    for path in traffic.ids:
         assert access.count(("POST", path, "200")) == 1, access
     assert all(r["level"] == "INFO" for r in stack.second.records if ACCESS.search(r["message"]))
 
 
 @pytest.mark.parametrize("which", ["first", "second"])
-def test_startup_banner_server_start_and_model_loading_lines(stack: Stack, which: str) -> None:
+def test_startup_banner_server_start_and_model_loading_lines(stack: Restarted, traffic: Traffic, which: str) -> None:
     run = getattr(stack, which)
     text = run.messages()
     # vLLM's multi-line start-up banner is one record, not one per line
     banner = [r for r in run.records if re.search(r"version \d+\.\d+", r["message"])]
     assert banner and banner[0]["message"].count("\n") >= 3 and banner[0]["level"] == "INFO", banner
-    for line in (f"Starting vLLM server on http://127.0.0.1:{stack.port}", "Starting to load model",
+    for line in (f"Starting vLLM server on http://127.0.0.1:{traffic.port}", "Starting to load model",
                  "Loading weights took", "Application startup complete."):
         found = [r for r in run.records if line in r["message"]]
         assert found and found[0]["level"] == "INFO", (line, text[-40:])
 
 
 @pytest.mark.parametrize("which", ["first", "second"])
-def test_every_live_vllm_line_gets_the_level_its_marker_names(stack: Stack, which: str) -> None:
+def test_every_live_vllm_line_gets_the_level_its_marker_names(stack: Restarted, which: str) -> None:
     records = getattr(stack, which).records
     marked = [(m.group(1), r["level"]) for r in records if (m := VLLM_MARKER.match(r["message"]))]
     assert len(marked) > 20
@@ -170,10 +153,10 @@ def test_every_live_vllm_line_gets_the_level_its_marker_names(stack: Stack, whic
     assert "Application startup complete." in getattr(stack, which).output
 
 
-def test_vllm_runs_its_supported_cli_with_the_users_arguments(stack: Stack) -> None:
+def test_vllm_runs_its_supported_cli_with_the_users_arguments(stack: Restarted, traffic: Traffic) -> None:
     for run in (stack.first, stack.second):
         command = run.logwrap("command")["command"]
-        assert command.startswith(f"{VLLM_PYTHON} {VLLM_CLI} serve {stack.model} --served-model-name"), command
+        assert command.startswith(f"{VLLM_PYTHON} {VLLM_CLI} serve {traffic.model} --served-model-name"), command
         assert not [m for m in run.messages() if "vllm.entrypoints.openai.api_server" in m and "deprecated" in m]
     # request logging: the entrypoint's default in the second run, the user's own flag in the first
     assert stack.second.logwrap("command")["command"].endswith(" --enable-log-requests")
@@ -184,7 +167,7 @@ def test_vllm_runs_its_supported_cli_with_the_users_arguments(stack: Stack) -> N
 
 
 @pytest.mark.parametrize("which", ["first", "second"])
-def test_sigterm_stops_vllm_cleanly_and_logwrap_returns_its_exit_code(stack: Stack, which: str) -> None:
+def test_sigterm_stops_vllm_cleanly_and_logwrap_returns_its_exit_code(stack: Restarted, which: str) -> None:
     run = getattr(stack, which)
     assert run.exit_status == 0, run.output[-3000:]
     text = run.messages()
@@ -197,21 +180,21 @@ def test_sigterm_stops_vllm_cleanly_and_logwrap_returns_its_exit_code(stack: Sta
     assert run.processes_after == []  # engine and workers were stopped and reaped: nothing left running
 
 
-def test_as_pid1_of_a_container_vllm_is_reaped_and_leaves_no_process(stack: Stack) -> None:
+def test_as_pid1_of_a_container_vllm_is_reaped_and_leaves_no_process(stack: Restarted) -> None:
     if not stack.second.contained:
         pytest.skip(not_contained_reason())
     assert stack.second.logwrap("exit_code").get("orphans_reaped", 0) >= 1  # the engine processes vLLM left to PID 1
     assert_pid1_left_nothing(stack.second, at_least=4)  # logwrap, the API server, the engine core, its worker
 
 
-def test_restart_on_the_same_log_dir_appends_and_loses_no_line(stack: Stack) -> None:
+def test_restart_on_the_same_log_dir_appends_and_loses_no_line(stack: Restarted) -> None:
     assert stack.log.parent.stat().st_mode & 0o777 == 0o750  # created by logwrap in the first run
-    assert_appended_without_loss(stack.restarted)
+    assert_appended_without_loss(stack)
 
 
-def test_a_bad_vllm_flag_is_vllms_error_and_its_exit_status(stack: Stack, tmp_path: Path) -> None:
+def test_a_bad_vllm_flag_is_vllms_error_and_its_exit_status(traffic: Traffic, tmp_path: Path) -> None:
     env = {**_env(), "MLOPS_LOG_DIR": str(tmp_path / "logs")}
-    result = subprocess.run([str(VLLM_ENTRYPOINT), str(stack.model), "--no-such-flag"], env=env, capture_output=True,
+    result = subprocess.run([str(VLLM_ENTRYPOINT), str(traffic.model), "--no-such-flag"], env=env, capture_output=True,
                             text=True, timeout=240, check=False)
     assert result.returncode == 2, result.stderr[-2000:]  # argparse's usage error, passed through
     records = read_records(tmp_path / "logs" / "vllm.log")

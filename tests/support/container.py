@@ -37,7 +37,8 @@ def can_contain() -> bool:
 
 def not_contained_reason() -> str:
     """Why a container-like check is skipped."""
-    return f"a container-like run (unshare --pid --mount, mount --bind at /logs) needs root; running as uid {os.geteuid()}"
+    return (f"a container-like run (unshare --pid --mount, mount --bind at /logs) needs root; "
+            f"running as uid {os.geteuid()}")
 
 
 def _children(pid: int) -> list[int]:

@@ -104,7 +104,7 @@ def test_service_mounts_its_own_log_dir_at_logs_and_sets_mlops_log_dir(name: str
     path, service = stack()[name]
     logs = [(source, target) for source, target in _binds(service) if target == "/logs"]
     assert logs == [(f"../logs/{name}", "/logs")], f"{path.name}: {name} mounts {_binds(service)}"
-    assert (path.parent / logs[0][0]).resolve() == REPO / "logs" / name  # relative to the compose file: the repo's logs/
+    assert (path.parent / logs[0][0]).resolve() == REPO / "logs" / name  # from the compose file: the repo's logs/
     assert _environment(service).get("MLOPS_LOG_DIR") == "/logs"
 
 
@@ -204,7 +204,8 @@ def _copies(dockerfile: Path) -> list[tuple[list[str], str]]:
     copies = []
     for keyword, rest in instructions(dockerfile):
         if keyword in ("COPY", "ADD"):
-            words = [w for w in (json.loads(rest) if rest.startswith("[") else shlex.split(rest)) if not w.startswith("--")]
+            words = json.loads(rest) if rest.startswith("[") else shlex.split(rest)
+            words = [w for w in words if not w.startswith("--")]
             copies.append((words[:-1], words[-1]))
     return copies
 
