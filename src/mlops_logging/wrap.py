@@ -295,10 +295,15 @@ def _skip_env(args: Sequence[str]) -> list[str]:
         arg = args[i]
         if arg in _ENV_VALUE_FLAGS:
             i += 2
-        elif arg in ("-S", "--split-string"):
-            return [*shlex.split(args[i + 1]), *args[i + 2:]] if i + 1 < len(args) else []
-        elif arg.startswith(("-S", "--split-string=")):
-            return [*shlex.split(arg.split("=", 1)[1] if arg.startswith("--") else arg[2:]), *args[i + 1:]]
+        elif arg.startswith(("-S", "--split-string")):
+            if arg in ("-S", "--split-string"):
+                text, rest = (args[i + 1] if i + 1 < len(args) else ""), args[i + 2:]
+            else:
+                text, rest = (arg.split("=", 1)[-1] if arg.startswith("--") else arg[2:]), args[i + 1:]
+            try:
+                return [*shlex.split(text), *rest]
+            except ValueError:  # unbalanced quotes: env itself will refuse them; the name stays "env"
+                return []
         elif arg == "--":
             return list(args[i + 1:])
         elif (arg.startswith("-") and arg != "-") or _ENV_ASSIGN.fullmatch(arg):

@@ -44,6 +44,8 @@ from mlops_logging.wrap import Options, service_from_command, settings_for
         (["env", "A=1", "-u", "B", "--chdir", "/srv", "mlflow", "server"], "mlflow"),
         (["env", "-i", "PATH=/bin", "--", "vllm", "serve"], "vllm"),
         (["/usr/bin/env", "-S", "python3 -u -m vllm.entrypoints.cli.main", "serve"], "vllm"),
+        (["env", "--split-string=python3 -m pkg", "x"], "pkg"),
+        (["env", "-S", 'python3 "-m'], "env"),  # unbalanced quotes: env will refuse it, the name stays env
         (["env"], "env"),
         (["env", "-i", "A=1"], "env"),
         # launchers that run a command
