@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mlops_logging.wrap import Options, service_from_command, settings_for
 
@@ -87,3 +89,14 @@ def test_service_flag_and_env_win_over_the_command() -> None:
     assert settings_for(Options(command=command), {}).service == "vllm"
     assert settings_for(Options(command=command), {"MLOPS_SERVICE": "llm"}).service == "llm"
     assert settings_for(Options(command=command, service="chat"), {"MLOPS_SERVICE": "llm"}).service == "chat"
+
+
+_WORDS = st.sampled_from(["python", "python3.11", "env", "uv", "run", "-m", "-c", "-u", "-X", "-W", "-S", "--",
+                          "-", "A=1", "pkg.mod", "x.py", "'", '"', "-i", "-um", "--check-hash-based-pycs", ""])
+
+
+@given(st.lists(st.one_of(_WORDS, st.text(max_size=12)), min_size=1, max_size=8))
+def test_any_command_line_gives_a_valid_name_and_never_raises(argv: list[str]) -> None:
+    name = service_from_command(argv)
+    assert name and len(name) <= 128 and not name.startswith(".") and ".." not in name
+    assert all(c.isascii() and (c.isalnum() or c in "_.-") for c in name)
