@@ -58,6 +58,9 @@ class Listing:
         return [f for f in self.files or () if f.stream == stream]
 
 
+_ROTATION_RE = re.compile(r"\.log" + _ROTATION + r"\Z")
+
+
 def _file_re(service: str) -> re.Pattern[str]:
     base = re.escape(service)
     return re.compile(rf"(?P<base>{base}(?:\.(?P<stream>stdout|stderr))?\.log){_ROTATION}\Z")
@@ -94,8 +97,20 @@ def list_service_files(directory: Path, service: str) -> Listing:
         rot = match.group("rot")
         files.append(LogPath(path=Path(entry.path), stream=match.group("stream"), rotated=bool(rot) and rot != ".gz",
                              compressed=rot.endswith(".gz"), size=lst.st_size, mtime=lst.st_mtime, kind=kind))
-    files.sort(key=lambda f: (STREAMS.index(f.stream), f.rotated, -f.mtime, f.name))
+    files.sort(key=lambda f: (STREAMS.index(f.stream), _age_rank(f.path.name[len(service):])))
     return Listing(directory, exists=True, files=files, others=sorted(others))
+
+
+def _age_rank(suffix: str) -> tuple[int, int]:
+    """Sort key, newest first: the current file, then ``.1``, ``.2``... (logrotate's numbers), then dated ones by
+    date, newest first."""
+    rot = _ROTATION_RE.search(suffix)
+    text = rot.group("rot").removesuffix(".gz") if rot else ""
+    if not text:
+        return (0, 0) if not suffix.endswith(".gz") else (1, 0)
+    if text.startswith("."):
+        return (1, int(text[1:]))
+    return (2, -int("".join(ch for ch in text if ch.isdigit()) or 0))
 
 
 @dataclass

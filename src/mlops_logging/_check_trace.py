@@ -3,7 +3,8 @@
 A record carries a request id when the id appears in it as a whole token: as ``request_id`` (our records), in any
 other field, or in a server's own line, where vLLM prefixes it (``Received request cmpl-<id>-0``,
 ``chatcmpl-<id>``) and may append ``-<n>``. "Whole token": not preceded by an id character (``[A-Za-z0-9._:-]``)
-unless that is vLLM's ``cmpl-``/``chatcmpl-`` prefix, not followed by one other than ``-``. Files are searched with
+unless that is vLLM's ``cmpl-``/``chatcmpl-`` prefix, and not followed by one, except vLLM's ``-<n>`` suffix
+and a ``.`` or ``:`` that ends a sentence or a field. Files are searched with
 ``mmap`` (the whole file, rotated and gzip ones too: a trace is a grep, not a sample).
 """
 
@@ -37,6 +38,16 @@ _PREFIXES = ("chatcmpl-", "cmpl-")  # vLLM's request ids: f"cmpl-{X-Request-Id}"
 _SERVICE_DIR = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}\Z")
 
 
+def _ends_token(text: str, end: int) -> bool:
+    """The id ends at ``end``: the text ends, or a non-id character follows, or vLLM's ``-<n>`` suffix, or a
+    ``.``/``:`` that ends a sentence or a field (``Added request cmpl-<id>.``, ``<id>: params``)."""
+    if end == len(text) or text[end] == "-":
+        return True
+    if text[end] in ".:":
+        return end + 1 == len(text) or text[end + 1] not in _ID_CHARS
+    return text[end] not in _ID_CHARS
+
+
 def carries_id(text: str, request_id: str) -> bool:
     """True when ``request_id`` occurs in ``text`` as a whole token (see the module docstring)."""
     start = text.find(request_id)
@@ -47,9 +58,7 @@ def carries_id(text: str, request_id: str) -> bool:
             if text.endswith(prefix, 0, start):
                 left = start - len(prefix)
                 break
-        if (left == 0 or text[left - 1] not in _ID_CHARS) and (
-            end == len(text) or text[end] not in _ID_CHARS or text[end] == "-"
-        ):
+        if (left == 0 or text[left - 1] not in _ID_CHARS) and _ends_token(text, end):
             return True
         start = text.find(request_id, start + 1)
     return False

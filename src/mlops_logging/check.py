@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import enum
 import os
+import stat
 import sys
 import time
 from collections.abc import Sequence
@@ -36,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ._check_config import DEFAULT_SERVICES, CheckSettings, duration_text, load_config, resolve
-from ._check_files import STREAMS, LogPath, NotAuditable, list_service_files, read_tail
+from ._check_files import STREAMS, LogPath, NotAuditable, describe, list_service_files, read_tail
 from ._check_records import LossSeen, Sample, judge_lines, parse_time
 from ._check_trace import ProbeResult, TraceHit, probe, trace
 from .errors import LogSetupError
@@ -315,8 +316,13 @@ def audit(settings: CheckSettings, *, now: float | None = None) -> Report:
     now = time.time() if now is None else now
     root = settings.root
     report = Report(root=root, settings=settings, generated_at=now, services=[])
-    if not root.is_dir():
-        what = "does not exist" if not os.path.lexists(root) else "is not a directory"
+    try:
+        what = "" if stat.S_ISDIR(os.stat(root).st_mode) else "is not a directory"
+    except FileNotFoundError:
+        what = "does not exist"
+    except OSError as exc:
+        what = f"cannot be reached ({describe(exc)})"
+    if what:
         report.findings.append(Finding(f"log root {root} {what} (set --root or MLOPS_LOG_ROOT)", True))
     for service in settings.services:
         report.services.append(audit_service(service, root / service, settings, now=now,
