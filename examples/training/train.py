@@ -9,7 +9,7 @@ refuses new runs), saying so in a WARNING record. Logs: ``logs/training/training
 own, too). Each epoch is a record and an MLflow metric step (``loss``, ``weight``, ``bias``). At the end the run's
 own records (the lines of training.log with its ``run_id``) are attached to the run as ``logs/training.log``. A
 failure (``--fail-at-epoch N``, a diverging loss, any exception) is one ERROR record with its traceback and the run
-ends FAILED (exit 1); SIGTERM ends it KILLED (exit 143).
+ends FAILED (exit 1); SIGTERM ends it KILLED after the current epoch (exit 143).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import os
 import random
 import signal
 import sys
+import threading
 import urllib.error
 import urllib.request
 from contextlib import contextmanager
@@ -43,13 +44,19 @@ def make_data(n: int, rng: random.Random) -> list[tuple[float, float]]:
     return [(x, 3 * x - 2 + rng.gauss(0, 0.1)) for x in (rng.uniform(-1, 1) for _ in range(n))]
 
 
-def train(epochs: int, lr: float, seed: int, fail_at: int | None, mlflow: Any) -> tuple[float, float]:
-    """SGD on mean squared error; one record and one MLflow metric step per epoch. Returns (weight, bias)."""
+def train(epochs: int, lr: float, seed: int, fail_at: int | None, mlflow: Any,
+          stop: threading.Event) -> tuple[float, float]:
+    """SGD on mean squared error; one record and one MLflow metric step per epoch. Returns (weight, bias).
+
+    ``stop`` (set by SIGTERM) is checked between epochs: raising from the signal handler itself could land inside
+    MLflow's store code, which would turn it into an MLflow error."""
     log = get_logger("training.sgd")
     rng = random.Random(seed)
     data = make_data(512, rng)
     w, b = 0.0, 0.0
     for epoch in range(1, epochs + 1):
+        if stop.is_set():
+            raise Terminated(f"stopped by SIGTERM before epoch {epoch}")
         if epoch == fail_at:
             raise RuntimeError(f"simulated failure at epoch {epoch} (--fail-at-epoch)")
         rng.shuffle(data)
@@ -57,10 +64,11 @@ def train(epochs: int, lr: float, seed: int, fail_at: int | None, mlflow: Any) -
             err = (w * x + b) - y
             w -= lr * err * x
             b -= lr * err
-        loss = sum(((w * x + b) - y) ** 2 for x, y in data) / len(data)
+        loss = sum(e * e for e in ((w * x + b) - y for x, y in data)) / len(data)  # inf/nan, never OverflowError
         log.info("epoch finished", epoch=epoch, loss=round(loss, 6), weight=round(w, 4), bias=round(b, 4))
-        if loss != loss or loss > 1e3:
-            log.error("loss diverged", epoch=epoch, loss=loss, lr=lr)
+        if not loss <= 1e3:  # also inf and nan
+            log.error("loss diverged", epoch=epoch, loss=str(loss) if loss != loss or loss == float("inf") else loss,
+                      lr=lr)
             raise RuntimeError(f"training diverged at epoch {epoch} (loss {loss:.3g}): lower --lr")
         mlflow.log_metrics({"loss": loss, "weight": w, "bias": b}, step=epoch)
     return w, b
@@ -163,13 +171,11 @@ def main() -> int:
              experiment=args.experiment, log_file=str(path))
     mlflow.log_params({"epochs": args.epochs, "lr": args.lr, "seed": args.seed})
 
-    def on_term(signum: int, frame: object) -> None:
-        raise Terminated(f"stopped by {signal.Signals(signum).name}")
-
-    signal.signal(signal.SIGTERM, on_term)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     status, code = "FINISHED", 0
     try:
-        w, b = train(args.epochs, args.lr, args.seed, args.fail_at_epoch, mlflow)
+        w, b = train(args.epochs, args.lr, args.seed, args.fail_at_epoch, mlflow, stop)
         args.out.write_text(json.dumps({"weight": w, "bias": b, "run_id": run_id}))
         mlflow.log_artifact(str(args.out), artifact_path="model")
         logging.getLogger("training.io").info("model saved to %s", args.out)
