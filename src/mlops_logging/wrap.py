@@ -104,7 +104,8 @@ Run CMD, pass its stdout/stderr through, write one record per line to <log dir>/
 forward signals, reap zombies and exit with CMD's status (128+N when it died of signal N).
 
 options (environment variable in brackets):
-  --service NAME        service name [MLOPS_SERVICE]; default: CMD's base name
+  --service NAME        service name [MLOPS_SERVICE]; default: named after CMD
+                        (its base name; python -m pkg.mod and python pkg.py: pkg)
   --log-dir DIR         log directory [MLOPS_LOG_DIR, else $MLOPS_LOG_ROOT/<service>, root ./logs]
   --format json|text    record format [MLOPS_LOG_FORMAT]; default json
   --split-streams       write <service>.stdout.log and <service>.stderr.log instead of <service>.log
@@ -246,18 +247,96 @@ def parse_args(argv: Sequence[str]) -> Options:
 
 
 _NOT_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
+_PYTHON = re.compile(r"(?:python|pypy)(?:\d+(?:\.\d+)*)?[a-z]?")  #: python, python3, python3.11, python3.13t, pypy3
+_PYTHON_VALUE_FLAGS = "WX"  #: python's one-letter options that take a value (-c and -m end the options)
+_ENV_VALUE_FLAGS = ("-u", "--unset", "-C", "--chdir")  #: env's options that take a value
+_LAUNCHERS = ("uv", "poetry", "pdm", "pipenv", "hatch", "rye")  #: `<launcher> run CMD ...` runs CMD
 
 
-def service_from_command(command: str) -> str:
-    """The command's base name made into a valid service name (``/usr/bin/vllm`` -> ``vllm``)."""
-    name = _NOT_NAME.sub("_", os.path.basename(command.rstrip("/")))
-    name = re.sub(r"\.{2,}", ".", name).lstrip("._")[:128]
+def _as_name(word: str) -> str:
+    name = _NOT_NAME.sub("_", word)
+    return re.sub(r"\.{2,}", ".", name).lstrip("._")[:128]
+
+
+def _python_target(args: Sequence[str]) -> str | None:
+    """What ``python ARGS`` runs, as a name: ``-m pkg.mod`` -> ``pkg``, ``path/train.py`` -> ``train``; None for
+    ``-c CODE``, ``-`` (stdin) and a bare interpreter. Options before ``-m`` are skipped as python parses them."""
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--check-hash-based-pycs":
+            i += 2
+            continue
+        if arg == "--":
+            return _python_target([args[i + 1]]) if i + 1 < len(args) and not args[i + 1].startswith("-") else None
+        if arg.startswith("--"):
+            i += 1
+            continue
+        if arg == "-" or not arg.startswith("-"):
+            return None if arg == "-" else os.path.basename(arg).removesuffix(".py")
+        skip = 1
+        for j, flag in enumerate(arg[1:], 1):
+            if flag in "cm" or flag in _PYTHON_VALUE_FLAGS:
+                value = arg[j + 1:] or (args[i + 1] if i + 1 < len(args) else "")
+                if flag == "c":
+                    return None
+                if flag == "m":
+                    return value.split(".", 1)[0] or None
+                skip = 1 if arg[j + 1:] else 2
+                break
+        i += skip
+    return None
+
+
+def _skip_env(args: Sequence[str]) -> list[str]:
+    """``env [OPTIONS] [NAME=VALUE]... CMD ARGS`` -> ``CMD ARGS`` (``-S STRING`` is split into words as env does)."""
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg in _ENV_VALUE_FLAGS:
+            i += 2
+        elif arg in ("-S", "--split-string"):
+            return [*shlex.split(args[i + 1]), *args[i + 2:]] if i + 1 < len(args) else []
+        elif arg.startswith(("-S", "--split-string=")):
+            return [*shlex.split(arg.split("=", 1)[1] if arg.startswith("--") else arg[2:]), *args[i + 1:]]
+        elif arg == "--":
+            return list(args[i + 1:])
+        elif (arg.startswith("-") and arg != "-") or _ENV_ASSIGN.fullmatch(arg):
+            i += 1
+        else:
+            return list(args[i:])
+    return []
+
+
+def service_from_command(command: str | Sequence[str]) -> str:
+    """The service name logwrap uses when none is given, from the command line it runs.
+
+    The program's base name (``/usr/bin/vllm serve`` -> ``vllm``, ``mlflow server`` -> ``mlflow``), except that a
+    Python interpreter (``python``, ``python3.11``, ``pypy3``...) is named after what it runs: ``python -m
+    vllm.entrypoints.cli.main`` -> ``vllm`` (the top package), ``python -u -X dev -m pkg`` -> ``pkg``, ``python
+    train.py`` -> ``train``; ``env [NAME=VALUE...] CMD`` and ``uv/poetry/pdm/pipenv/hatch/rye run CMD`` are named
+    after CMD. Anything else, and a launcher given options of its own, keeps the program's base name: pass
+    ``--service`` there. Made into a valid name (``[A-Za-z0-9_.-]``, no leading dot, at most 128 characters).
+    """
+    argv = [command] if isinstance(command, str) else list(command)
+    name = ""
+    while argv:
+        program = os.path.basename(argv[0].rstrip("/"))
+        name = _as_name(program)
+        if program == "env":
+            argv = _skip_env(argv[1:])
+        elif program in _LAUNCHERS and len(argv) > 2 and argv[1] == "run" and not argv[2].startswith("-"):
+            argv = argv[2:]
+        else:
+            target = _python_target(argv[1:]) if _PYTHON.fullmatch(program) else None
+            name = _as_name(target) if target and _as_name(target) else name
+            break
     return name or "service"
 
 
 def settings_for(opts: Options, env: Mapping[str, str]) -> LogSettings:
     """Resolve service, directory, format, strictness and rotation from the options, then ``MLOPS_*``, then defaults."""
-    service = opts.service or env.get("MLOPS_SERVICE") or service_from_command(opts.command[0])
+    service = opts.service or env.get("MLOPS_SERVICE") or service_from_command(opts.command)
     return resolve_settings(
         service,
         log_dir=opts.log_dir,
