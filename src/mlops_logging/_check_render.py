@@ -37,16 +37,20 @@ _STATUS_STYLE = {"OK": "bold green", "UNUSED": "dim", "STALE": "bold yellow", "I
 # --- activity -------------------------------------------------------------------------------------------------------
 
 
+#: Bucket sizes the activity column chooses from: the smallest that fits the sampled span into the width.
+BUCKETS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 43200, 86400)
+
+
 def activity(times: Sequence[float], width: int = SPARK_WIDTH) -> tuple[int, list[int]]:
     """Records per bucket over the sampled span (oldest bucket first): ``(bucket_seconds, counts)``.
 
-    Buckets are whole minutes, as many as fit in ``width`` (one minute each when the span allows).
+    The bucket is the smallest of :data:`BUCKETS` that fits the span into ``width`` bars (a minute-long demo gets
+    5 s bars, a day of logs 2 h bars); rates are shown per minute whatever the bucket.
     """
     if not times:
         return 60, []
     lo, hi = min(times), max(times)
-    minutes = max(1, math.ceil((hi - lo) / 60 / width - 1e-9))
-    bucket = 60 * minutes
+    bucket = next((b for b in BUCKETS if (hi - lo) / b < width), BUCKETS[-1])
     n = min(width, int((hi - lo) // bucket) + 1)
     counts = [0] * n
     for t in times:
@@ -66,8 +70,8 @@ def _activity_cell(times: Sequence[float]) -> str:
     bucket, counts = activity(times)
     if not counts:
         return "-"
-    peak = max(counts) / (bucket / 60)
-    return f"{sparkline(counts)} {peak:.0f}/min"
+    rate = sum(counts) / max(len(counts) * bucket, 60) * 60  # over the sampled span, at least a minute
+    return f"{sparkline(counts)} {rate:.0f}/min"
 
 
 # --- small formats --------------------------------------------------------------------------------------------------
@@ -116,9 +120,9 @@ class Output:
         self.hint = not plain and self.rich is None
         self._copy = io.StringIO()
         self.console: Any = None
+        tty = hasattr(self.file, "isatty") and self.file.isatty()
+        self.width = width = shutil.get_terminal_size((160, 24)).columns if tty else 160
         if self.rich is not None:
-            tty = hasattr(self.file, "isatty") and self.file.isatty()
-            width = shutil.get_terminal_size((160, 24)).columns if tty else 160
             self.console = self.rich.console.Console(file=self.file, width=width, highlight=False, soft_wrap=False)
             self._recorder = self.rich.console.Console(file=self._copy, width=width, highlight=False,
                                                        color_system=None, soft_wrap=False)
@@ -364,8 +368,9 @@ def print_trace(out: Output, request_id: str, result: Trace, settings: CheckSett
         out.line(f"request id {request_id}: {len(result.hits)} records in {len(result.services)} services "
                  f"({' -> '.join(result.services)})", style="bold")
         width = max(len(h.service) for h in result.hits)
+        room = max(40, out.width - 36 - width)
         for h in result.hits:
-            out.line(f"{_ts(h.time) or '-':<24}  {h.service:<{width}}  {h.level or '-':<8} {_cut(h.message, 140)}",
+            out.line(f"{_ts(h.time) or '-':<24}  {h.service:<{width}}  {h.level or '-':<8} {_cut(h.message, room)}",
                      style=_LEVEL_STYLE.get(h.level or ""))
     for skipped in result.skipped:
         out.line(f"! not searched: {skipped}", style="yellow")

@@ -197,12 +197,13 @@ def test_a_date_without_a_year_is_never_in_the_future() -> None:
 # --- activity -------------------------------------------------------------------------------------------------------
 
 
-def test_activity_counts_records_per_minute_and_scales_buckets_to_the_width() -> None:
+def test_activity_buckets_fit_the_sampled_span_into_the_width() -> None:
     assert activity([]) == (60, [])
     bucket, counts = activity([0, 10, 59, 61, 200])
-    assert bucket == 60 and sum(counts) == 5 and counts[-1] == 1
+    assert bucket == 15 and len(counts) == 14 and sum(counts) == 5 and counts[-1] == 1 and counts[0] == 1
     bucket, counts = activity([i * 60.0 for i in range(100)], width=20)
     assert bucket == 300 and len(counts) == 20 and sum(counts) == 100
+    assert activity([5.0, 5.0]) == (1, [2])
 
 
 def test_sparkline_has_one_bar_per_bucket_and_a_gap_for_none() -> None:
