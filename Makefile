@@ -40,6 +40,7 @@ bench: setup
 	$(PY) bench/inprocess.py
 	$(PY) bench/wrap.py
 	$(PY) bench/web.py
+	$(PY) bench/check.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis logs build dist src/*.egg-info src/mlops_logging/*.so
