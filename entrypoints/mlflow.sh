@@ -7,7 +7,11 @@
 #   entrypoints/mlflow.sh [flags]                    outside an image (set the variables below)
 #
 # It execs (so logwrap is PID 1 of the container):
-#   logwrap --service mlflow --subreaper -- mlflow server <your flags>
+#   logwrap --service mlflow --subreaper --signal-group -- mlflow server <your flags>
+#   - --signal-group: TERM goes to every process of the server, not only to `mlflow server`, which passes it on to
+#     uvicorn alone; its job runner and huey consumers would notice only by polling, and a stop soon after the start
+#     left them running past logwrap's drain timeout (measured here: 7-9 s, and 2-7 processes left over, in 2 of 3
+#     stops; with the group signalled 1-5 s and none);
 #   - log file $MLOPS_LOG_DIR/mlflow.log, MLOPS_LOG_DIR=/logs unless set (mount the host's logs/mlflow at /logs);
 #   - NO_COLOR=1; PYTHONUNBUFFERED=1 unless set;
 #   - MLFLOW_HOST=0.0.0.0 unless set: MLflow's own variable for --host, so other containers can connect;
@@ -40,4 +44,4 @@ esac
 NO_COLOR=1
 export MLOPS_LOG_DIR PYTHONUNBUFFERED MLFLOW_HOST MLFLOW_SERVER_ALLOWED_HOSTS NO_COLOR
 
-exec "${LOGWRAP:-logwrap}" --service mlflow --subreaper -- "${MLOPS_MLFLOW:-mlflow}" server "$@"
+exec "${LOGWRAP:-logwrap}" --service mlflow --subreaper --signal-group -- "${MLOPS_MLFLOW:-mlflow}" server "$@"

