@@ -117,10 +117,10 @@ def main() -> int:
             if not vllm_server.vllm_available():
                 sys.exit("demo: the vLLM venv is missing: run `make setup-vllm` (or `make demo`), or DEMO_VLLM=0")
             model = vllm_server.ensure_tiny_model(REPO / ".cache")
-            flags = vllm_server.vllm_command(model, backend_port, log_requests=False)[5:]  # after "--model DIR"
+            args = vllm_server.vllm_serve_args(model, backend_port, log_requests=False)  # vllm.sh adds it
             vllm_env = {**vllm_server.vllm_env(env), "MLOPS_LOG_DIR": str(root / "vllm"),
                         "MLOPS_VLLM_PYTHON": str(vllm_server.VLLM_PYTHON)}
-            servers.append((start(["sh", str(REPO / "entrypoints" / "vllm.sh"), str(model), *flags], vllm_env,
+            servers.append((start(["sh", str(REPO / "entrypoints" / "vllm.sh"), *args], vllm_env,
                                   "vllm"), "vllm (logwrap)"))
             print(f"   vLLM is loading {model.name} on port {backend_port} (about 30 s on 2 cores)")
         else:
