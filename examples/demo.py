@@ -74,7 +74,8 @@ def stop(proc: subprocess.Popen[bytes], name: str, timeout: float = 60) -> int:
         left = "; processes of its session still running"
     except ProcessLookupError:
         left = ""
-    print(f"   {name}: stopped with SIGTERM, exit code {proc.returncode}{left}")
+    how = " (the signal re-raised after a clean shutdown, as uvicorn does)" if proc.returncode == -15 else ""
+    print(f"   {name}: stopped with SIGTERM, exit code {proc.returncode}{how}{left}")
     return int(proc.returncode)
 
 
