@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -61,22 +60,10 @@ def start(cmd: list[str], env: dict[str, str], name: str) -> subprocess.Popen[by
 
 def stop(proc: subprocess.Popen[bytes], name: str, timeout: float = 60) -> int:
     """SIGTERM, wait, report the exit code (what `docker stop` does: KILL only after the timeout)."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            print(f"   {name}: did not stop within {timeout:.0f} s of SIGTERM: killed")
-    try:
-        os.killpg(proc.pid, 0)
-        left = "; processes of its session still running"
-    except ProcessLookupError:
-        left = ""
-    how = " (the signal re-raised after a clean shutdown, as uvicorn does)" if proc.returncode == -15 else ""
-    print(f"   {name}: stopped with SIGTERM, exit code {proc.returncode}{how}{left}")
-    return int(proc.returncode)
+    code = vllm_server.stop_process(proc, timeout=timeout)
+    how = " (the signal re-raised after a clean shutdown, as uvicorn does)" if code == -15 else ""
+    print(f"   {name}: stopped with SIGTERM, exit code {code}{how}")
+    return code
 
 
 def logcheck(*args: str, env: dict[str, str]) -> int:
@@ -101,7 +88,8 @@ def main() -> int:
     env = {**os.environ, "MLOPS_LOG_ROOT": str(root), "PYTHONUNBUFFERED": "1", "LOGWRAP": str(BIN / "logwrap")}
     for key in ("MLOPS_LOG_DIR", "MLOPS_SERVICE", "MLFLOW_TRACKING_URI"):
         env.pop(key, None)
-    audit = ["--root", str(root)] + ([] if use_vllm else ["--unused", "vllm"])
+    shown = root.relative_to(REPO) if root.is_relative_to(REPO) else root  # logcheck runs in the repo
+    audit = ["--root", str(shown)] + ([] if use_vllm else ["--unused", "vllm"])
 
     servers: list[tuple[subprocess.Popen[bytes], str]] = []
     try:
@@ -190,7 +178,7 @@ def main() -> int:
         for proc, name in reversed(servers):
             stop(proc, name)
 
-    step(f"logcheck: every service's logs under {root} (read back from disk; scripts/check_logs.sh audits them "
+    step(f"logcheck: every service's logs under {shown} (read back from disk; scripts/check_logs.sh audits them "
          "again any time)")
     return logcheck(*audit, env=env)
 

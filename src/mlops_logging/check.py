@@ -27,6 +27,7 @@ its job. The logic lives in importable functions (:func:`audit`, :func:`audit_se
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import enum
 import os
 import stat
@@ -86,17 +87,19 @@ class Finding:
 
 @dataclass
 class FileReport:
-    """One file of a service as the audit saw it."""
+    """One file of a service as the audit saw it: the file (size and mtime as read), its sample, or why not."""
 
-    path: Path
-    stream: str | None
-    rotated: bool
-    compressed: bool
-    size: int
-    mtime: float
+    log: LogPath
     sampled: bool = False
     sample: Sample = field(default_factory=Sample)
     problem: str = ""  # why it could not be audited ("is a symlink ...")
+
+    path = property(lambda self: self.log.path, doc="The file's path.")
+    stream = property(lambda self: self.log.stream, doc="``stdout``/``stderr`` for split streams, else None.")
+    rotated = property(lambda self: self.log.rotated, doc="An older, rotated file.")
+    compressed = property(lambda self: self.log.compressed, doc="A gzip rotated file (listed, not sampled).")
+    size = property(lambda self: self.log.size, doc="Its size in bytes.")
+    mtime = property(lambda self: self.log.mtime, doc="Its last modification time.")
 
 
 @dataclass
@@ -191,7 +194,7 @@ def _sample_family(files: list[LogPath], settings: CheckSettings, now: float) ->
     lines_left, bytes_left = settings.sample_lines, settings.sample_bytes
     reports = []
     for lp in files:
-        report = FileReport(lp.path, lp.stream, lp.rotated, lp.compressed, lp.size, lp.mtime)
+        report = FileReport(lp)
         reports.append(report)
         if lp.kind == "symlink":
             report.problem = "is a symlink (not followed: a log file is never a link)"
@@ -206,7 +209,7 @@ def _sample_family(files: list[LogPath], settings: CheckSettings, now: float) ->
         except NotAuditable as exc:
             report.problem = str(exc)
             continue
-        report.size, report.mtime, report.sampled = tail.size, tail.mtime, True
+        report.log, report.sampled = dataclasses.replace(lp, size=tail.size, mtime=tail.mtime), True
         lines, too_long = sample_file_lines(tail.data, tail.offset, lines_left)
         report.sample = judge_lines(lines, lp.name, now)
         if too_long:

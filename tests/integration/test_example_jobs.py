@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from fastapi_support import free_port
+from vllm_server import stop_process, wait_for_http
 
 from support.procs import wait_for
 from support.records import read_records
@@ -137,17 +138,10 @@ def mlflow_server(tmp_path: Path) -> Iterator[str]:
                             stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp_path)
     url = f"http://127.0.0.1:{port}"
     try:
-        from vllm_server import wait_for_http
-
         wait_for_http(f"{url}/health", 120, proc=proc, log_path=tmp_path / "mlflow-server.out")
         yield url
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_process(proc, timeout=30)
         out.close()
 
 

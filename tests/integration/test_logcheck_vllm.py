@@ -4,8 +4,6 @@ gunicorn in front of it; one request traced from the gateway into vLLM's own lin
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import uuid
@@ -18,6 +16,7 @@ from vllm_server import (
     SERVED_MODEL_NAME,
     VLLM_PYTHON,
     ensure_tiny_model,
+    stop_process,
     vllm_available,
     vllm_env,
     vllm_serve_args,
@@ -56,14 +55,8 @@ def test_trace_follows_a_gateway_request_into_vllms_own_lines(tmp_path: Path, lo
     finally:
         if gateway is not None:
             assert stop(gateway) == 0
-        if vllm.poll() is None:
-            vllm.send_signal(signal.SIGTERM)
-            try:
-                vllm.wait(timeout=90)
-            except subprocess.TimeoutExpired:
-                os.killpg(vllm.pid, signal.SIGKILL)
-                vllm.wait()
-    assert vllm.returncode == 0
+        code = stop_process(vllm, timeout=90)
+    assert code == 0
 
     result = subprocess.run([sys.executable, "-m", "mlops_logging.check", "--no-transcript", "--root", str(log_root),
                              "--trace", rid, "--json"], capture_output=True, text=True, timeout=120)
