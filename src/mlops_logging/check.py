@@ -13,7 +13,8 @@ checked in this order (docs/references/LOGGING.md, "logcheck"):
 - ``MISSING``: no directory, or no log file of the service in it;
 - ``EMPTY``: log files, but not one record in them (and every file could be read);
 - ``STALE``: the newest write (the latest mtime of the service's files) is older than ``--max-age`` (15 min);
-- ``INCOMPLETE``: fresh, but a file could not be audited (unreadable, a symlink, not a regular file), fewer than
+- ``INCOMPLETE``: fresh, but a file could not be audited (unreadable, a symlink, not a regular file; only gzip
+  rotated files), fewer than
   ``--min-complete`` (99%) of the sampled records have a timestamp, a level and a message, or this package recorded
   lost lines within ``--max-age``;
 - ``OK``: none of the above.
@@ -283,17 +284,20 @@ def audit_service(service: str, directory: Path, settings: CheckSettings, *, now
         report.findings.append(Finding(f"other files in {directory}, not audited: {shown}", False))
 
     unreadable = [f for f in report.files if f.problem]
-    if sample.records == 0 and not unreadable:
+    sampled = any(f.sampled for f in report.files)
+    if sample.records == 0 and sampled and not unreadable:
         report.status = Status.EMPTY
         report.reason = f"{len(report.files)} log file(s), no record in them"
     elif report.age > settings.max_age:
         report.status = Status.STALE
         report.reason = f"newest write {duration_text(report.age)} ago (--max-age {duration_text(settings.max_age)})"
-    elif unreadable or below or recent_loss:
+    elif unreadable or below or recent_loss or not sampled:
         report.status = Status.INCOMPLETE
         why = []
         if unreadable:
             why.append(f"{len(unreadable)} file(s) cannot be audited")
+        elif not sampled:
+            why.append("only compressed rotated files: no current log to sample")
         if below:
             why.append(f"{sample.complete}/{sample.records} sampled records complete "
                        f"(< {settings.min_complete:.0%})")

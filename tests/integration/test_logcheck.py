@@ -197,6 +197,13 @@ def test_rotated_and_split_stream_files_are_found_and_a_just_rotated_log_is_samp
     assert report.status is Status.OK and report.sample.records == 7
 
 
+def test_only_compressed_rotated_files_are_not_empty_but_incomplete(tmp_path: Path) -> None:
+    (tmp_path / "inference").mkdir()
+    (tmp_path / "inference" / "inference.log.1.gz").write_bytes(b"\x1f\x8b...")
+    report = one(tmp_path, "inference")
+    assert report.status is Status.INCOMPLETE and "only compressed rotated files" in report.reason
+
+
 def test_a_real_size_rotated_log_audits_ok(tmp_path: Path) -> None:
     run_python(f"""
         from mlops_logging import configure_logging, get_logger
