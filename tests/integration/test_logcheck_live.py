@@ -14,7 +14,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fastapi_support import BIN, CLEAN_EXIT, REPO, free_port, start, stop, wait_ready
+from fastapi_support import BIN, CLEAN_EXIT, REPO, free_port, start, wait_ready
+from vllm_server import stop_process
 
 from mlops_logging.check import trace
 from support.records import read_records
@@ -45,7 +46,7 @@ def stack(tmp_path: Path, log_root: Path) -> Iterator[Stack]:
         wait_ready(f"http://127.0.0.1:{gw_port}/health", gateway, tmp_path / "gateway.out")
         yield Stack(f"http://127.0.0.1:{gw_port}", log_root)
     finally:
-        codes = [stop(proc) for proc in reversed(procs)]
+        codes = [stop_process(proc) for proc in reversed(procs)]  # every one, even if another one fails
     assert all(code in CLEAN_EXIT for code in codes), codes
 
 
