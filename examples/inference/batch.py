@@ -58,7 +58,8 @@ def run_job(items: Sequence[T], batch_size: int, one: Callable[[int, T], bool | 
                 items=len(batch), **outcome, duration_ms=round((time.perf_counter() - batch_started) * 1000, 1))
     elapsed = time.perf_counter() - started
     log.log(logging.WARNING if totals["failures"] else logging.INFO, "job finished", items=len(items), **totals,
-            batches=count, duration_s=round(elapsed, 3), items_per_s=round(len(items) / elapsed, 1) if elapsed else None)
+            batches=count, duration_s=round(elapsed, 3),
+            items_per_s=round(len(items) / elapsed, 1) if elapsed else None)
     return totals["failures"]
 
 

@@ -244,7 +244,8 @@ def audit_service(service: str, directory: Path, settings: CheckSettings, *, now
         elif not listing.exists:
             report.reason = f"no directory {directory}"
         else:
-            report.reason = f"no log file of {service} in {directory} ({service}.log or {service}.stdout.log/.stderr.log)"
+            report.reason = (f"no log file of {service} in {directory} "
+                             f"({service}.log or {service}.stdout.log/.stderr.log)")
         return _unused(report, required)
 
     for stream in STREAMS:
@@ -257,18 +258,27 @@ def audit_service(service: str, directory: Path, settings: CheckSettings, *, now
             report.findings.append(Finding(f"{f.path.name} {f.problem}", True, f.path.name))
     report.newest_write = max(f.mtime for f in report.files)
     report.age = max(0.0, now - report.newest_write)
-    sample = report.sample
 
+    below, recent_losses = _note_findings(report, listing.others or [], settings, now)
+    _decide(report, settings, below, recent_losses)
+    return _unused(report, required)
+
+
+def _note_findings(report: ServiceReport, others: list[str], settings: CheckSettings,
+                   now: float) -> tuple[bool, list[LossSeen]]:
+    """Add the sample's findings to ``report``; return (too few complete records, losses within --max-age)."""
+    sample = report.sample
     share = report.complete_share
     below = share is not None and share < settings.min_complete
     for reason, count in sample.problems.most_common():
         report.findings.append(Finding(f"{count} of {sample.records} sampled records: {reason} "
                                        f"(e.g. {sample.examples.get(reason, '')!r})", below))
-    recent_loss = False
+    recent_losses = []
     for loss in sample.losses:
         when = _loss_time(loss, now)
         recent = when is None or now - when <= settings.max_age
-        recent_loss |= recent
+        if recent:
+            recent_losses.append(loss)
         span = f" between {loss.lost_since} and {loss.lost_until}" if loss.lost_since else ""
         report.findings.append(Finding(
             f"{loss.file}: {loss.logger} recorded {loss.lost_records} lost lines"
@@ -279,19 +289,24 @@ def audit_service(service: str, directory: Path, settings: CheckSettings, *, now
         report.findings.append(Finding(
             f"logwrap's passthrough fell behind: {sample.passthrough_dropped_bytes} bytes not passed to the console "
             "(the log file kept every line)", False))
-    if listing.others:
-        shown = ", ".join(listing.others[:5]) + (" ..." if len(listing.others) > 5 else "")
-        report.findings.append(Finding(f"other files in {directory}, not audited: {shown}", False))
+    if others:
+        shown = ", ".join(others[:5]) + (" ..." if len(others) > 5 else "")
+        report.findings.append(Finding(f"other files in {report.directory}, not audited: {shown}", False))
+    return below, recent_losses
 
+
+def _decide(report: ServiceReport, settings: CheckSettings, below: bool, recent_losses: list[LossSeen]) -> None:
+    """Set the status and its one-line reason: the first of EMPTY, STALE, INCOMPLETE that applies, else OK."""
+    sample, age = report.sample, report.age or 0.0
     unreadable = [f for f in report.files if f.problem]
     sampled = any(f.sampled for f in report.files)
     if sample.records == 0 and sampled and not unreadable:
         report.status = Status.EMPTY
         report.reason = f"{len(report.files)} log file(s), no record in them"
-    elif report.age > settings.max_age:
+    elif age > settings.max_age:
         report.status = Status.STALE
-        report.reason = f"newest write {duration_text(report.age)} ago (--max-age {duration_text(settings.max_age)})"
-    elif unreadable or below or recent_loss or not sampled:
+        report.reason = f"newest write {duration_text(age)} ago (--max-age {duration_text(settings.max_age)})"
+    elif unreadable or below or recent_losses or not sampled:
         report.status = Status.INCOMPLETE
         why = []
         if unreadable:
@@ -301,14 +316,13 @@ def audit_service(service: str, directory: Path, settings: CheckSettings, *, now
         if below:
             why.append(f"{sample.complete}/{sample.records} sampled records complete "
                        f"(< {settings.min_complete:.0%})")
-        if recent_loss:
-            why.append(f"{sum(loss.lost_records for loss in sample.losses)} lines lost")
+        if recent_losses:
+            why.append(f"{sum(loss.lost_records for loss in recent_losses)} lines lost")
         report.reason = "; ".join(why)
     else:
         report.status = Status.OK
-        report.reason = (f"{sample.records} records sampled, {share:.0%} complete, newest write "
-                         f"{duration_text(report.age)} ago")
-    return _unused(report, required)
+        report.reason = (f"{sample.records} records sampled, {report.complete_share:.0%} complete, newest write "
+                         f"{duration_text(age)} ago")
 
 
 def _unused(report: ServiceReport, required: bool) -> ServiceReport:

@@ -6,9 +6,10 @@ Each ``host sample`` record has ``cpu`` (percent since the last sample, per-core
 ``memory`` and ``swap`` (bytes, percent), ``disk`` (usage of each ``--disk`` path, and read/write bytes per second),
 ``net`` (bytes and packets per second, errors and drops since the last sample), ``processes`` (with
 ``--processes``: RSS and CPU of every process whose name or command line contains one of the patterns, its command
-line with secrets redacted as logwrap does, and the total per pattern) and ``gpus`` (per GPU utilisation and memory through NVML, when ``nvidia-ml-py`` finds one; when
-it does not, one INFO record at start says why). SIGTERM or SIGINT: a last sample, a ``system sampler stopped``
-record, exit 0. Needs ``psutil`` (``pip install 'mlops-logging[system]'``, which also brings ``nvidia-ml-py``).
+line with secrets redacted as logwrap does, and the total per pattern) and ``gpus`` (per GPU utilisation and memory
+through NVML, when ``nvidia-ml-py`` finds one; when it does not, one INFO record at start says why). SIGTERM or
+SIGINT: a last sample, a ``system sampler stopped`` record, exit 0. Needs ``psutil`` (``pip install
+'mlops-logging[system]'``, which also brings ``nvidia-ml-py``).
 
 Settings: ``--interval`` / ``MLOPS_SYSTEM_INTERVAL`` (seconds, default 10), ``--processes`` /
 ``MLOPS_SYSTEM_PROCESSES``, ``--disk`` / ``MLOPS_SYSTEM_DISKS`` (comma-separated paths, default ``/``), plus the

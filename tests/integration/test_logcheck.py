@@ -28,7 +28,8 @@ REPO = Path(__file__).resolve().parents[2]
 LOGCHECK = [sys.executable, "-m", "mlops_logging.check"]
 
 
-def record(service: str, message: str = "ready", level: str = "INFO", t: float | None = None, **fields: object) -> bytes:
+def record(service: str, message: str = "ready", level: str = "INFO", t: float | None = None,
+           **fields: object) -> bytes:
     return render_json({"timestamp": format_timestamp(t), "level": level, "message": message, "service": service,
                         "logger": "test", "pid": os.getpid(), **fields})
 
