@@ -30,13 +30,17 @@ test: setup setup-vllm
 test-fast: setup
 	$(PY) -m pytest -m "not vllm" $(PYTEST_ARGS)
 
-demo: setup setup-vllm
-	$(PY) examples/demo.py
+## The six services for real, then logcheck: ends with `6/6 services writing complete logs`.
+## DEMO_VLLM=0 skips vLLM (and its venv): the gateway talks to a stand-in and the verdict says vllm is unused.
+DEMO_VLLM ?= 1
+demo: setup $(if $(filter 0,$(DEMO_VLLM)),,setup-vllm)
+	DEMO_VLLM=$(DEMO_VLLM) $(PY) examples/demo.py
 
 bench: setup
 	$(PY) bench/inprocess.py
 	$(PY) bench/wrap.py
 	$(PY) bench/web.py
+	$(PY) bench/check.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis logs build dist src/*.egg-info src/mlops_logging/*.so

@@ -1,157 +1,186 @@
-"""The demo: run the stack's jobs and servers for real, then show every service's log file and trace one request.
+"""The demo: the six services of the stack run for real, then logcheck proves each one wrote complete logs.
 
-1. training job and local batch inference (configure_logging);
-2. a real vLLM CPU server (tiny local model) behind logwrap -> logs/vllm/vllm.log;
-3. the FastAPI gateway under uvicorn (2 workers) in front of it -> logs/fastapi/fastapi.log;
-4. batch inference through the gateway, so one request id shows up in inference, fastapi and vllm logs;
-5. SIGTERM to the servers, then a table: file, records, levels, all lines valid JSON.
+1. MLflow through entrypoints/mlflow.sh, vLLM (CPU, tiny local model) through entrypoints/vllm.sh, both behind
+   logwrap, and the system sampler, all started at once;
+2. a training job tracked in the live MLflow server, then batch inference with the trained model;
+3. the FastAPI gateway under gunicorn (2 workers, mlops_logging.gunicorn_conf) in front of vLLM;
+4. batch inference through the gateway and a little traffic (completions, chat, a stream, a 404);
+5. logcheck --probe (a fresh request id reaches the gateway's file) and --trace (one request: inference -> gateway
+   -> vLLM);
+6. SIGTERM to every server (exit codes shown), then logcheck's table: `6/6 services writing complete logs`.
 
-Run with `make demo` (it installs .venv and .venv-vllm first). Logs go to $MLOPS_LOG_ROOT (default ./logs).
-Without the vLLM venv (`--no-vllm`) the gateway points at nothing and the demo shows its 502 records instead.
+Run with `make demo` (it installs .venv, the vLLM venv and the tiny model first; later runs reuse them).
+`DEMO_VLLM=0 make demo` skips vLLM: the gateway forwards to examples/backend_stub, a stand-in, and logcheck is told
+vllm is unused, so the verdict says `5/5 ... (unused: vllm)`, never a pretend 6/6. Logs go to $MLOPS_LOG_ROOT
+(default ./logs); servers' console output and MLflow's store to .cache/demo/.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
-from collections import Counter
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))
-import vllm_server  # noqa: E402 - scripts/vllm_server.py: venv, tiny model, command line
+import vllm_server  # noqa: E402 - scripts/vllm_server.py: vLLM venv, tiny model, flags, waiting for /health
 
 PY = sys.executable
+BIN = Path(PY).parent
 WORK = REPO / ".cache" / "demo"
+STARTED = time.monotonic()
 
 
 def step(text: str) -> None:
-    """Print a step header."""
-    print(f"\n== {text}", flush=True)
+    """A step header, with the time since the demo started."""
+    print(f"\n== [{time.monotonic() - STARTED:5.1f} s] {text}", flush=True)
 
 
-def run(cmd: list[str], env: dict[str, str]) -> None:
-    """Run a job to completion, failing the demo if it fails; its stdout (readable lines) is shown trimmed."""
+def run(cmd: list[str], env: dict[str, str], *, show: int = 3) -> subprocess.CompletedProcess[str]:
+    """Run a job to completion (the demo fails if it does); the first and last lines of its console are shown."""
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=WORK)
     lines = proc.stdout.splitlines()
-    for line in lines[:3] + (["   ..."] if len(lines) > 6 else []) + lines[-3:] if len(lines) > 6 else lines:
-        print(f"   {line[:150]}")
+    shown = lines if len(lines) <= 2 * show else [*lines[:show], "   ...", *lines[-show:]]
+    for line in shown:
+        print(f"   {line[:160]}")
     if proc.returncode != 0:
-        sys.exit(f"demo: {' '.join(cmd[:3])} failed ({proc.returncode}):\n{proc.stderr}")
+        sys.exit(f"demo: {' '.join(cmd[:3])} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return proc
 
 
 def start(cmd: list[str], env: dict[str, str], name: str) -> subprocess.Popen[bytes]:
     """Start a server in its own session; its console output goes to .cache/demo/<name>.console."""
-    out = open(WORK / f"{name}.console", "wb")  # noqa: SIM115 - closed when the process is reaped
-    return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=WORK)
+    with (WORK / f"{name}.console").open("wb") as out:
+        return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, cwd=WORK)
 
 
-def stop(proc: subprocess.Popen[bytes], name: str, timeout: float = 30) -> None:
-    """SIGTERM, wait, report the exit code (what `docker stop` does)."""
-    proc.send_signal(signal.SIGTERM)
-    try:
-        code = proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        code = proc.wait()
-    print(f"   {name}: stopped with SIGTERM, exit code {code}")
+def stop(proc: subprocess.Popen[bytes], name: str, timeout: float = 60) -> int:
+    """SIGTERM, wait, report the exit code (what `docker stop` does: KILL only after the timeout)."""
+    code = vllm_server.stop_process(proc, timeout=timeout)
+    how = " (the signal re-raised after a clean shutdown, as uvicorn does)" if code == -15 else ""
+    print(f"   {name}: stopped with SIGTERM, exit code {code}{how}")
+    return code
 
 
-def summarise(root: Path) -> int:
-    """One row per log file; returns how many files had a line that is not a valid record."""
-    bad_files = 0
-    print(f"   {'file':<42} {'records':>8}  {'valid':<5}  levels")
-    for path in sorted(root.glob("*/*.log")):
-        levels: Counter[str] = Counter()
-        invalid = 0
-        lines = path.read_bytes().splitlines()
-        for line in lines:
-            try:
-                record = json.loads(line)
-                levels[record["level"]] += 1
-                assert {"timestamp", "message", "service"} <= record.keys()
-            except (ValueError, KeyError, AssertionError):
-                invalid += 1
-        bad_files += bool(invalid)
-        shown = ", ".join(f"{k} {v}" for k, v in sorted(levels.items()))
-        print(f"   {str(path.relative_to(root.parent)):<42} {len(lines):>8}  {'yes' if not invalid else 'NO':<5}  {shown}")
-    return bad_files
+def logcheck(*args: str, env: dict[str, str]) -> int:
+    """Run logcheck (its table and verdict go straight to the terminal); return its exit status."""
+    return subprocess.run([str(BIN / "logcheck"), *args], env=env, cwd=REPO).returncode
 
 
-def trace(root: Path) -> None:
-    """Show the records of the last request id of the inference batch in every file that has it."""
-    inference = root / "inference" / "inference.log"
-    ids = [json.loads(x).get("request_id") for x in inference.read_bytes().splitlines()]
-    rid = next((i for i in reversed(ids) if i and i.startswith("batch-") and not i[6:].isdigit()), None)
-    if rid is None:
-        return
-    print(f"   request id {rid}:")
-    for path in sorted(root.glob("*/*.log")):
-        for line in path.read_text(errors="replace").splitlines():
-            if rid in line:
-                record = json.loads(line)
-                print(f"   {path.parent.name:<10} {record['level']:<7} {record['message'][:110]}")
+def last_request_id(root: Path) -> str | None:
+    """The request id of the last item the inference job sent through the gateway."""
+    path = root / "inference" / "inference.log"
+    for line in reversed(path.read_bytes().splitlines()):
+        record = json.loads(line)
+        if record.get("message") == "completion received":
+            return str(record["request_id"])
+    return None
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--no-vllm", action="store_true", help="skip the vLLM server (no .venv-vllm needed)")
-    args = parser.parse_args()
-
+    use_vllm = os.environ.get("DEMO_VLLM", "1") != "0"
     WORK.mkdir(parents=True, exist_ok=True)
     root = Path(os.environ.get("MLOPS_LOG_ROOT") or REPO / "logs").resolve()
-    env = {**os.environ, "MLOPS_LOG_ROOT": str(root), "PYTHONUNBUFFERED": "1"}
-    env.pop("MLOPS_LOG_DIR", None)
-    env.pop("MLOPS_SERVICE", None)
-
-    step("training job (configure_logging) -> logs/training/")
-    run([PY, str(REPO / "examples/training/train.py"), "--epochs", "5", "--out", str(WORK / "model.json")], env)
-    step("batch inference with the trained model -> logs/inference/")
-    run([PY, str(REPO / "examples/inference/batch.py"), "--model", str(WORK / "model.json"), "--n", "30"], env)
+    env = {**os.environ, "MLOPS_LOG_ROOT": str(root), "PYTHONUNBUFFERED": "1", "LOGWRAP": str(BIN / "logwrap")}
+    for key in ("MLOPS_LOG_DIR", "MLOPS_SERVICE", "MLFLOW_TRACKING_URI"):
+        env.pop(key, None)
+    shown = root.relative_to(REPO) if root.is_relative_to(REPO) else root  # logcheck runs in the repo
+    audit = ["--root", str(shown)] + ([] if use_vllm else ["--unused", "vllm"])
 
     servers: list[tuple[subprocess.Popen[bytes], str]] = []
     try:
-        backend = "http://127.0.0.1:9"  # nothing listens: the gateway answers 502 and logs why
-        if not args.no_vllm:
+        step("MLflow (entrypoints/mlflow.sh -> logwrap -> mlflow server), vLLM and the system sampler, at once")
+        mlflow_port = vllm_server.free_port()
+        mlflow_url = f"http://127.0.0.1:{mlflow_port}"
+        mlflow_cmd = ["sh", str(REPO / "entrypoints" / "mlflow.sh"), "--host", "127.0.0.1", "--port",
+                      str(mlflow_port), "--workers", "1", "--backend-store-uri", f"sqlite:///{WORK / 'mlflow.db'}",
+                      "--artifacts-destination", str(WORK / "mlartifacts")]
+        servers.append((start(mlflow_cmd, {**env, "MLOPS_LOG_DIR": str(root / "mlflow"),
+                                           "MLOPS_MLFLOW": str(BIN / "mlflow")}, "mlflow"), "mlflow (logwrap)"))
+        backend_port = vllm_server.free_port()
+        if use_vllm:
             if not vllm_server.vllm_available():
-                sys.exit("demo: the vLLM venv is missing: run `make setup-vllm` (or `make demo`), or pass --no-vllm")
-            step("vLLM CPU server behind logwrap -> logs/vllm/ (about 25 s to start)")
+                sys.exit("demo: the vLLM venv is missing: run `make setup-vllm` (or `make demo`), or DEMO_VLLM=0")
             model = vllm_server.ensure_tiny_model(REPO / ".cache")
-            port = vllm_server.free_port()
-            wrapped = [PY, "-m", "mlops_logging.wrap", "--service", "vllm", "--subreaper", "--kill-after", "20", "--",
-                       *vllm_server.vllm_command(model, port)]
-            servers.append((start(wrapped, {**env, **vllm_server.vllm_env()}, "vllm"), "logwrap + vllm"))
-            vllm_server.wait_for_http(f"http://127.0.0.1:{port}/health", 240, proc=servers[-1][0])
-            backend = f"http://127.0.0.1:{port}"
-            print(f"   vLLM is up on {backend}")
+            args = vllm_server.vllm_serve_args(model, backend_port, log_requests=False)  # vllm.sh adds it
+            vllm_env = {**vllm_server.vllm_env(env), "MLOPS_LOG_DIR": str(root / "vllm"),
+                        "MLOPS_VLLM_PYTHON": str(vllm_server.VLLM_PYTHON)}
+            servers.append((start(["sh", str(REPO / "entrypoints" / "vllm.sh"), *args], vllm_env,
+                                  "vllm"), "vllm (logwrap)"))
+            print(f"   vLLM is loading {model.name} on port {backend_port} (about 30 s on 2 cores)")
+        else:
+            print("   vLLM skipped (DEMO_VLLM=0): the gateway forwards to examples/backend_stub, a stand-in, and "
+                  "logcheck is told vllm is unused")
+            stub = [str(BIN / "uvicorn"), "app:app", "--app-dir", str(REPO / "examples" / "backend_stub"),
+                    "--host", "127.0.0.1", "--port", str(backend_port)]
+            servers.append((start(stub, {**env, "MLOPS_SERVICE": "backend_stub"}, "backend_stub"), "backend stub"))
+        sampler = [PY, "-m", "mlops_logging.system", "--interval", "2", "--processes",
+                   "vllm,mlflow,gunicorn,uvicorn"]
+        servers.append((start(sampler, env, "system"), "system sampler"))
+        vllm_server.wait_for_http(f"{mlflow_url}/health", 120, proc=servers[0][0],
+                                  log_path=WORK / "mlflow.console")
+        print(f"   MLflow is up on {mlflow_url}")
 
-        step("FastAPI gateway under uvicorn, 2 workers -> logs/fastapi/")
-        gport = vllm_server.free_port()
-        log_config = REPO / "src" / "mlops_logging" / "uvicorn_log_config.json"
-        gateway = [PY, "-m", "uvicorn", "--app-dir", str(REPO / "examples" / "gateway"), "app:app", "--host",
-                   "127.0.0.1", "--port", str(gport), "--workers", "2", "--log-config", str(log_config)]
-        servers.append((start(gateway, {**env, "MLOPS_SERVICE": "fastapi", "GATEWAY_BACKEND_URL": backend},
-                              "gateway"), "uvicorn gateway"))
-        vllm_server.wait_for_http(f"http://127.0.0.1:{gport}/health", 60, proc=servers[-1][0])
+        step("training job tracked in the live MLflow server -> logs/training/")
+        run([PY, str(REPO / "examples" / "training" / "train.py"), "--epochs", "8", "--out",
+             str(WORK / "model.json")], {**env, "MLFLOW_TRACKING_URI": mlflow_url})
+        step("batch inference with the trained model -> logs/inference/")
+        run([PY, str(REPO / "examples" / "inference" / "batch.py"), "--model", str(WORK / "model.json"), "--n", "40"],
+            env, show=2)
+
+        backend = f"http://127.0.0.1:{backend_port}"
+        vllm_server.wait_for_http(f"{backend}/health", vllm_server.STARTUP_TIMEOUT_S, proc=servers[1][0],
+                                  log_path=WORK / f"{'vllm' if use_vllm else 'backend_stub'}.console")
+        print(f"   {'vLLM' if use_vllm else 'the backend stub'} is up on {backend}")
+
+        step("FastAPI gateway under gunicorn, 2 UvicornWorkers (mlops_logging.gunicorn_conf) -> logs/fastapi/")
+        gateway_port = vllm_server.free_port()
+        gateway_url = f"http://127.0.0.1:{gateway_port}"
+        gunicorn = [str(BIN / "gunicorn"), "-c", "python:mlops_logging.gunicorn_conf", "-w", "2", "--chdir",
+                    str(REPO / "examples" / "gateway"), "-b", f"127.0.0.1:{gateway_port}", "app:app"]
+        servers.append((start(gunicorn, {**env, "MLOPS_SERVICE": "fastapi", "GATEWAY_BACKEND_URL": backend},
+                              "gateway"), "gunicorn gateway"))
+        vllm_server.wait_for_http(f"{gateway_url}/health", 60, proc=servers[-1][0], log_path=WORK / "gateway.console")
 
         step("batch inference through the gateway (each prompt with its own X-Request-ID)")
-        run([PY, str(REPO / "examples/inference/batch.py"), "--endpoint", f"http://127.0.0.1:{gport}", "--prompts",
-             "Hello", "The logs say", "Every service writes"], env)
+        run([PY, str(REPO / "examples" / "inference" / "batch.py"), "--endpoint", gateway_url, "--batch-size", "2",
+             "--prompts", "Hello", "The logs say", "Every service writes", "One command proves it"], env, show=2)
+        step("a little traffic through the gateway")
+        import httpx
+
+        with httpx.Client(base_url=gateway_url, timeout=120) as client:
+            calls = [
+                ("chat", client.post("/v1/chat/completions", json={
+                    "model": "tiny", "max_tokens": 8, "messages": [{"role": "user", "content": "Hi"}]})),
+                ("models", client.get("/v1/models")),
+                ("missing", client.get("/v1/nothing-here")),
+            ]
+            with client.stream("POST", "/v1/completions", json={"model": "tiny", "prompt": "Once", "max_tokens": 8,
+                                                                "stream": True}) as streamed:
+                chunks = sum(1 for line in streamed.iter_lines() if line.startswith("data: "))
+            calls.append((f"stream ({chunks} events)", streamed))
+        for what, response in calls:
+            print(f"   {what}: HTTP {response.status_code}, X-Request-ID {response.headers.get('x-request-id')}")
+
+        step("logcheck --probe: a request with a fresh X-Request-ID must reach logs/fastapi/ within seconds")
+        logcheck(*audit, "--services", "fastapi", "--probe", f"fastapi={gateway_url}/health", env=env)
+        rid = last_request_id(root)
+        if rid is not None:
+            step(f"logcheck --trace {rid}: one request through inference -> gateway -> "
+                 f"{'vLLM' if use_vllm else 'backend stub'}")
+            logcheck(*audit, "--trace", rid, env=env)
     finally:
-        step("stopping the servers")
+        step("stopping every server with SIGTERM")
         for proc, name in reversed(servers):
             stop(proc, name)
 
-    step(f"log files under {root}")
-    bad = summarise(root)
-    step("one request, traced across services")
-    trace(root)
-    print(f"\nEvery line above was read back from disk. Try: tail -n 3 {root}/*/*.log")
-    return 1 if bad else 0
+    step(f"logcheck: every service's logs under {shown} (read back from disk; scripts/check_logs.sh audits them "
+         "again any time)")
+    return logcheck(*audit, env=env)
 
 
 if __name__ == "__main__":
