@@ -11,7 +11,7 @@ import pytest
 
 from support.records import read_records
 from support.tmpfs import mounted_tmpfs
-from wrap_helpers import WRAP, child_records, file_has, run_wrap, script, start_wrap, wait_for, wrapper_records
+from wrap_helpers import WRAP, child_records, file_has, run, run_wrap, script, start_wrap, wait_for, wrapper_records
 
 
 def _numbers(records: list[dict], prefix: str) -> list[int]:
@@ -29,15 +29,15 @@ def test_log_file_renamed_then_deleted_mid_run_loses_nothing_and_is_recreated(tm
             while phase != "c" and not os.path.exists({str(tmp_path)!r} + "/go-" + phase):
                 time.sleep(0.01)
     """)
-    proc = start_wrap(logs, "--service", "rot", command=prog, stdout=subprocess.DEVNULL)
-    wait_for(lambda: file_has(log, b'"a 199"'), what="phase a in the file")
-    os.rename(log, logs / "rot.log.1")  # logrotate's rename/create
-    (tmp_path / "go-a").touch()
-    wait_for(lambda: file_has(log, b'"b 199"'), what="phase b in a new file")
-    phase_b = read_records(log)
-    log.unlink()  # a cleanup job deletes the live file
-    (tmp_path / "go-b").touch()
-    assert proc.wait(timeout=30) == 0
+    with start_wrap(logs, "--service", "rot", command=prog, stdout=subprocess.DEVNULL) as proc:
+        wait_for(lambda: file_has(log, b'"a 199"'), what="phase a in the file", proc=proc)
+        os.rename(log, logs / "rot.log.1")  # logrotate's rename/create
+        (tmp_path / "go-a").touch()
+        wait_for(lambda: file_has(log, b'"b 199"'), what="phase b in a new file", proc=proc)
+        phase_b = read_records(log)
+        log.unlink()  # a cleanup job deletes the live file
+        (tmp_path / "go-b").touch()
+        assert proc.wait(timeout=30) == 0
     assert _numbers(read_records(logs / "rot.log.1"), "a") == list(range(200))
     assert _numbers(phase_b, "b") == list(range(200))
     final = read_records(log)
@@ -106,7 +106,7 @@ def test_closed_stdout_fd_is_survived(tmp_path: Path) -> None:
     logs = tmp_path / "logs"
     command = ["sh", "-c", 'exec "$@" 1>&-', "sh", *WRAP, "--log-dir", str(logs), "--service", "closed", "--",
                "sh", "-c", "echo one; echo two"]
-    result = subprocess.run(command, capture_output=True, timeout=30, check=False)
+    result = run(command)
     assert result.returncode == 0, result.stderr
     assert [r["message"] for r in child_records(logs / "closed.log")] == ["one", "two"]
     assert any("stdout is closed" in r["message"] for r in wrapper_records(logs / "closed.log"))
@@ -171,14 +171,14 @@ def test_disk_full_keeps_the_child_running_and_reports_the_loss_when_space_retur
     """)
     passthrough = tmp_path / "stdout.bin"
     with passthrough.open("wb") as out:
-        proc = start_wrap(logs, "--service", "full", "--buffer-bytes", "256k", command=prog, stdout=out,
-                          stderr=subprocess.PIPE)
-        wait_for(done.exists, timeout=60, what="the child to write everything while the disk is full")
-        assert proc.poll() is None
-        filler.unlink()  # space comes back: within a retry interval the file is written again
-        wait_for(lambda: file_has(logs / "full.log", b"lost_records"), what="the loss report")
-        go.touch()
-        assert proc.wait(timeout=30) == 0
+        with start_wrap(logs, "--service", "full", "--buffer-bytes", "256k", command=prog, stdout=out,
+                        stderr=subprocess.PIPE) as proc:
+            wait_for(done.exists, timeout=60, what="the child to write everything while the disk is full", proc=proc)
+            assert proc.poll() is None
+            filler.unlink()  # space comes back: within a retry interval the file is written again
+            wait_for(lambda: file_has(logs / "full.log", b"lost_records"), what="the loss report", proc=proc)
+            go.touch()
+            assert proc.wait(timeout=30) == 0
     expected = "".join(f"n {i} " + "y" * 90 + "\n" for i in range(lines)) + "after\n"
     assert passthrough.read_bytes() == expected.encode()  # passthrough complete
     records = read_records(logs / "full.log")  # every line is a whole, valid record: nothing torn

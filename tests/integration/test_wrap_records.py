@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from support.records import read_lines, read_records
-from wrap_helpers import PY, WRAP, child_records, reassemble, run_wrap, script, start_wrap, wrapper_records
+from wrap_helpers import PY, WRAP, child_records, reassemble, run, run_wrap, script, start_wrap, wrapper_records
 
 
 def test_lines_become_records_and_pass_through_byte_for_byte(tmp_path: Path) -> None:
@@ -146,13 +146,13 @@ def test_text_format(tmp_path: Path) -> None:
 def test_format_and_directory_from_environment(tmp_path: Path) -> None:
     logs = tmp_path / "env-logs"
     env = {**os.environ, "MLOPS_LOG_DIR": str(logs), "MLOPS_LOG_FORMAT": "text", "MLOPS_SERVICE": "fromenv"}
-    result = subprocess.run([*WRAP, "--", "echo", "hi"], env=env, capture_output=True, timeout=30, check=False)
+    result = run([*WRAP, "--", "echo", "hi"], env=env)
     assert result.returncode == 0, result.stderr
     assert b" INFO [stdout] hi\n" in (logs / "fromenv.log").read_bytes()
 
 
 def test_service_defaults_to_the_command_base_name_under_the_log_root(tmp_path: Path, log_root: Path) -> None:
-    result = subprocess.run([*WRAP, "--", "/bin/echo", "hi"], capture_output=True, timeout=30, check=False)
+    result = run([*WRAP, "--", "/bin/echo", "hi"])
     assert result.returncode == 0, result.stderr
     assert [r["message"] for r in child_records(log_root / "echo" / "echo.log")] == ["hi"]
 
@@ -258,8 +258,7 @@ def test_size_rotation_keeps_records_whole(tmp_path: Path) -> None:
 def test_bad_usage_gives_one_clear_line_and_the_conventional_status(
     tmp_path: Path, args: list[str], status: int, needle: bytes
 ) -> None:
-    result = subprocess.run([*WRAP, "--log-dir", str(tmp_path / "logs"), *args], capture_output=True, timeout=30,
-                            check=False)
+    result = run([*WRAP, "--log-dir", str(tmp_path / "logs"), *args])
     assert result.returncode == status
     assert result.stdout == b""
     assert result.stderr.count(b"\n") == 1 and result.stderr.startswith(b"logwrap: "), result.stderr
@@ -280,13 +279,12 @@ def test_not_executable_file_is_126_and_logged(tmp_path: Path) -> None:
 
 def test_invalid_setting_in_environment_is_a_usage_error(tmp_path: Path) -> None:
     env = {**os.environ, "MLOPS_LOG_FORMAT": "yaml"}
-    result = subprocess.run([*WRAP, "--log-dir", str(tmp_path), "--", "echo"], env=env, capture_output=True,
-                            timeout=30, check=False)
+    result = run([*WRAP, "--log-dir", str(tmp_path), "--", "echo"], env=env)
     assert result.returncode == 2 and b"MLOPS_LOG_FORMAT" in result.stderr
 
 
 def test_help(tmp_path: Path) -> None:
-    result = subprocess.run([*WRAP, "--help"], capture_output=True, timeout=30, check=False)
+    result = run([*WRAP, "--help"])
     assert result.returncode == 0 and b"usage: logwrap [options] -- CMD [ARGS...]" in result.stdout
 
 
@@ -321,13 +319,13 @@ def test_passthrough_to_a_socket(tmp_path: Path) -> None:
     payload = b"".join(f"line {i}\n".encode() for i in range(2000))
     prog = script(tmp_path, "sock.py", f"import sys; sys.stdout.buffer.write({payload!r})")
     try:
-        proc = start_wrap(logs, "--service", "sock", command=prog, stdout=theirs.fileno())
-        theirs.close()
-        received = b""
-        ours.settimeout(30)
-        while chunk := ours.recv(1 << 16):
-            received += chunk
-        assert proc.wait(timeout=30) == 0
+        with start_wrap(logs, "--service", "sock", command=prog, stdout=theirs.fileno()) as proc:
+            theirs.close()
+            received = b""
+            ours.settimeout(30)
+            while chunk := ours.recv(1 << 16):
+                received += chunk
+            assert proc.wait(timeout=30) == 0
     finally:
         ours.close()
     assert received == payload
