@@ -306,7 +306,7 @@ static inline Py_ssize_t first_special(bytes_t s, bytes_t end, int json) {
 static const char HEX[] = "0123456789abcdef";
 
 /* Append one line's bytes [s, end) to o, escaped for JSON (as orjson does) or for the text format (as
- * lines._text_escape does). Returns 0, 1 when the line needs the exact path, -1 on memory error. */
+ * records._escape does). Returns 0, 1 when the line needs the exact path, -1 on memory error. */
 static int copy_escaped(outbuf *o, bytes_t s, bytes_t end, int json) {
     for (;;) {
         Py_ssize_t plain = first_special(s, end, json);
@@ -320,8 +320,12 @@ static int copy_escaped(outbuf *o, bytes_t s, bytes_t end, int json) {
         if (c >= 0x80) {
             int len = utf8_len(s, end);
             if (len == 0) return 1; /* invalid UTF-8: raw_b64 on the exact path */
+            /* Text: the line separators str.splitlines() knows beyond ASCII (U+2028, U+2029, NEL U+0085). */
             if (!json && len == 3 && c == 0xE2 && s[1] == 0x80 && (s[2] == 0xA8 || s[2] == 0xA9)) {
                 memcpy(w, s[2] == 0xA8 ? "\\u2028" : "\\u2029", 6);
+                o->size += 6;
+            } else if (!json && len == 2 && c == 0xC2 && s[1] == 0x85) {
+                memcpy(w, "\\u0085", 6);
                 o->size += 6;
             } else {
                 memcpy(w, s, (size_t)len);

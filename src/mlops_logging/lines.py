@@ -53,7 +53,8 @@ from typing import Any
 import orjson
 
 from . import levels as _lv
-from .records import LEVELS, _text_value, format_timestamp, normalize_level, redact, render_json
+from .records import _CONTROL, LEVELS, _escape, _escape_char, _text_value, format_timestamp, normalize_level, redact
+from .records import render_json
 from .settings import validate_service
 
 __all__ = ["StreamFramer", "render_wrapper_record", "clean_line", "speedups_enabled"]
@@ -80,32 +81,18 @@ _ANSI_RE = re.compile(
     r"|\x1b[()*+][0-9A-Za-z]"
     r"|\x1b[@-Z\\^_`a-z{|}~=>]"
 )
-_TEXT_ESCAPE = re.compile(r"[\x00-\x1f\x7f\\\u2028\u2029\udc80-\udcff]")
-_TEXT_ESCAPE_NO_NL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f\\\u2028\u2029]")
-#: Bytes the text format escapes (besides the newline): ``translate`` deletes them to detect them in one pass.
-_TEXT_SPECIAL = bytes(range(0, 10)) + bytes(range(11, 32)) + b"\\\x7f"
+#: records' text escaper on a chunk of lines: everything it escapes but the newlines between them.
+_TEXT_ESCAPE_NO_NL = re.compile(r"(?!\n)" + _CONTROL.pattern)
+#: The ASCII characters the escaper takes (besides the newline): ``translate`` deletes them to detect them in one pass.
+_TEXT_SPECIAL = bytes(c for c in range(128) if c != 10 and _CONTROL.match(chr(c)))
+#: Its non-ASCII ones in UTF-8 (NEL, U+2028, U+2029; undecodable bytes never reach the fast path).
+_TEXT_SPECIAL_UTF8 = ("\x85".encode(), "\u2028".encode(), "\u2029".encode())
 _TB_NEEDLE = _lv.TRACEBACK_NEEDLE.encode()
 _WARNING_NEEDLE = _lv.WARNING_NEEDLE.encode()
 _TOKEN_LEVELS_B = {token.encode(): level for token, level in _lv.TOKEN_LEVELS.items()}
 _CONT = _lv.CONTINUATION
 #: findall item -> level for the fast path: no marker -> INFO, indented -> CONTINUATION.
 _CHUNK_LEVELS: dict[bytes, str] = {key: (level or "INFO") for key, level in _lv.CHUNK_KEYS.items()}
-_NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r", "\\": "\\\\", "\u2028": "\\u2028", "\u2029": "\\u2029"}
-
-
-def _escape_char(match: re.Match[str]) -> str:
-    char = match.group()
-    named = _NAMED.get(char)
-    if named is not None:
-        return named
-    code = ord(char)
-    return f"\\x{code - 0xDC00 if code >= 0xDC00 else code:02x}"
-
-
-def _text_escape(text: str) -> str:
-    """Backslash-escape control characters, backslashes and undecodable bytes so one record stays one line."""
-    return _TEXT_ESCAPE.sub(_escape_char, text)
-
 
 def clean_line(text: str) -> str:
     """Remove ANSI sequences and trailing CRs; a CR left in the middle keeps only what follows it (the final redraw)."""
@@ -288,7 +275,7 @@ class StreamFramer:
                 record["raw_b64"] = base64.b64encode(raw).decode("ascii")
             out.append(render_json(record))
         else:
-            out.append(f"{ts} {level}{self._text_stream}{_text_escape(message)}\n".encode("utf-8"))
+            out.append(f"{ts} {level}{self._text_stream}{_escape(message)}\n".encode("utf-8"))
 
     # --- fast path: whole chunks, no per-line Python --------------------------------------------------------------
 
@@ -403,7 +390,7 @@ class StreamFramer:
                     body.decode()
                 except UnicodeDecodeError:
                     return None
-                needs_escape = b"\xe2\x80\xa8" in body or b"\xe2\x80\xa9" in body
+                needs_escape = any(special in body for special in _TEXT_SPECIAL_UTF8)
             else:
                 needs_escape = False
             if needs_escape or len(body.translate(None, _TEXT_SPECIAL)) != len(body):
@@ -612,9 +599,9 @@ def render_wrapper_record(*, service: str, level: str, message: str, fmt: str = 
     redact(record)
     if fmt == "json":
         return render_json(record)
-    parts = [f"{record['timestamp']} {record['level']} [logwrap] {_text_escape(str(message))}"]
+    parts = [f"{record['timestamp']} {record['level']} [logwrap] {_escape(str(message))}"]
     for key, value in record.items():
         if key not in ("timestamp", "level", "message", "service", "logger"):
-            parts.append(f" {_text_escape(str(key))}={_text_value(value)}")
+            parts.append(f" {_escape(str(key))}={_text_value(value)}")
     parts.append("\n")
     return "".join(parts).encode("utf-8", "backslashreplace")

@@ -69,8 +69,8 @@ def test_text_format_is_timestamp_level_stream_line() -> None:
 
 
 def test_text_format_escapes_control_characters_so_one_record_is_one_line() -> None:
-    assert texts(b"a\tb\\c\x00d\x7fe\xe2\x80\xa8f\n") == [
-        "2026-11-26T08:00:00.250Z INFO [stdout] a\\tb\\\\c\\x00d\\x7fe\\u2028f"
+    assert texts(b"a\tb\\c\x00d\x7fe\xe2\x80\xa8f\xe2\x80\xa9g\xc2\x85h\x0bi\x1cj\n") == [
+        "2026-11-26T08:00:00.250Z INFO [stdout] a\\tb\\\\c\\x00d\\x7fe\\u2028f\\u2029g\\u0085h\\x0bi\\x1cj"
     ]
 
 
@@ -431,7 +431,7 @@ FRAGMENTS = [
     b"2026/11/26 08:19:10 DEBUG m: ", b"Traceback (most recent call last):",
     b"  File \"x.py\", line 1", b"ValueError: v",
     b"During handling of the above exception, another exception occurred:", b"/a/b.py:3: UserWarning: ",
-    b"INFO", b"E" * 40,
+    b"INFO", b"E" * 40, b"\xc2\x85", b"\xe2\x80\xa8", b"\xe2\x80\xa9", b"\x0b", b"\x0c", b"\x1c",
 ]
 streams = st.lists(st.one_of(st.sampled_from(FRAGMENTS), st.binary(max_size=12)), max_size=60).map(b"".join)
 # Fragments of well-formed server output (what the chunk-at-a-time fast path takes).
@@ -483,7 +483,20 @@ def test_every_output_line_is_a_valid_record(data: bytes, cuts: list[int], max_l
     for line in out.split(b"\n")[:-1]:
         assert_valid(json.loads(line))
     text = run(chunked(data, cuts), fmt="text", max_line_bytes=max_line_bytes)
-    assert text.count(b"\n") == len(text.splitlines())  # no stray line breaks inside a text record
+    assert text.count(b"\n") == len(text.decode().splitlines())  # no stray line breaks inside a text record
+
+
+@NATIVE
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.one_of(streams, st.binary(max_size=200), st.text(max_size=80).map(lambda t: (t + "\n").encode())),
+       cuts=st.lists(st.integers(min_value=0, max_value=10_000), max_size=12))
+def test_every_text_record_is_one_line_for_str_splitlines_on_every_path(native: bool, data: bytes,
+                                                                        cuts: list[int]) -> None:
+    out = run(chunked(data, cuts), fmt="text", native=native)
+    assert out == run(data, fmt="text", fast=False)  # C or Python fast path == exact path
+    assert out == b"" or out.endswith(b"\n")
+    lines = out.decode("utf-8").splitlines()  # str.splitlines: also U+2028, U+2029, NEL, VT, FF, FS, GS, RS
+    assert len(lines) == out.count(b"\n")
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])

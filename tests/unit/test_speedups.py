@@ -132,7 +132,7 @@ def framed(data: bytes, fmt: str, **kwargs: object) -> bytes:
 @pytest.mark.parametrize("fmt", ["json", "text"])
 def test_every_control_character_quote_backslash_and_separator_is_escaped_as_the_exact_path_does(fmt: str) -> None:
     controls = bytes(c for c in range(32) if c not in (0x0A, 0x0D, 0x1B))
-    data = b"INFO: " + controls + b' "quoted" back\\slash \xe2\x80\xa8 \xe2\x80\xa9 caf\xc3\xa9 \xf0\x9f\x98\x80\n'
+    data = b"INFO: " + controls + b' "quoted" back\\slash \xe2\x80\xa8 \xe2\x80\xa9 \xc2\x85 caf\xc3\xa9 \xf0\x9f\x98\x80\n'
     heads = tuple(b"<%d>" % i for i in range(5))
     assert speedups.render_lines(data, fmt == "json", heads, b"|\n", 1, 65536) is not None  # the C path took it
     assert framed(data, fmt) == framed(data, fmt, fast=False)
