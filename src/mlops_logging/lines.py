@@ -163,6 +163,11 @@ class StreamFramer:
         self._native = _speedups.render_lines if native and _speedups is not None else None
         self.lines_in = 0
         self.records_out = 0
+        # Which path rendered each chunk of complete lines: the C fast path, the pure-Python fast path, the exact path.
+        # All three give the same bytes, so only these counters show that the fast path meant to run really does.
+        self.native_chunks = 0
+        self.python_chunks = 0
+        self.exact_chunks = 0
 
         self._pending = b""  # unterminated bytes (at most max_line_bytes)
         self._cont = False  # the pending bytes continue a line of which a piece was already emitted
@@ -199,6 +204,11 @@ class StreamFramer:
 
     # --- public API ------------------------------------------------------------------------------------------------
 
+    @property
+    def paths(self) -> dict[str, int]:
+        """Chunks of complete lines rendered so far by each path: ``native`` (C), ``python`` (fast), ``exact``."""
+        return {"native": self.native_chunks, "python": self.python_chunks, "exact": self.exact_chunks}
+
     def feed(self, data: bytes, now: float) -> bytes:
         """Append ``data`` (read at monotonic time ``now``); return the records now complete (b"" if none)."""
         if not data:
@@ -219,6 +229,7 @@ class StreamFramer:
             if rendered is not None:
                 out.append(rendered)
             else:
+                self.exact_chunks += 1
                 lines = body[:-1].split(b"\n")
                 self.lines_in += len(lines)
                 self._slow_lines(lines, ts, out)
@@ -319,6 +330,7 @@ class StreamFramer:
             self._prev_level = LEVELS[last]
             self.lines_in += count
             self.records_out += count
+            self.native_chunks += 1
             return rendered
         if b"\x1b" in body or b"\x7f" in body:
             return None
@@ -407,6 +419,7 @@ class StreamFramer:
         self._prev_level = single if single is not None else levels[-1]  # type: ignore[index]
         self.lines_in += count
         self.records_out += count
+        self.python_chunks += 1
         return rendered
 
     # --- exact, line-by-line path ----------------------------------------------------------------------------------

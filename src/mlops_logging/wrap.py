@@ -1207,6 +1207,9 @@ class Supervisor:
             fields["exit_code"] = code
         if self.orphans_reaped:
             fields["orphans_reaped"] = self.orphans_reaped
+        framers = [stream.framer for stream in self.streams if stream.framer is not None]
+        if framers:  # which framer path ran (the C one is meant to, unless MLOPS_LOG_SPEEDUPS=0 or not built)
+            fields["framer_chunks"] = {path: sum(f.paths[path] for f in framers) for path in framers[0].paths}
         self.note(level, message, **fields)
         self._finish_files()
         return exit_status

@@ -184,6 +184,9 @@ def test_the_startup_record_says_whether_the_c_framer_runs_and_both_write_the_sa
     assert result.returncode == 0
     records = read_records(logs / "sp.log")
     assert records[0]["speedups"] is (speedups == "1")
+    # The exit record says which path framed the chunks: the C one really ran (or the Python one, when turned off).
+    paths = records[-1]["framer_chunks"]
+    assert paths["exact"] == 0 and (paths["native"], paths["python"]) == ((1, 0) if speedups == "1" else (0, 1))
     assert [(r["level"], r["message"]) for r in child_records(logs / "sp.log")] == [
         ("INFO", "INFO: a"), ("INFO", "  indented"), ("WARNING", 'WARNING: b "q"'), ("INFO", "plain")]
 
