@@ -2,7 +2,7 @@
  * pass, with no Python object per line.
  *
  * This is the same job as StreamFramer._fast_lines in pure Python, and the same contract: the output is byte-identical
- * to the exact line-by-line path, and anything that path must see itself (ESC, DEL, a lone CR, invalid UTF-8, a line
+ * to the exact line-by-line path, and anything that path must see itself (ESC, DEL, any CR, invalid UTF-8, a line
  * longer than max_line_bytes, a traceback start, a warnings header) makes render_lines return None. The property tests
  * in tests/unit/test_lines.py and tests/unit/test_speedups.py compare this module with the Python paths.
  *
@@ -213,6 +213,8 @@ static const char TB1[] = "Traceback (most recent call last):";
 static const char TB2[] = "  + Exception Group Traceback (most recent call last):";
 static const char TB3[] = "Exception Group Traceback (most recent call last):";
 static const char WARNING_NEEDLE[] = "Warning: ";
+static const char TEXT_FIELD_PARTIAL[] = " partial=true\n";
+static const char TEXT_FIELD_RAW[] = " raw_b64";
 
 static int is_traceback_start(bytes_t s, Py_ssize_t n) {
     return (n == (Py_ssize_t)sizeof(TB1) - 1 && memcmp(s, TB1, sizeof(TB1) - 1) == 0) ||
@@ -334,7 +336,9 @@ static int copy_escaped(outbuf *o, bytes_t s, bytes_t end, int json) {
             s += len;
             continue;
         }
-        if (c == 0x7f || c == 0x1b || c == '\r') return 1; /* DEL, ESC, a CR inside the line: exact path */
+        /* DEL, ESC, CR: the exact path (it cleans ESC sequences and CRs and keeps the line's bytes in raw_b64; in
+         * JSON a CRLF may also end a line of a vLLM multi-line message, which it groups into one record). */
+        if (c == 0x7f || c == 0x1b || c == '\r') return 1;
         w[0] = '\\';
         if (c == '\\' || c == '"') {
             w[1] = (char)c;
@@ -401,6 +405,11 @@ static PyObject *render_lines(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "body must end with a newline");
         goto done;
     }
+    /* Text: a line that ends like a field of the text record (" raw_b64=...", " partial=true") gets raw_b64 on the
+     * exact path, so a reader can tell it from the fields; any chunk that may hold one goes there. */
+    if (!json && (memmem(s, (size_t)body.len, TEXT_FIELD_PARTIAL, sizeof(TEXT_FIELD_PARTIAL) - 1) != NULL ||
+                  memmem(s, (size_t)body.len, TEXT_FIELD_RAW, sizeof(TEXT_FIELD_RAW) - 1) != NULL))
+        goto exact;
     if (out_reserve(&o, (size_t)body.len * (json ? 2 : 3) / 2 + 4096) < 0) goto done; /* MemoryError set */
     Py_ssize_t count = 0;
     int level = prev;
@@ -408,13 +417,7 @@ static PyObject *render_lines(PyObject *self, PyObject *args) {
         bytes_t nl = memchr(s, '\n', (size_t)(end - s));
         Py_ssize_t n = nl - s;
         if (n > max_line) goto exact;
-        Py_ssize_t content = n;
-        if (n > 0 && s[n - 1] == '\r') {
-            /* CRLF: the exact path strips the CR; in JSON it may also end a line of a vLLM multi-line message, which
-             * the exact path groups into one record. */
-            if (json) goto exact;
-            content = n - 1;
-        }
+        Py_ssize_t content = n; /* a CR anywhere, a CRLF ending included, is handed back by copy_escaped */
         int marked = line_level(s, content);
         if (marked >= 0) {
             level = marked;

@@ -101,9 +101,36 @@ def test_cr_and_ansi_are_stripped_in_records_but_not_in_passthrough(tmp_path: Pa
     prog = script(tmp_path, "ansi.py", f"import sys; sys.stdout.buffer.write({payload!r})")
     result = run_wrap(logs, "--service", "ansi", command=prog)
     assert result.stdout == payload
-    messages = [r["message"] for r in child_records(logs / "ansi.log")]
+    records = child_records(logs / "ansi.log")
+    messages = [r["message"] for r in records]
     assert messages == ["INFO:     Application startup complete.", "bold red plain", "Loading 100%"]
     assert all("\x1b" not in m and "\r" not in m for m in messages)
+    # The original bytes of each cleaned line are kept: the file can give back exactly what the child wrote.
+    assert b"".join(base64.b64decode(r["raw_b64"]) + b"\n" for r in records) == payload
+
+
+def test_a_traceback_interrupted_by_another_processs_line_keeps_error_after_it(tmp_path: Path) -> None:
+    """Two processes on one stderr, as vLLM's API server and engine: the second one logs in the middle of the first
+    one's traceback."""
+    logs = tmp_path / "logs"
+    foreign = "(EngineCore_DP0 pid=8) INFO 11-26 08:16:47 [core.py:1] engine says hi"
+    other = script(tmp_path, "engine.py", f"import os; os.write(2, {(foreign + chr(10)).encode()!r})")
+    prog = script(tmp_path, "workers.py", f"""\
+        import os, subprocess
+        os.write(2, b'Traceback (most recent call last):\\n  File "/app/x.py", line 3, in <module>\\n')
+        subprocess.run({other!r}, check=True)  # the other process writes while the traceback is half-way
+        os.write(2, b"    main()\\nValueError: bad\\n")
+        os.write(2, b"INFO:     after\\n")
+    """)
+    result = run_wrap(logs, "--service", "workers", command=prog)
+    assert result.returncode == 0, result.stderr
+    got = [(r["level"], r["message"]) for r in child_records(logs / "workers.log")]
+    assert got == [
+        ("ERROR", 'Traceback (most recent call last):\n  File "/app/x.py", line 3, in <module>\n'),
+        ("INFO", foreign),
+        ("ERROR", "    main()\nValueError: bad"),
+        ("INFO", "INFO:     after"),
+    ]
 
 
 def test_python_traceback_is_one_error_record(tmp_path: Path) -> None:

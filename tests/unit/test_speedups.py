@@ -143,6 +143,7 @@ BAIL_OUT = {
     "DEL": b"INFO: a\x7fb\n",
     "lone CR": b"Loading 0%\rLoading 100%\n",
     "CR CR LF": b"x\r\r\n",
+    "CRLF": b"x\r\n",
     "invalid UTF-8": b"bad \xff byte\n",
     "surrogate in UTF-8": b"\xed\xa0\x80\n",
     "overlong UTF-8": b"\xc0\xaf\n",
@@ -164,9 +165,17 @@ def test_chunks_the_exact_path_must_see_are_handed_back(name: str) -> None:
 
 
 @needs_c
-def test_crlf_endings_are_stripped_and_levels_inherited_across_indented_lines() -> None:
+@pytest.mark.parametrize("line", [b"x partial=true", b"y raw_b64=eA==", b"z raw_b64"])
+def test_text_chunks_with_a_line_ending_like_a_field_are_handed_back(line: bytes) -> None:
+    heads = tuple(b"" for _ in range(5))
+    assert speedups.render_lines(b"INFO: fine\n" + line + b"\n", False, heads, b"\n", 1, 64) is None
+    assert speedups.render_lines(b"INFO: fine\n" + line + b"\n", True, heads, b"\n", 1, 64) is not None
+
+
+@needs_c
+def test_levels_are_inherited_across_indented_and_empty_lines() -> None:
     heads = tuple(b"<" + level.encode() + b">" for level in LEVELS)
-    body = b"WARNING: w\r\n  more\n\nINFO: i\n\tx\n"
+    body = b"WARNING: w\n  more\n\nINFO: i\n\tx\n"
     assert speedups.render_lines(body, False, heads, b"\n", 3, 65536) == (
         b"<WARNING>WARNING: w\n<WARNING>  more\n<WARNING>\n<INFO>INFO: i\n<INFO>\\tx\n", 5, 1)
     assert speedups.render_lines(b"  first line indented\n", False, heads, b"\n", 3, 65536) == (
