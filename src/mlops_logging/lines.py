@@ -59,23 +59,35 @@ import base64
 import os
 import re
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
 from . import levels as _lv
+from .errors import LogSetupError
 from .records import _CONTROL, LEVELS, _escape, _escape_char, _text_value, format_timestamp, normalize_level, redact
 from .records import render_json
-from .settings import validate_service
+from .settings import parse_bool, validate_service
 
-__all__ = ["StreamFramer", "render_wrapper_record", "clean_line", "speedups_enabled"]
+__all__ = ["StreamFramer", "render_wrapper_record", "clean_line", "speedups_enabled", "speedups_requested"]
+
+
+def speedups_requested(env: Mapping[str, str]) -> bool:
+    """``MLOPS_LOG_SPEEDUPS`` as a boolean (unset or empty: on); raises LogSetupError naming it for any other value."""
+    value = env.get("MLOPS_LOG_SPEEDUPS", "")
+    return parse_bool(value, name="MLOPS_LOG_SPEEDUPS") if value.strip() else True
+
 
 try:
     from . import _speedups  # type: ignore[attr-defined]
 except ImportError:  # built without a C compiler: the pure-Python fast path does the same work
     _speedups = None
-if os.environ.get("MLOPS_LOG_SPEEDUPS", "1").strip().lower() in ("0", "false", "no", "off"):
-    _speedups = None
+try:
+    if not speedups_requested(os.environ):
+        _speedups = None
+except LogSetupError:
+    pass  # importing never fails on it: logwrap refuses the value at start (exit 2); a library keeps the default
 
 _LEVEL_INDEX = {level: index for index, level in enumerate(LEVELS)}
 

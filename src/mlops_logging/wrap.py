@@ -178,6 +178,12 @@ def _format(name: str, value: str) -> str:
     return value.lower()
 
 
+def _name(name: str, value: str) -> str:
+    if not value:
+        raise UsageError(f"{name} needs a non-empty name (leave the option out to use the command's base name)")
+    return value
+
+
 def _line_bytes(name: str, value: str) -> int:
     size = _size(name, value)
     if size < 64:
@@ -187,7 +193,7 @@ def _line_bytes(name: str, value: str) -> int:
 
 # option -> (Options field, converter or None for a flag, value a flag sets)
 _OPTIONS: dict[str, tuple[str, Callable[[str, str], Any] | None, Any]] = {
-    "--service": ("service", lambda _n, v: v, None),
+    "--service": ("service", _name, None),
     "--log-dir": ("log_dir", lambda _n, v: v, None),
     "--format": ("fmt", _format, None),
     "--split-streams": ("split_streams", None, True),
@@ -1264,6 +1270,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         settings = settings_for(opts, os.environ)
+        from .lines import speedups_requested
+
+        speedups_requested(os.environ)  # MLOPS_LOG_SPEEDUPS=2 is a bad setting too, refused here (the import is lenient)
     except LogSetupError as exc:
         _say(f"{exc}")
         return EXIT_USAGE

@@ -280,6 +280,8 @@ def test_size_rotation_keeps_records_whole(tmp_path: Path) -> None:
         (["--frobnicate", "--", "echo"], 2, b"unknown option '--frobnicate'"),
         (["--format", "xml", "--", "echo"], 2, b"'xml' is not known"),
         (["--service", "../etc", "--", "echo"], 2, b"invalid service name"),
+        (["--service", "", "--", "echo"], 2, b"--service needs a non-empty name"),
+        (["--service=", "--", "echo"], 2, b"--service needs a non-empty name"),
         (["--kill-after", "soon", "--", "echo"], 2, b"not a number of seconds"),
         (["--", "definitely-not-a-command-xyz"], 127, b"command not found"),
         (["--", "/"], 126, b"cannot execute"),
@@ -305,6 +307,28 @@ def test_not_executable_file_is_126_and_logged(tmp_path: Path) -> None:
     assert result.stderr.count(b"\n") == 1 and b"cannot execute" in result.stderr
     (record,) = read_records(logs / "noexec.log")
     assert record["level"] == "ERROR" and record["exit_code"] == 126
+
+
+@pytest.mark.parametrize("value", ["2", "fast", "enabled", "-1"])
+def test_mlops_log_speedups_takes_only_a_boolean(tmp_path: Path, value: str) -> None:
+    marker = tmp_path / "ran"
+    env = {**os.environ, "MLOPS_LOG_SPEEDUPS": value}
+    result = run([*WRAP, "--log-dir", str(tmp_path / "logs"), "--", "touch", str(marker)], env=env)
+    assert result.returncode == 2 and not marker.exists()
+    assert result.stderr.count(b"\n") == 1 and result.stderr.startswith(b"logwrap: ")
+    assert b"MLOPS_LOG_SPEEDUPS" in result.stderr and repr(value).encode() in result.stderr
+    # A library user importing the framer is never crashed by the variable: it just keeps the default.
+    imported = run([PY, "-c", "from mlops_logging import lines; print(lines.speedups_enabled())"], env=env)
+    assert imported.returncode == 0 and imported.stdout == b"True\n"
+
+
+@pytest.mark.parametrize(("value", "enabled"), [("1", True), ("TRUE", True), ("yes", True), ("On", True), ("", True),
+                                                ("0", False), ("false", False), ("NO", False), ("off", False)])
+def test_mlops_log_speedups_accepts_the_usual_boolean_spellings(tmp_path: Path, value: str, enabled: bool) -> None:
+    logs = tmp_path / "logs"
+    result = run_wrap(logs, "--service", "sp", command=["echo", "hi"], env={**os.environ, "MLOPS_LOG_SPEEDUPS": value})
+    assert result.returncode == 0, result.stderr
+    assert wrapper_records(logs / "sp.log")[0]["speedups"] is enabled
 
 
 def test_invalid_setting_in_environment_is_a_usage_error(tmp_path: Path) -> None:

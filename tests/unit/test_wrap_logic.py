@@ -45,6 +45,8 @@ def test_parse_args_defaults_and_values() -> None:
         (["--nope", "--", "x"], "unknown option '--nope'"),
         (["-x", "--", "x"], "unknown option '-x'"),
         (["--service"], "needs a value"),
+        (["--service", "", "--", "x"], "--service needs a non-empty name"),
+        (["--service=", "--", "x"], "--service needs a non-empty name"),
         (["--service", "--", "x"], "needs a value"),
         (["--strict=1", "--", "x"], "takes no value"),
         (["--max-line-bytes", "10", "--", "x"], "too small"),
