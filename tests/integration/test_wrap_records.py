@@ -305,7 +305,8 @@ def test_not_executable_file_is_126_and_logged(tmp_path: Path) -> None:
     result = run_wrap(logs, "--service", "noexec", command=[str(prog)])
     assert result.returncode == 126
     assert result.stderr.count(b"\n") == 1 and b"cannot execute" in result.stderr
-    (record,) = read_records(logs / "noexec.log")
+    started, record = read_records(logs / "noexec.log")  # the start record is written before the spawn
+    assert started["message"].startswith("logwrap started")
     assert record["level"] == "ERROR" and record["exit_code"] == 126
 
 
