@@ -352,8 +352,9 @@ def test_passthrough_to_a_terminal_leaves_the_shared_terminal_blocking(tmp_path:
     controller, terminal = pty.openpty()
     check = "import fcntl, os; print('stdin nonblocking:', bool(fcntl.fcntl(0, fcntl.F_GETFL) & os.O_NONBLOCK))"
     try:
-        result = run_wrap(logs, "--service", "tty", command=[PY, "-c", check], stdin=terminal, stdout=terminal,
-                          stderr=terminal)
+        # --no-tty: the child shares our terminal (with one of its own it would not see ours at all).
+        result = run_wrap(logs, "--service", "tty", "--no-tty", command=[PY, "-c", check], stdin=terminal,
+                          stdout=terminal, stderr=terminal)
         seen = b""
         while b"\n" not in seen and select.select([controller], [], [], 10)[0]:
             seen += os.read(controller, 1024)
