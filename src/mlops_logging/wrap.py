@@ -1,15 +1,22 @@
 """logwrap: the container entrypoint shim that runs a server, passes its output through and tees it into log files.
 
-``logwrap [options] -- CMD [ARGS...]`` (or ``python -m mlops_logging.wrap ...``). Modelled on tini and s6-log: one
-event loop (``selectors`` over the child's two pipes, a self-pipe fed by ``signal.set_wakeup_fd`` and, when our own
-stdout/stderr are slow, their write readiness) with timers for idle flushes, write retries, ``--kill-after`` and the
-drain deadline; explicit states STARTING -> RUNNING -> DRAINING -> EXITED; every syscall error handled on purpose.
+``logwrap [options] -- CMD [ARGS...]`` (or ``python -m mlops_logging.wrap ...``). Modelled on tini, dumb-init and
+s6-log: one event loop (``selectors`` over the child's two pipes or its pseudo-terminal, a signalfd, and, when they
+have bytes waiting, our own stdout/stderr) with timers for idle flushes, write retries, stuck readers,
+``--kill-after`` and the drain deadline; explicit states STARTING -> RUNNING -> DRAINING -> EXITED; every syscall
+error handled on purpose.
+
+Signals (tini's and dumb-init's rules): every signal a process can catch is forwarded, but CHLD (logwrap reaps) and
+the faults of logwrap itself (SEGV, BUS, FPE, ILL, TRAP, SYS, ABRT); TSTP/TTIN/TTOU are forwarded, then logwrap stops
+itself until a CONT, which is forwarded too. The child starts with the signal mask and dispositions logwrap was
+started with (an ignored signal stays ignored and is not forwarded).
 
 Failure policy: the child is never blocked by the log file (records are buffered up to ``--buffer-bytes`` and retried
 every second, the oldest dropped and counted past the bound, the loss reported in a WARNING record once writing works)
-nor by a slow passthrough reader (a bounded buffer per stream; past it passthrough bytes are dropped and counted; a
-failing passthrough is turned off). Records are written whole: a write cut short by a full disk is trimmed back to the
-last complete record, so the file never holds a torn line.
+and only slowed down by a slow passthrough reader (while 1 MiB waits for it, the child's pipe is not read); a reader
+that takes nothing for ``--passthrough-timeout`` seconds is stuck: passthrough bytes are dropped and counted until it
+reads again, the log file keeps every line. A failing passthrough is turned off. Records are written whole: a write
+cut short by a full disk is trimmed back to the last complete record, so the file never holds a torn line.
 """
 
 from __future__ import annotations
@@ -53,6 +60,7 @@ __all__ = [
     "Options",
     "Passthrough",
     "RecordSink",
+    "SignalInbox",
     "State",
     "Supervisor",
     "UsageError",
@@ -724,7 +732,7 @@ class Passthrough:
 
     Backpressure: bytes the target cannot take yet are queued, and once ``bound`` bytes wait, :attr:`full` tells the
     event loop to stop reading the source (the child then waits on its pipe, as with any slow pipe reader) for as long
-    as the reader makes progress. A reader that takes nothing for ``stuck_after`` seconds while the queue is full is
+    as the reader makes progress. A reader that takes nothing for ``stuck_after`` seconds while bytes wait for it is
     stuck: the source is read again (so the log file keeps every line and the child never blocks for good) and bytes
     past the bound are dropped and counted, until the reader takes bytes again; then a WARNING record says how many
     were lost. ``stuck_after=None``: never stuck. A write error (EPIPE, EBADF, EIO...) turns it off for the rest of
@@ -801,13 +809,14 @@ class Passthrough:
         return self._queued >= self.bound and not self.stuck
 
     def next_deadline(self) -> float | None:
-        """Monotonic time at which a full queue's reader counts as stuck (None when not full, or never stuck)."""
-        if self.stuck_after is None or not self.full:
+        """Monotonic time at which the reader counts as stuck if it takes nothing (None: nothing waits, already
+        stuck, or never stuck)."""
+        if self.stuck_after is None or self.stuck or not self._queue:
             return None
         return self._progress_at + self.stuck_after
 
     def check(self, now: float) -> None:
-        """Declare the reader stuck once it took nothing for ``stuck_after`` seconds while the queue was full."""
+        """Declare the reader stuck once it took nothing for ``stuck_after`` seconds while bytes waited for it."""
         deadline = self.next_deadline()
         if deadline is not None and now >= deadline:
             self.stuck = True
@@ -946,6 +955,7 @@ class _Terminal:
     slave: int
     slave_path: str
     stdin: int = -1  # our stdin, on a private non-blocking file description when possible
+    stdin_paused: bool = False  # EIO (logwrap in the background of a shell): read again after the next SIGCONT
     keys: Passthrough | None = None  # our stdin -> the child's terminal
     eof: bytes = b"\x04"  # the child's terminal's EOF character, sent when our stdin ends
     saved: list[Any] | None = None  # our terminal's attributes while it is in raw mode
@@ -1082,7 +1092,7 @@ class Supervisor:
             term.eof = termios.tcgetattr(slave)[6][termios.VEOF]
         except (termios.error, TypeError):
             pass
-        os.set_blocking(master, False)
+        _set_nonblocking(master)
         try:
             term.stdin = os.open("/proc/self/fd/0", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
         except OSError:
@@ -1355,7 +1365,8 @@ class Supervisor:
             self._watch(("write", stream.index), pt.fd, write, pt.wants_write and pt.enabled)
         term = self._terminal
         if term is not None and term.keys is not None:
-            self._watch(("stdin", -1), term.stdin, read, term.stdin >= 0 and not term.keys.full and term.keys.enabled)
+            self._watch(("stdin", -1), term.stdin, read,
+                        term.stdin >= 0 and not term.stdin_paused and not term.keys.full and term.keys.enabled)
             self._watch(("keys", -1), term.keys.fd, write, term.keys.wants_write and term.keys.enabled)
 
     def _timeout(self, now: float) -> float | None:
@@ -1401,16 +1412,16 @@ class Supervisor:
         term = self._terminal
         assert term is not None and term.keys is not None
         try:
-            data: bytes | None = os.read(term.stdin, 65536)
+            data = os.read(term.stdin, 65536)
         except (BlockingIOError, InterruptedError):
             return
-        except OSError:
-            data = None  # EIO: our terminal hung up (its HUP is forwarded), or we run in the background
+        except OSError:  # EIO: we run in the background of a shell (TTIN is blocked): wait for the CONT of `fg`
+            term.stdin_paused = True
+            return
         if data:
             term.keys.push(data, now)
             return
-        if data == b"":
-            term.keys.push(term.eof, now)
+        term.keys.push(term.eof, now)  # our terminal hung up
         self._watch(("stdin", -1), term.stdin, selectors.EVENT_READ, False)
         if term.stdin > 2:
             os.close(term.stdin)
@@ -1434,6 +1445,8 @@ class Supervisor:
             elif sig == signal.SIGWINCH and self._terminal is not None:
                 self._copy_window_size()  # the kernel signals the child's foreground job itself
             else:
+                if sig == signal.SIGCONT and self._terminal is not None:
+                    self._terminal.stdin_paused = False
                 self._forward(sig, sender, now)
 
     def _forward(self, sig: int, sender: int, now: float) -> None:

@@ -181,10 +181,12 @@ def test_a_reader_that_stalls_longer_than_the_passthrough_timeout_loses_counted_
     assert int(result.stdout) + warning["passthrough_dropped_bytes"] == total  # every byte accounted for
 
 
-def test_stuck_passthrough_reader_never_blocks_the_child(tmp_path: Path) -> None:
+@pytest.mark.parametrize("lines", [20_000, 1_000], ids=["more-than-the-buffer", "less-than-the-buffer"])
+def test_stuck_passthrough_reader_never_blocks_the_child(tmp_path: Path, lines: int) -> None:
+    """Nobody reads our stdout: 2 MB is more than the pipes and the 1 MiB passthrough buffer hold; 100 kB is more than
+    the pipe holds, so some waits in the buffer when the child exits. Either way logwrap does not wait for good."""
     logs = tmp_path / "logs"
     read_end, write_end = os.pipe()  # nobody reads this until logwrap has exited
-    lines = 20_000  # about 2 MB: more than the pipe and the 1 MiB passthrough buffer hold
     prog = script(tmp_path, "flood.py", f"""\
         import sys
         for i in range({lines}):
