@@ -213,8 +213,6 @@ static const char TB1[] = "Traceback (most recent call last):";
 static const char TB2[] = "  + Exception Group Traceback (most recent call last):";
 static const char TB3[] = "Exception Group Traceback (most recent call last):";
 static const char WARNING_NEEDLE[] = "Warning: ";
-static const char TEXT_FIELD_PARTIAL[] = " partial=true\n";
-static const char TEXT_FIELD_RAW[] = " raw_b64";
 
 static int is_traceback_start(bytes_t s, Py_ssize_t n) {
     return (n == (Py_ssize_t)sizeof(TB1) - 1 && memcmp(s, TB1, sizeof(TB1) - 1) == 0) ||
@@ -405,11 +403,6 @@ static PyObject *render_lines(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "body must end with a newline");
         goto done;
     }
-    /* Text: a line that ends like a field of the text record (" raw_b64=...", " partial=true") gets raw_b64 on the
-     * exact path, so a reader can tell it from the fields; any chunk that may hold one goes there. */
-    if (!json && (memmem(s, (size_t)body.len, TEXT_FIELD_PARTIAL, sizeof(TEXT_FIELD_PARTIAL) - 1) != NULL ||
-                  memmem(s, (size_t)body.len, TEXT_FIELD_RAW, sizeof(TEXT_FIELD_RAW) - 1) != NULL))
-        goto exact;
     if (out_reserve(&o, (size_t)body.len * (json ? 2 : 3) / 2 + 4096) < 0) goto done; /* MemoryError set */
     Py_ssize_t count = 0;
     int level = prev;

@@ -11,9 +11,9 @@ Pure and in-memory (no I/O, no clock of its own except the wall-clock timestamp 
   (``"\\rLoading 0%\\rLoading 100%"`` -> ``"Loading 100%"``). Passthrough keeps every byte.
 - **Lossless.** Whenever ``message`` is not exactly the bytes its record covers (invalid UTF-8, cleaned, a vLLM
   message without its repeated headers), the record keeps those bytes in ``raw_b64`` (JSON field; text: a
-  `` raw_b64=...`` field after the line, also given when the line itself ends like that field or like
-  `` partial=true``, so a reader can always tell). So the stream's bytes can be rebuilt from its records: for each
-  record ``raw_b64`` (else ``message``, unescaped in text), then a newline unless the record is partial.
+  ``<TAB>raw_b64=...`` field after the line: an escaped line holds no TAB, so a reader can always tell). So the
+  stream's bytes can be rebuilt from its records: for each record ``raw_b64`` (else ``message``, unescaped in
+  text), then a newline unless the record is partial.
 - **Level.** A structural marker on the line (see :mod:`levels`); an indented or empty line inherits the level of the
   line before it; anything else is INFO.
 - **Tracebacks.** ``Traceback (most recent call last):`` up to its exception line is ERROR. In JSON mode the whole
@@ -34,7 +34,7 @@ Pure and in-memory (no I/O, no clock of its own except the wall-clock timestamp 
   header (another process talking); the same idle and size bounds as for tracebacks apply. In text mode every line
   is its own record.
 - **Long and unterminated lines.** A line longer than ``max_line_bytes`` is cut into pieces of at most that many bytes,
-  never inside a UTF-8 character. ``partial`` (JSON ``"partial": true``, text `` partial=true``) means *this record
+  never inside a UTF-8 character. ``partial`` (JSON ``"partial": true``, text ``<TAB>partial=true``) means *this record
   does not end a line: what follows it in the next record of the stream* (like the P/F tags of the CRI log format;
   for a traceback part, which ends with a newline, in a later record): every piece but the last of a split line is
   partial, so ``max+1`` bytes give a partial record of ``max`` bytes and a plain record of 1 byte, and reassembly is
@@ -110,10 +110,6 @@ _TEXT_ESCAPE_NO_NL = re.compile(r"(?!\n)" + _CONTROL.pattern)
 _TEXT_SPECIAL = bytes(c for c in range(128) if c != 10 and _CONTROL.match(chr(c)))
 #: Its non-ASCII ones in UTF-8 (NEL, U+2028, U+2029; undecodable bytes never reach the fast path).
 _TEXT_SPECIAL_UTF8 = ("\x85".encode(), "\u2028".encode(), "\u2029".encode())
-#: A text record's line that ends like one of the fields after it (``raw_b64=``, ``partial=true``) gets raw_b64.
-_TEXT_FIELD_END = re.compile(r"(?: partial=true| raw_b64=[A-Za-z0-9+/]*={0,2})\Z")
-#: What a chunk holds when one of its lines may end like that (the fast paths leave such chunks to the exact path).
-_TEXT_FIELD_NEEDLES = (b" partial=true\n", b" raw_b64")
 _TB_NEEDLE = _lv.TRACEBACK_NEEDLE.encode()
 _WARNING_NEEDLE = _lv.WARNING_NEEDLE.encode()
 _TOKEN_LEVELS_B = {token.encode(): level for token, level in _lv.TOKEN_LEVELS.items()}
@@ -317,13 +313,12 @@ class StreamFramer:
                 record["raw_b64"] = base64.b64encode(raw).decode("ascii")
             out.append(render_json(record))
             return
-        text = _escape(message)
-        if raw is None and _TEXT_FIELD_END.search(text):  # the line itself ends like a field: raw_b64 says what it is
-            raw = message.encode()
-        line = f"{ts} {level}{self._text_stream}{text}"
+        # The fields after the line are TAB-separated: the escaped line never holds a TAB, so they cannot be confused
+        # with its text (a space would need every line checked for ending like one).
+        line = f"{ts} {level}{self._text_stream}{_escape(message)}"
         if raw is not None:
-            line += " raw_b64=" + base64.b64encode(raw).decode("ascii")
-        out.append((line + " partial=true\n" if partial else line + "\n").encode("utf-8"))
+            line += "\traw_b64=" + base64.b64encode(raw).decode("ascii")
+        out.append((line + "\tpartial=true\n" if partial else line + "\n").encode("utf-8"))
 
     # --- fast path: whole chunks, no per-line Python --------------------------------------------------------------
 
@@ -437,8 +432,6 @@ class StreamFramer:
                 needs_escape = any(special in body for special in _TEXT_SPECIAL_UTF8)
             else:
                 needs_escape = False
-            if _TEXT_FIELD_NEEDLES[0] in body or _TEXT_FIELD_NEEDLES[1] in body:
-                return None  # a line may end like a field of the text record: the exact path adds raw_b64
             if needs_escape or len(body.translate(None, _TEXT_SPECIAL)) != len(body):
                 body = _TEXT_ESCAPE_NO_NL.sub(_escape_char, body.decode()).encode()
             if single is not None:

@@ -141,7 +141,7 @@ def test_cr_and_ansi_are_stripped() -> None:
         "crlf line",
     ]
     assert got[0]["level"] == "INFO"
-    assert [line.split(" ", 3)[3].split(" raw_b64=")[0] for line in texts(data)] == [r["message"] for r in got]
+    assert [line.split(" ", 3)[3].split("\traw_b64=")[0] for line in texts(data)] == [r["message"] for r in got]
 
 
 @pytest.mark.parametrize("line", [b"\x1b[32mINFO\x1b[0m:     coloured", b"crlf ending\r", b"\rLoading: 0%\rLoading: 100%",
@@ -151,23 +151,21 @@ def test_a_line_the_cleaning_changed_keeps_its_original_bytes_in_raw_b64(line: b
     assert base64.b64decode(record["raw_b64"]) == line
     assert "\x1b" not in record["message"] and "\r" not in record["message"]
     (text,) = texts(line + b"\n")
-    assert text.endswith(" raw_b64=" + base64.b64encode(line).decode())
+    assert text.endswith("\traw_b64=" + base64.b64encode(line).decode())
 
 
 def test_a_line_the_cleaning_left_alone_has_no_raw_b64() -> None:
     assert [list(r) for r in records(b"plain\ttab\n\n")] == [["timestamp", "level", "message", "service", "stream"]] * 2
-    assert all(" raw_b64=" not in line for line in texts(b"plain\ttab\n\n"))
+    assert all("raw_b64=" not in line for line in texts(b"plain\ttab\n\n"))
 
 
-def test_text_records_mark_pieces_partial_and_keep_lines_ending_like_a_field_unambiguous() -> None:
+def test_text_records_mark_pieces_partial_in_a_tab_separated_field_no_line_can_forge() -> None:
     assert texts(b"abcdefghij", max_line_bytes=6) == [
-        "2026-11-26T08:00:00.250Z INFO [stdout] abcdef partial=true",
-        "2026-11-26T08:00:00.250Z INFO [stdout] ghij partial=true",
+        "2026-11-26T08:00:00.250Z INFO [stdout] abcdef\tpartial=true",
+        "2026-11-26T08:00:00.250Z INFO [stdout] ghij\tpartial=true",
     ]
-    # A line that itself ends like a field gets raw_b64, so a reader can always tell the fields from the line.
-    for line in (b"x partial=true", b"y raw_b64=eA=="):
-        (text,) = texts(line + b"\n")
-        assert text.endswith(line.decode() + " raw_b64=" + base64.b64encode(line).decode())
+    # A line that looks like it ends with those fields is just text: its TAB is escaped, a field's is not.
+    assert texts(b"x\tpartial=true\n") == ["2026-11-26T08:00:00.250Z INFO [stdout] x\\tpartial=true"]
 
 
 def test_clean_line_rules() -> None:
@@ -196,7 +194,7 @@ def test_valid_utf8_has_no_raw_b64() -> None:
 
 
 def test_invalid_utf8_in_text_mode_is_written_as_hex_escapes_and_kept_in_raw_b64() -> None:
-    assert texts(b"a\xffb\\\n") == ["2026-11-26T08:00:00.250Z INFO [stdout] a\\xffb\\\\ raw_b64=Yf9iXA=="]
+    assert texts(b"a\xffb\\\n") == ["2026-11-26T08:00:00.250Z INFO [stdout] a\\xffb\\\\\traw_b64=Yf9iXA=="]
 
 
 # --- long and unterminated lines -------------------------------------------------------------------------------------
@@ -209,7 +207,7 @@ def test_lines_of_max_minus_one_max_and_max_plus_one_bytes(fmt: str) -> None:
     data = b"".join(line + b"\n" for line in lines)
     if fmt == "text":
         assert [t.split(" ", 3)[3] for t in texts(data, max_line_bytes=m)] == [
-            "a" * 63, "b" * 64, "c" * 64 + " partial=true", "c"]
+            "a" * 63, "b" * 64, "c" * 64 + "\tpartial=true", "c"]
         return
     got = records(data, max_line_bytes=m)
     assert [(r["message"], r.get("partial", False)) for r in got] == [
@@ -679,18 +677,18 @@ def rebuild_json(out: bytes) -> bytes:
 
 
 def rebuild_text(out: bytes) -> bytes:
-    """The same from text records: ``<ts> <LEVEL> [<stream>] <escaped line>[ raw_b64=B64][ partial=true]``."""
+    """The same from text records: ``<ts> <LEVEL> [<stream>] <escaped line>[<TAB>raw_b64=B64][<TAB>partial=true]``."""
     data = b""
     for line in out.decode().split("\n")[:-1]:
         _ts, _level, _stream, rest = line.split(" ", 3)
-        partial = rest.endswith(" partial=true")
-        if partial:
-            rest = rest[: -len(" partial=true")]
-        raw = re.search(r" raw_b64=([A-Za-z0-9+/]*={0,2})\Z", rest)
+        text, *fields = rest.split("\t")
+        partial = "partial=true" in fields
+        raw = next((re.fullmatch(r"raw_b64=([A-Za-z0-9+/]*={0,2})", f) for f in fields if f.startswith("raw_b64=")),
+                   None)
         if raw:
             body = base64.b64decode(raw.group(1))
         else:
-            body = _UNESCAPE.sub(_unescape_char, rest).encode("utf-8", "surrogateescape")
+            body = _UNESCAPE.sub(_unescape_char, text).encode("utf-8", "surrogateescape")
         data += body + (b"" if partial else b"\n")
     return data
 

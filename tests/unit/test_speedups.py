@@ -165,14 +165,6 @@ def test_chunks_the_exact_path_must_see_are_handed_back(name: str) -> None:
 
 
 @needs_c
-@pytest.mark.parametrize("line", [b"x partial=true", b"y raw_b64=eA==", b"z raw_b64"])
-def test_text_chunks_with_a_line_ending_like_a_field_are_handed_back(line: bytes) -> None:
-    heads = tuple(b"" for _ in range(5))
-    assert speedups.render_lines(b"INFO: fine\n" + line + b"\n", False, heads, b"\n", 1, 64) is None
-    assert speedups.render_lines(b"INFO: fine\n" + line + b"\n", True, heads, b"\n", 1, 64) is not None
-
-
-@needs_c
 def test_levels_are_inherited_across_indented_and_empty_lines() -> None:
     heads = tuple(b"<" + level.encode() + b">" for level in LEVELS)
     body = b"WARNING: w\n  more\n\nINFO: i\n\tx\n"
