@@ -6,7 +6,6 @@ import base64
 import os
 import re
 import select
-import subprocess
 from pathlib import Path
 
 import pytest

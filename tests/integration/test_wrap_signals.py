@@ -9,7 +9,6 @@ says so when it killed logwrap instead).
 from __future__ import annotations
 
 import os
-import shlex
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -217,3 +216,23 @@ def test_signal_group_kills_leftovers_that_ignore_term_after_kill_after(tmp_path
     records = wrapper_records(logs / "stubborn.log")
     assert [r["signal"] for r in records if "left_in_group" in r] == ["SIGTERM", "SIGKILL"]
     assert records[-1]["exit_code"] == 0
+
+
+def test_without_a_signalfd_handlers_forward_signals_and_a_record_says_so(tmp_path: Path) -> None:
+    """A seccomp profile may refuse signalfd(2): logwrap then catches signals with handlers (PIPE, XFSZ excepted)."""
+    logs = tmp_path / "logs"
+    got = tmp_path / "got"
+    no_signalfd = ("import sys; from mlops_logging import wrap\n"
+                   "def refuse(signals): raise OSError(38, 'Function not implemented')\n"
+                   "wrap._signalfd = refuse\n"
+                   "sys.exit(wrap.main(sys.argv[1:]))")
+    command = [PY, "-c", no_signalfd, "--log-dir", str(logs), "--service", "fallback", "--",
+               *script(tmp_path, "rec.py", RECORDER), str(got)]
+    log = logs / "fallback.log"
+    with supervised(command) as proc:
+        wait_for(lambda: file_has(log, b"ready; ignored since start"), what="the recorder to start", proc=proc)
+        for sig in (signal.SIGUSR1, signal.SIGALRM, signal.SIGRTMIN + 3):
+            os.kill(proc.pid, sig)
+            wait_for(lambda: sig in received(got), timeout=10, what=f"{name(sig)} to reach the child", proc=proc)
+        [warning] = [r for r in wrapper_records(log) if r["level"] == "WARNING"]
+        assert "signalfd failed" in warning["message"] and "SIGPIPE and SIGXFSZ are not forwarded" in warning["message"]

@@ -31,21 +31,31 @@ class Terminal:
         self.master = master
         self.seen = b""
 
+    def _read_some(self, deadline: float) -> None:
+        if select.select([self.master], [], [], max(0.0, min(0.1, deadline - time.monotonic())))[0]:
+            try:
+                chunk = os.read(self.master, 4096)
+            except OSError:  # EIO: every slave descriptor is closed
+                chunk = b""
+            if not chunk:
+                raise AssertionError(f"the terminal closed; it shows {self.seen!r}")
+            self.seen += chunk
+
     def expect(self, needle: bytes, timeout: float = 20.0) -> bytes:
         deadline = time.monotonic() + timeout
         while needle not in self.seen:
-            left = deadline - time.monotonic()
-            if left <= 0:
+            if time.monotonic() > deadline:
                 raise AssertionError(f"{needle!r} not seen on the terminal within {timeout}s; it shows {self.seen!r}")
-            if select.select([self.master], [], [], left)[0]:
-                try:
-                    chunk = os.read(self.master, 4096)
-                except OSError:  # EIO: every slave descriptor is closed
-                    chunk = b""
-                if not chunk:
-                    raise AssertionError(f"the terminal closed before {needle!r} was seen; it shows {self.seen!r}")
-                self.seen += chunk
+            self._read_some(deadline)
         return self.seen
+
+    def at_prompt(self, prompt: bytes, timeout: float = 20.0) -> None:
+        """Wait until the shell shows its prompt again (typed ahead, a command would be echoed before it)."""
+        deadline = time.monotonic() + timeout
+        while not self.seen.endswith(prompt):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no prompt {prompt!r} within {timeout}s; the terminal shows {self.seen!r}")
+            self._read_some(deadline)
 
     def type(self, keys: bytes) -> None:
         os.write(self.master, keys)
@@ -72,16 +82,20 @@ def on_a_terminal(logs: Path, *args: str, command: list[str], stdout_too: bool =
 def test_an_interactive_shell_gets_a_terminal_with_prompt_job_control_and_window_size(tmp_path: Path) -> None:
     logs = tmp_path / "logs"
     with on_a_terminal(logs, "--service", "shell", command=["sh", "-i"]) as (proc, term, _slave):
-        term.expect(b"# " if os.geteuid() == 0 else b"$ ")  # dash prints its prompt only on a terminal
+        prompt = b"# " if os.geteuid() == 0 else b"$ "
+        term.at_prompt(prompt)  # dash prints its prompt only on a terminal
         term.type(b"echo hi-$((6*7)) flags=$-\n")
         term.expect(b"hi-42 flags=")
+        term.at_prompt(prompt)
         term.type(b"stty size\n")
         term.expect(b"33 97\r\n")
+        term.at_prompt(prompt)
         set_size(term.master, 40, 120)  # the user resizes the window: logwrap gets SIGWINCH, the child the new size
         os.kill(proc.pid, 28)  # SIGWINCH, as the kernel sends it to the foreground job of a real terminal
         time.sleep(0.2)
         term.type(b"stty size\n")
         term.expect(b"40 120\r\n")
+        term.at_prompt(prompt)
         term.type(b"exit 3\n")
         assert proc.wait(timeout=30) == 3  # the exit status passes through
     flags = term.seen.split(b"hi-42 flags=")[1].split(b"\r\n")[0]
