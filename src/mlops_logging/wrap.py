@@ -135,9 +135,9 @@ options (environment variable in brackets):
   --split-streams       write <service>.stdout.log and <service>.stderr.log instead of <service>.log
   --no-passthrough      do not copy CMD's output to our stdout/stderr
   --passthrough-timeout S
-                        a reader of our stdout/stderr that takes nothing for S seconds while 1 MiB waits for
-                        it is stuck: its bytes are dropped (counted) until it reads again (default 2); a slower
-                        reader only slows CMD down, as a pipe does
+                        a reader of our stdout/stderr that takes nothing for S seconds while bytes wait
+                        for it is stuck: past 1 MiB its bytes are dropped (counted) until it reads again
+                        (default 2); a slower reader only slows CMD down, as a pipe does
   --no-tty              do not give CMD a pseudo-terminal when our stdin and stdout are one (docker run -it)
   --max-line-bytes N    split longer lines into records marked partial (default 64KiB)
   --max-bytes N         rotate the file at N bytes (k/M/G suffixes) [MLOPS_LOG_MAX_BYTES]; default off
@@ -879,15 +879,15 @@ class Passthrough:
         self.dropped += n
         self._drop_last = now
 
-    def report_drops(self) -> None:
-        """Write the WARNING record about passthrough bytes dropped for a stuck reader, if any."""
+    def report_drops(self, why: str = "") -> None:
+        """Write the WARNING record about passthrough bytes dropped, if any (``why``: other than a stuck reader)."""
         if self.dropped:
+            why = why or f"its reader took nothing for {self.stuck_after or 0:g}s, --passthrough-timeout"
             self._note(
                 "WARNING",
-                f"passthrough of {self.stream} fell behind (its reader took nothing for "
-                f"{self.stuck_after or 0:g}s with {self.bound} bytes waiting, --passthrough-timeout): "
-                f"{self.dropped} bytes were not passed through between {format_timestamp(self._drop_first)} and "
-                f"{format_timestamp(self._drop_last)}; the log file has every line",
+                f"passthrough of {self.stream} fell behind ({why}): {self.dropped} bytes were not passed through "
+                f"between {format_timestamp(self._drop_first)} and {format_timestamp(self._drop_last)}; the log "
+                "file has every line",
                 stream=self.stream,
                 passthrough_dropped_bytes=self.dropped,
             )
@@ -895,11 +895,13 @@ class Passthrough:
 
     def abandon(self) -> None:
         """At exit: whatever is still queued counts as dropped, and is reported."""
-        if self._queued:
-            self._count_drop(self._queued)
+        queued = self._queued
+        if queued:
+            self._count_drop(queued)
             self._queue.clear()
             self._queued = 0
-        self.report_drops()
+        self.report_drops("" if self.stuck or not queued else
+                          f"logwrap exited with {queued} bytes still waiting for a reader that was not stuck")
 
     def _fail(self, exc: OSError) -> None:
         self.enabled = False
