@@ -2,7 +2,7 @@
  * pass, with no Python object per line.
  *
  * This is the same job as StreamFramer._fast_lines in pure Python, and the same contract: the output is byte-identical
- * to the exact line-by-line path, and anything that path must see itself (ESC, DEL, a lone CR, invalid UTF-8, a line
+ * to the exact line-by-line path, and anything that path must see itself (ESC, DEL, any CR, invalid UTF-8, a line
  * longer than max_line_bytes, a traceback start, a warnings header) makes render_lines return None. The property tests
  * in tests/unit/test_lines.py and tests/unit/test_speedups.py compare this module with the Python paths.
  *
@@ -306,7 +306,7 @@ static inline Py_ssize_t first_special(bytes_t s, bytes_t end, int json) {
 static const char HEX[] = "0123456789abcdef";
 
 /* Append one line's bytes [s, end) to o, escaped for JSON (as orjson does) or for the text format (as
- * lines._text_escape does). Returns 0, 1 when the line needs the exact path, -1 on memory error. */
+ * records._escape does). Returns 0, 1 when the line needs the exact path, -1 on memory error. */
 static int copy_escaped(outbuf *o, bytes_t s, bytes_t end, int json) {
     for (;;) {
         Py_ssize_t plain = first_special(s, end, json);
@@ -320,8 +320,12 @@ static int copy_escaped(outbuf *o, bytes_t s, bytes_t end, int json) {
         if (c >= 0x80) {
             int len = utf8_len(s, end);
             if (len == 0) return 1; /* invalid UTF-8: raw_b64 on the exact path */
+            /* Text: the line separators str.splitlines() knows beyond ASCII (U+2028, U+2029, NEL U+0085). */
             if (!json && len == 3 && c == 0xE2 && s[1] == 0x80 && (s[2] == 0xA8 || s[2] == 0xA9)) {
                 memcpy(w, s[2] == 0xA8 ? "\\u2028" : "\\u2029", 6);
+                o->size += 6;
+            } else if (!json && len == 2 && c == 0xC2 && s[1] == 0x85) {
+                memcpy(w, "\\u0085", 6);
                 o->size += 6;
             } else {
                 memcpy(w, s, (size_t)len);
@@ -330,7 +334,9 @@ static int copy_escaped(outbuf *o, bytes_t s, bytes_t end, int json) {
             s += len;
             continue;
         }
-        if (c == 0x7f || c == 0x1b || c == '\r') return 1; /* DEL, ESC, a CR inside the line: exact path */
+        /* DEL, ESC, CR: the exact path (it cleans ESC sequences and CRs and keeps the line's bytes in raw_b64; in
+         * JSON a CRLF may also end a line of a vLLM multi-line message, which it groups into one record). */
+        if (c == 0x7f || c == 0x1b || c == '\r') return 1;
         w[0] = '\\';
         if (c == '\\' || c == '"') {
             w[1] = (char)c;
@@ -404,13 +410,7 @@ static PyObject *render_lines(PyObject *self, PyObject *args) {
         bytes_t nl = memchr(s, '\n', (size_t)(end - s));
         Py_ssize_t n = nl - s;
         if (n > max_line) goto exact;
-        Py_ssize_t content = n;
-        if (n > 0 && s[n - 1] == '\r') {
-            /* CRLF: the exact path strips the CR; in JSON it may also end a line of a vLLM multi-line message, which
-             * the exact path groups into one record. */
-            if (json) goto exact;
-            content = n - 1;
-        }
+        Py_ssize_t content = n; /* a CR anywhere, a CRLF ending included, is handed back by copy_escaped */
         int marked = line_level(s, content);
         if (marked >= 0) {
             level = marked;

@@ -3,43 +3,54 @@
 Pure and in-memory (no I/O, no clock of its own except the wall-clock timestamp of each ``feed``), so the event loop in
 ``wrap`` only moves bytes. Rules, in the order they apply to a line (the bytes up to ``\\n``, without it):
 
-- **Bytes -> text.** Invalid UTF-8 is replaced (U+FFFD) in ``message`` and the line's original bytes are kept in
-  ``raw_b64`` (JSON) or written as ``\\xNN`` escapes (text), so nothing is lost.
+- **Bytes -> text.** Invalid UTF-8 is replaced (U+FFFD) in a JSON ``message`` and written as ``\\xNN`` escapes in
+  text.
 - **Cleaning.** ANSI escape sequences (CSI such as colours, OSC such as titles/hyperlinks, other 2-byte ESC
   sequences) are removed, then trailing ``\\r`` characters. A ``\\r`` left in the middle of a line (a progress bar
   redrawing itself) keeps only the text after the last ``\\r``, i.e. the final redraw a terminal would show
-  (``"\\rLoading 0%\\rLoading 100%"`` -> ``"Loading 100%"``). Passthrough keeps every byte; only records are cleaned.
+  (``"\\rLoading 0%\\rLoading 100%"`` -> ``"Loading 100%"``). Passthrough keeps every byte.
+- **Lossless.** Whenever ``message`` is not exactly the bytes its record covers (invalid UTF-8, cleaned, a vLLM
+  message without its repeated headers), the record keeps those bytes in ``raw_b64`` (JSON field; text: a
+  ``<TAB>raw_b64=...`` field after the line: an escaped line holds no TAB, so a reader can always tell). So the
+  stream's bytes can be rebuilt from its records: for each record ``raw_b64`` (else ``message``, unescaped in
+  text), then a newline unless the record is partial.
 - **Level.** A structural marker on the line (see :mod:`levels`); an indented or empty line inherits the level of the
   line before it; anything else is INFO.
 - **Tracebacks.** ``Traceback (most recent call last):`` up to its exception line is ERROR. In JSON mode the whole
   traceback (with chained ``During handling ...`` / ``The above exception ...`` parts) becomes one record, lines
   joined with ``\\n``. The group is emitted when the next line shows the traceback is over, after ``idle_flush``
   seconds without input, at close, or when it reaches ``max_group_lines`` lines / ``4 * max_line_bytes`` bytes.
-  A group emitted before its exception line arrived (idle gap, size bound) is marked ``partial`` and the traceback
-  goes on in the next record. In text mode every line is its own record and keeps the ERROR level.
+  A line with a level marker of its own inside an unfinished traceback is another process talking (two writers on
+  one stream, as vLLM's API server and engine): it is a record of its own, and the traceback goes on after it, its
+  indented lines and exception line still ERROR (at most :data:`MAX_INTERRUPTIONS` such lines in a row; an unmarked,
+  unindented line ends the traceback). A group emitted before it is over (idle gap, size bound, such a line) is
+  marked ``partial``, ends with its last line's newline and the traceback goes on in a later record. In text mode
+  every line is its own record and keeps the ERROR level.
 - **vLLM multi-line messages.** vLLM's log formatter repeats its header (``(APIServer pid=1) ERROR 11-26 12:51:15
   [async_llm.py:906] ``) on every line of a multi-line message (a logged exception, a config dump) and ends all
   but the last of them with ``\\r\\n``. In JSON mode such a message becomes one record at the header's level:
-  the first line whole (as any line), then the rest of each following line after the header, joined with ``\\n``.
-  It ends at its line without ``\\r``, or at a line without the same header (another process talking); the same
-  idle and size bounds as for tracebacks apply. In text mode every line is its own record.
+  the first line whole (as any line), then the rest of each following line after the header, joined with ``\\n``
+  (``raw_b64`` has all the lines as written). It ends at its line without ``\\r``, or at a line without the same
+  header (another process talking); the same idle and size bounds as for tracebacks apply. In text mode every line
+  is its own record.
 - **Long and unterminated lines.** A line longer than ``max_line_bytes`` is cut into pieces of at most that many bytes,
-  never inside a UTF-8 character. ``"partial": true`` means *this record does not end a line: the line goes on in the
-  next record of the stream* (like the P/F tags of the CRI log format): every piece but the last of a split line is
+  never inside a UTF-8 character. ``partial`` (JSON ``"partial": true``, text ``<TAB>partial=true``) means *this record
+  does not end a line: what follows it in the next record of the stream* (like the P/F tags of the CRI log format;
+  for a traceback part, which ends with a newline, in a later record): every piece but the last of a split line is
   partial, so ``max+1`` bytes give a partial record of ``max`` bytes and a plain record of 1 byte, and reassembly is
   unambiguous. An unterminated line is emitted as a partial record after ``idle_flush`` seconds without input and at
   close; bytes are never merged across such a flush: when the rest of the line arrives it starts a new record
   (the last piece, up to the newline, not partial; possibly empty). At most ``max_line_bytes`` of an unfinished line
   are held in memory.
 
-Speed: a chunk of complete lines without special cases (no ESC, lone CR, DEL, invalid UTF-8, over-long line,
-traceback or warnings header, open traceback or split line; in JSON no CRLF, which may end the lines of a vLLM
-multi-line message) takes a fast path; anything else takes the exact per-line
+Speed: a chunk of complete lines without special cases (no ESC, CR, DEL, invalid UTF-8, over-long line, traceback or
+warnings header, open traceback or split line) takes a fast path; anything else takes the exact per-line
 path. The fast path is the optional C extension ``_speedups`` (one pass over the chunk: classify each line with the
 same marker grammar, escape, copy; no Python object per line) when it was built, else a handful of C-level passes from
 Python (one regex ``findall`` for the levels, or a single ``count`` when every line starts with the same marker; one
 ``orjson.dumps``; ``replace``/``split``/``join``). ``MLOPS_LOG_SPEEDUPS=0`` turns the extension off. All three give
-byte-identical output; the property tests feed each of them and compare.
+byte-identical output; the property tests feed each of them and compare, and :attr:`StreamFramer.paths` counts the
+chunks each one rendered.
 """
 
 from __future__ import annotations
@@ -48,22 +59,35 @@ import base64
 import os
 import re
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
 from . import levels as _lv
-from .records import LEVELS, _text_value, format_timestamp, normalize_level, redact, render_json
-from .settings import validate_service
+from .errors import LogSetupError
+from .records import _CONTROL, LEVELS, _escape, _escape_char, _text_value, format_timestamp, normalize_level, redact
+from .records import render_json
+from .settings import parse_bool, validate_service
 
-__all__ = ["StreamFramer", "render_wrapper_record", "clean_line", "speedups_enabled"]
+__all__ = ["StreamFramer", "render_wrapper_record", "clean_line", "speedups_enabled", "speedups_requested"]
+
+
+def speedups_requested(env: Mapping[str, str]) -> bool:
+    """``MLOPS_LOG_SPEEDUPS`` as a boolean (unset or empty: on); raises LogSetupError naming it for any other value."""
+    value = env.get("MLOPS_LOG_SPEEDUPS", "")
+    return parse_bool(value, name="MLOPS_LOG_SPEEDUPS") if value.strip() else True
+
 
 try:
     from . import _speedups  # type: ignore[attr-defined]
 except ImportError:  # built without a C compiler: the pure-Python fast path does the same work
     _speedups = None
-if os.environ.get("MLOPS_LOG_SPEEDUPS", "1").strip().lower() in ("0", "false", "no", "off"):
-    _speedups = None
+try:
+    if not speedups_requested(os.environ):
+        _speedups = None
+except LogSetupError:
+    pass  # importing never fails on it: logwrap refuses the value at start (exit 2); a library keeps the default
 
 _LEVEL_INDEX = {level: index for index, level in enumerate(LEVELS)}
 
@@ -80,32 +104,18 @@ _ANSI_RE = re.compile(
     r"|\x1b[()*+][0-9A-Za-z]"
     r"|\x1b[@-Z\\^_`a-z{|}~=>]"
 )
-_TEXT_ESCAPE = re.compile(r"[\x00-\x1f\x7f\\\u2028\u2029\udc80-\udcff]")
-_TEXT_ESCAPE_NO_NL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f\\\u2028\u2029]")
-#: Bytes the text format escapes (besides the newline): ``translate`` deletes them to detect them in one pass.
-_TEXT_SPECIAL = bytes(range(0, 10)) + bytes(range(11, 32)) + b"\\\x7f"
+#: records' text escaper on a chunk of lines: everything it escapes but the newlines between them.
+_TEXT_ESCAPE_NO_NL = re.compile(r"(?!\n)" + _CONTROL.pattern)
+#: The ASCII characters the escaper takes (besides the newline): ``translate`` deletes them to detect them in one pass.
+_TEXT_SPECIAL = bytes(c for c in range(128) if c != 10 and _CONTROL.match(chr(c)))
+#: Its non-ASCII ones in UTF-8 (NEL, U+2028, U+2029; undecodable bytes never reach the fast path).
+_TEXT_SPECIAL_UTF8 = ("\x85".encode(), "\u2028".encode(), "\u2029".encode())
 _TB_NEEDLE = _lv.TRACEBACK_NEEDLE.encode()
 _WARNING_NEEDLE = _lv.WARNING_NEEDLE.encode()
 _TOKEN_LEVELS_B = {token.encode(): level for token, level in _lv.TOKEN_LEVELS.items()}
 _CONT = _lv.CONTINUATION
 #: findall item -> level for the fast path: no marker -> INFO, indented -> CONTINUATION.
 _CHUNK_LEVELS: dict[bytes, str] = {key: (level or "INFO") for key, level in _lv.CHUNK_KEYS.items()}
-_NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r", "\\": "\\\\", "\u2028": "\\u2028", "\u2029": "\\u2029"}
-
-
-def _escape_char(match: re.Match[str]) -> str:
-    char = match.group()
-    named = _NAMED.get(char)
-    if named is not None:
-        return named
-    code = ord(char)
-    return f"\\x{code - 0xDC00 if code >= 0xDC00 else code:02x}"
-
-
-def _text_escape(text: str) -> str:
-    """Backslash-escape control characters, backslashes and undecodable bytes so one record stays one line."""
-    return _TEXT_ESCAPE.sub(_escape_char, text)
-
 
 def clean_line(text: str) -> str:
     """Remove ANSI sequences and trailing CRs; a CR left in the middle keeps only what follows it (the final redraw)."""
@@ -119,6 +129,8 @@ def clean_line(text: str) -> str:
     return text
 
 
+#: An unfinished traceback stays open across at most this many lines of other processes in a row (see _line).
+MAX_INTERRUPTIONS = 16
 # group states: a Python traceback (body, after its exception line, after a chain marker), a vLLM multi-line message
 _NONE, _BODY, _AFTER, _CHAIN, _MULTI = 0, 1, 2, 3, 4
 # vLLM's NewLineFormatter writes a message of several lines (a logged traceback, a config dump) as one output line per
@@ -176,6 +188,11 @@ class StreamFramer:
         self._native = _speedups.render_lines if native and _speedups is not None else None
         self.lines_in = 0
         self.records_out = 0
+        # Which path rendered each chunk of complete lines: the C fast path, the pure-Python fast path, the exact path.
+        # All three give the same bytes, so only these counters show that the fast path meant to run really does.
+        self.native_chunks = 0
+        self.python_chunks = 0
+        self.exact_chunks = 0
 
         self._pending = b""  # unterminated bytes (at most max_line_bytes)
         self._cont = False  # the pending bytes continue a line of which a piece was already emitted
@@ -186,7 +203,8 @@ class StreamFramer:
         self._tb = _NONE
         self._group: list[str] = []
         self._group_raw: list[bytes] = []
-        self._group_bad = False
+        self._group_lossy = False
+        self._interruptions = 0  # lines of other processes in a row inside the open traceback
         self._group_bytes = 0
         self._group_ts = ""
         self._group_level = "ERROR"
@@ -212,6 +230,11 @@ class StreamFramer:
 
     # --- public API ------------------------------------------------------------------------------------------------
 
+    @property
+    def paths(self) -> dict[str, int]:
+        """Chunks of complete lines rendered so far by each path: ``native`` (C), ``python`` (fast), ``exact``."""
+        return {"native": self.native_chunks, "python": self.python_chunks, "exact": self.exact_chunks}
+
     def feed(self, data: bytes, now: float) -> bytes:
         """Append ``data`` (read at monotonic time ``now``); return the records now complete (b"" if none)."""
         if not data:
@@ -232,6 +255,7 @@ class StreamFramer:
             if rendered is not None:
                 out.append(rendered)
             else:
+                self.exact_chunks += 1
                 lines = body[:-1].split(b"\n")
                 self.lines_in += len(lines)
                 self._slow_lines(lines, ts, out)
@@ -278,6 +302,7 @@ class StreamFramer:
     # --- rendering -------------------------------------------------------------------------------------------------
 
     def _render(self, ts: str, level: str, message: str, raw: bytes | None, partial: bool, out: list[bytes]) -> None:
+        """One record; ``raw``: the bytes it covers when ``message`` does not give them back (kept as raw_b64)."""
         self.records_out += 1
         if self.json:
             record: dict[str, Any] = {"timestamp": ts, "level": level, "message": message}
@@ -287,8 +312,13 @@ class StreamFramer:
             if raw is not None:
                 record["raw_b64"] = base64.b64encode(raw).decode("ascii")
             out.append(render_json(record))
-        else:
-            out.append(f"{ts} {level}{self._text_stream}{_text_escape(message)}\n".encode("utf-8"))
+            return
+        # The fields after the line are TAB-separated: the escaped line never holds a TAB, so they cannot be confused
+        # with its text (a space would need every line checked for ending like one).
+        line = f"{ts} {level}{self._text_stream}{_escape(message)}"
+        if raw is not None:
+            line += "\traw_b64=" + base64.b64encode(raw).decode("ascii")
+        out.append((line + "\tpartial=true\n" if partial else line + "\n").encode("utf-8"))
 
     # --- fast path: whole chunks, no per-line Python --------------------------------------------------------------
 
@@ -332,15 +362,11 @@ class StreamFramer:
             self._prev_level = LEVELS[last]
             self.lines_in += count
             self.records_out += count
+            self.native_chunks += 1
             return rendered
-        if b"\x1b" in body or b"\x7f" in body:
-            return None
-        if b"\r" in body:
-            # JSON: CRLF may end the lines of a vLLM multi-line message, which the exact path groups.
-            if self.json or body.count(b"\r") != body.count(b"\r\n") or self._has_long_line(body):
-                return None
-            body = body.replace(b"\r\n", b"\n")  # CRLF endings: the exact path strips a trailing CR too
-        elif self._has_long_line(body):
+        # ESC and CR are cleaned from messages (the record then keeps raw_b64; in JSON a CRLF may also end a line of a
+        # vLLM multi-line message, which the exact path groups); DEL is the fast path's own marker below.
+        if b"\x1b" in body or b"\x7f" in body or b"\r" in body or self._has_long_line(body):
             return None
 
         # Levels. Fast case: every line starts with the same marker prefix as the first one ("(APIServer pid=1) INFO ",
@@ -403,7 +429,7 @@ class StreamFramer:
                     body.decode()
                 except UnicodeDecodeError:
                     return None
-                needs_escape = b"\xe2\x80\xa8" in body or b"\xe2\x80\xa9" in body
+                needs_escape = any(special in body for special in _TEXT_SPECIAL_UTF8)
             else:
                 needs_escape = False
             if needs_escape or len(body.translate(None, _TEXT_SPECIAL)) != len(body):
@@ -420,23 +446,24 @@ class StreamFramer:
         self._prev_level = single if single is not None else levels[-1]  # type: ignore[index]
         self.lines_in += count
         self.records_out += count
+        self.python_chunks += 1
         return rendered
 
     # --- exact, line-by-line path ----------------------------------------------------------------------------------
 
     def _decode(self, raw: bytes) -> tuple[str, bool]:
-        """Cleaned text of one line; undecodable bytes become lone surrogates (fixed at render time)."""
+        """Cleaned text of one line, and whether it is lossy: the text does not give ``raw`` back (undecodable bytes,
+        kept as lone surrogates until rendered, or bytes the cleaning removed). A lossy line's record has raw_b64."""
         try:
             text = raw.decode("utf-8")
-            bad = False
         except UnicodeDecodeError:
-            text = raw.decode("utf-8", "surrogateescape")
-            bad = True
-        return clean_line(text), bad
+            return clean_line(raw.decode("utf-8", "surrogateescape")), True
+        cleaned = clean_line(text)
+        return cleaned, cleaned is not text and cleaned != text
 
-    def _message(self, text: str, bad: bool) -> str:
+    def _message(self, text: str, lossy: bool) -> str:
         """What goes into ``message``: JSON replaces undecodable bytes with U+FFFD; text keeps them for escaping."""
-        if bad and self.json:
+        if lossy and self.json:
             return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
         return text
 
@@ -473,7 +500,7 @@ class StreamFramer:
 
     def _piece(self, raw: bytes, ts: str, out: list[bytes], *, partial: bool) -> None:
         """One piece of a line that is split (too long, or flushed before its newline)."""
-        text, bad = self._decode(raw)
+        text, lossy = self._decode(raw)
         if self._cont:
             level = self._cont_level
         else:
@@ -484,10 +511,10 @@ class StreamFramer:
             elif level == _lv.CONTINUATION:
                 level = self._prev_level
             self._cont_level = self._prev_level = level
-        self._render(ts, level, self._message(text, bad), raw if bad else None, partial, out)
+        self._render(ts, level, self._message(text, lossy), raw if lossy else None, partial, out)
         self._cont = partial
 
-    def _plain(self, raw: bytes, text: str, bad: bool, ts: str, out: list[bytes]) -> None:
+    def _plain(self, raw: bytes, text: str, lossy: bool, ts: str, out: list[bytes]) -> None:
         """A line outside any traceback."""
         level = _lv.line_key_level(text)
         if level is None:
@@ -495,88 +522,104 @@ class StreamFramer:
         elif level == _lv.CONTINUATION:
             level = self._prev_level
         self._prev_level = level
-        self._render(ts, level, self._message(text, bad), raw if bad else None, False, out)
+        self._render(ts, level, self._message(text, lossy), raw if lossy else None, False, out)
 
     def _line(self, raw: bytes, ts: str, out: list[bytes]) -> None:
         """One complete line of at most max_line_bytes: the traceback state machine, then the plain rules."""
-        text, bad = self._decode(raw)
+        text, lossy = self._decode(raw)
         state = self._tb
         if state == _NONE:
             if _lv.is_traceback_start(text):
                 self._tb = _BODY
                 self._group_level = "ERROR"
-                self._group_add(raw, text, bad, ts, out)
+                self._group_add(raw, text, lossy, ts, out)
             elif self.json and raw.endswith(b"\r") and (header := _VLLM_HEADER.match(raw)) is not None:
                 self._tb = _MULTI  # the first line of a vLLM multi-line message: one record for all its lines
                 self._multi_header = header.group()
                 self._group_level = header.group(1).decode()
-                self._group_add(raw, text, bad, ts, out)
+                self._group_add(raw, text, lossy, ts, out)
             else:
-                self._plain(raw, text, bad, ts, out)
+                self._plain(raw, text, lossy, ts, out)
             return
         if state == _MULTI:
             if raw.startswith(self._multi_header):
-                rest = raw[len(self._multi_header) :]
-                rest_text, rest_bad = self._decode(rest)
-                self._group_add(rest, rest_text, rest_bad, ts, out)
+                rest, _ = self._decode(raw[len(self._multi_header) :])
+                self._group_add(raw, rest, True, ts, out)  # lossy: the message leaves the header out
                 if not raw.endswith(b"\r"):  # the message's last line
                     self._flush_group(out, final=True)
                 return
         elif state == _BODY:
             if _lv.is_traceback_body(text) or _lv.is_traceback_start(text):
-                self._group_add(raw, text, bad, ts, out)
+                self._group_add(raw, text, lossy, ts, out)
                 return
             if _lv.is_exception_line(text):
                 self._tb = _AFTER
-                self._group_add(raw, text, bad, ts, out)
+                self._group_add(raw, text, lossy, ts, out)
                 return
         elif state == _AFTER:
             if not text:
                 if self.json:
-                    self._tentative.append((raw, text, bad))
+                    self._tentative.append((raw, text, lossy))
                     if len(self._tentative) >= self.max_group_lines:
                         self._flush_group(out, final=True)
                 else:
-                    self._render(ts, "ERROR", "", None, False, out)
+                    self._render(ts, "ERROR", "", raw if lossy else None, False, out)
                 return
             if _lv.is_chain_marker(text):
                 self._tb = _CHAIN
-                for t_raw, t_text, t_bad in self._tentative:
-                    self._group_add(t_raw, t_text, t_bad, ts, out)
+                for t_raw, t_text, t_lossy in self._tentative:
+                    self._group_add(t_raw, t_text, t_lossy, ts, out)
                 self._tentative = []
-                self._group_add(raw, text, bad, ts, out)
+                self._group_add(raw, text, lossy, ts, out)
                 return
         elif state == _CHAIN:
             if not text or _lv.is_traceback_start(text):
                 if text:
                     self._tb = _BODY
-                self._group_add(raw, text, bad, ts, out)
+                self._group_add(raw, text, lossy, ts, out)
+                return
+        if state in (_BODY, _CHAIN) and self._interruptions < MAX_INTERRUPTIONS:
+            level = _lv.line_key_level(text)
+            if level is not None and level != _lv.CONTINUATION:
+                # Another process's line inside an unfinished traceback (two writers on one stream, as vLLM's API
+                # server and engine): a record of its own, and the traceback goes on after it at its own level
+                # (JSON: the part so far is emitted, marked partial; the rest follows in a later record).
+                self._interruptions += 1
+                self._emit_group(partial=True, out=out)
+                self._plain(raw, text, lossy, ts, out)
                 return
         # The group (traceback or vLLM message) is over: emit it, then this line is an ordinary one.
         self._flush_group(out, final=True)
         self._line(raw, ts, out)
 
-    def _group_add(self, raw: bytes, text: str, bad: bool, ts: str, out: list[bytes]) -> None:
+    def _group_add(self, raw: bytes, text: str, lossy: bool, ts: str, out: list[bytes]) -> None:
         self._prev_level = self._group_level
+        self._interruptions = 0
         if not self.json:
-            self._render(ts, self._group_level, text, None, False, out)
+            self._render(ts, self._group_level, text, raw if lossy else None, False, out)
             return
         if not self._group:
             self._group_ts = ts
-        self._group.append(self._message(text, bad))
+        self._group.append(self._message(text, lossy))
         self._group_raw.append(raw)
-        self._group_bad = self._group_bad or bad
+        self._group_lossy = self._group_lossy or lossy
         self._group_bytes += len(raw) + 1
         if len(self._group) >= self.max_group_lines or self._group_bytes >= self.max_group_bytes:
             self._emit_group(partial=True, out=out)
 
     def _emit_group(self, *, partial: bool, out: list[bytes]) -> None:
+        """Emit the lines held (JSON). ``partial``: the group goes on in a later record, so this part ends with the
+        newline of its last line (a reader concatenates partial records as they are, as for pieces of a line)."""
         if self._group:
-            raw = b"\n".join(self._group_raw) if self._group_bad else None
-            self._render(self._group_ts, self._group_level, "\n".join(self._group), raw, partial, out)
+            message = "\n".join(self._group)
+            raw = b"\n".join(self._group_raw) if self._group_lossy else None
+            if partial:
+                message += "\n"
+                raw = raw + b"\n" if raw is not None else None
+            self._render(self._group_ts, self._group_level, message, raw, partial, out)
         self._group = []
         self._group_raw = []
-        self._group_bad = False
+        self._group_lossy = False
         self._group_bytes = 0
 
     def _flush_group(self, out: list[bytes], *, final: bool) -> None:
@@ -588,8 +631,8 @@ class StreamFramer:
             self._emit_group(partial=False, out=out)
             self._tb = _NONE
             tentative, self._tentative = self._tentative, []
-            for raw, text, bad in tentative:
-                self._plain(raw, text, bad, self._group_ts, out)
+            for raw, text, lossy in tentative:
+                self._plain(raw, text, lossy, self._group_ts, out)
         else:
             self._emit_group(partial=True, out=out)
 
@@ -612,9 +655,9 @@ def render_wrapper_record(*, service: str, level: str, message: str, fmt: str = 
     redact(record)
     if fmt == "json":
         return render_json(record)
-    parts = [f"{record['timestamp']} {record['level']} [logwrap] {_text_escape(str(message))}"]
+    parts = [f"{record['timestamp']} {record['level']} [logwrap] {_escape(str(message))}"]
     for key, value in record.items():
         if key not in ("timestamp", "level", "message", "service", "logger"):
-            parts.append(f" {_text_escape(str(key))}={_text_value(value)}")
+            parts.append(f" {_escape(str(key))}={_text_value(value)}")
     parts.append("\n")
     return "".join(parts).encode("utf-8", "backslashreplace")

@@ -200,17 +200,35 @@ def _plain(value: Any) -> Any:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\\]")
-_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\"}
+# The text format's one escaper (render_text here, logwrap's framer in lines): every character str.splitlines() ends a
+# line at (\n \r \v \f \x1c-\x1e NEL U+2028 U+2029), the other C0 controls, DEL, the backslash, and the lone
+# surrogates U+DC80-U+DCFF that stand for undecodable bytes (surrogateescape). Escapes are unambiguous, so they can be
+# undone: \n \r \t \\, \xNN for a control (a character below 0x80) or an undecodable byte (0x80 and up),
+# \uNNNN for NEL and the two Unicode separators.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\x85\\\u2028\u2029\udc80-\udcff]")
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\", "\x85": "\\u0085", "\u2028": "\\u2028",
+            "\u2029": "\\u2029"}
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    char = match.group()
+    named = _ESCAPES.get(char)
+    if named is not None:
+        return named
+    code = ord(char)
+    return f"\\x{code - 0xDC00 if code >= 0xDC00 else code:02x}"
 
 
 def _escape(text: str) -> str:
-    """Backslash-escape control characters so a text record stays on one line."""
+    """Backslash-escape line separators, control characters and backslashes so a text record stays one line."""
     if not _CONTROL.search(text):
         return text
-    return _CONTROL.sub(lambda m: _ESCAPES.get(m.group(), f"\\x{ord(m.group()):02x}"), text)
+    return _CONTROL.sub(_escape_char, text)
 
 
+#: What JSON string escaping leaves as is but a text record must not hold raw (valid JSON escapes).
+_JSON_UNESCAPED = {0x7F: "\\u007f", 0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"}
+_JSON_UNESCAPED_RE = re.compile("[\x7f\x85\u2028\u2029]")
 _TEXT_FIXED = frozenset({"timestamp", "level", "logger", "message"})
 _BARE_VALUE = re.compile(r"[^\s\"=\x00-\x1f\x7f\\]*")
 
@@ -223,10 +241,17 @@ def _text_value(value: Any) -> str:
     elif isinstance(value, (int, float)):
         return str(value)
     else:
-        return render_json(value).decode()[:-1] if isinstance(value, (dict, list)) else _text_value(_default(value))
+        return _json_text(value) if isinstance(value, (dict, list)) else _text_value(_default(value))
     if text and _BARE_VALUE.fullmatch(text):
         return text
-    return render_json([text])[1:-2].decode()  # quoted, every control character escaped, surrogates survive
+    return _json_text([text])[1:-1]  # quoted, every control character escaped, surrogates survive
+
+
+def _json_text(value: Any) -> str:
+    """``value`` as JSON on one line: JSON escapes the C0 controls, the other line separators (and DEL) are escaped
+    here (valid JSON escapes too)."""
+    text = render_json(value).decode()[:-1]
+    return text.translate(_JSON_UNESCAPED) if _JSON_UNESCAPED_RE.search(text) else text
 
 
 def render_text(record: Mapping[str, Any]) -> bytes:

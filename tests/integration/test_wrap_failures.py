@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +12,18 @@ import pytest
 
 from support.records import read_records
 from support.tmpfs import mounted_tmpfs
-from wrap_helpers import WRAP, child_records, file_has, run_wrap, script, start_wrap, wait_for, wrapper_records
+from wrap_helpers import (
+    WRAP,
+    child_records,
+    file_has,
+    run,
+    run_wrap,
+    script,
+    start_wrap,
+    wait_for,
+    wrap_cmd,
+    wrapper_records,
+)
 
 
 def _numbers(records: list[dict], prefix: str) -> list[int]:
@@ -29,15 +41,15 @@ def test_log_file_renamed_then_deleted_mid_run_loses_nothing_and_is_recreated(tm
             while phase != "c" and not os.path.exists({str(tmp_path)!r} + "/go-" + phase):
                 time.sleep(0.01)
     """)
-    proc = start_wrap(logs, "--service", "rot", command=prog, stdout=subprocess.DEVNULL)
-    wait_for(lambda: file_has(log, b'"a 199"'), what="phase a in the file")
-    os.rename(log, logs / "rot.log.1")  # logrotate's rename/create
-    (tmp_path / "go-a").touch()
-    wait_for(lambda: file_has(log, b'"b 199"'), what="phase b in a new file")
-    phase_b = read_records(log)
-    log.unlink()  # a cleanup job deletes the live file
-    (tmp_path / "go-b").touch()
-    assert proc.wait(timeout=30) == 0
+    with start_wrap(logs, "--service", "rot", command=prog, stdout=subprocess.DEVNULL) as proc:
+        wait_for(lambda: file_has(log, b'"a 199"'), what="phase a in the file", proc=proc)
+        os.rename(log, logs / "rot.log.1")  # logrotate's rename/create
+        (tmp_path / "go-a").touch()
+        wait_for(lambda: file_has(log, b'"b 199"'), what="phase b in a new file", proc=proc)
+        phase_b = read_records(log)
+        log.unlink()  # a cleanup job deletes the live file
+        (tmp_path / "go-b").touch()
+        assert proc.wait(timeout=30) == 0
     assert _numbers(read_records(logs / "rot.log.1"), "a") == list(range(200))
     assert _numbers(phase_b, "b") == list(range(200))
     final = read_records(log)
@@ -106,16 +118,75 @@ def test_closed_stdout_fd_is_survived(tmp_path: Path) -> None:
     logs = tmp_path / "logs"
     command = ["sh", "-c", 'exec "$@" 1>&-', "sh", *WRAP, "--log-dir", str(logs), "--service", "closed", "--",
                "sh", "-c", "echo one; echo two"]
-    result = subprocess.run(command, capture_output=True, timeout=30, check=False)
+    result = run(command)
     assert result.returncode == 0, result.stderr
     assert [r["message"] for r in child_records(logs / "closed.log")] == ["one", "two"]
     assert any("stdout is closed" in r["message"] for r in wrapper_records(logs / "closed.log"))
 
 
-def test_stuck_passthrough_reader_never_blocks_the_child(tmp_path: Path) -> None:
+def _reader(tmp_path: Path, pause: float) -> list[str]:
+    """A passthrough reader: reads 64 KiB at a time with ``pause`` seconds between reads, then says how much it got."""
+    return script(tmp_path, "reader.py", f"""\
+        import os, sys, time
+        total = 0
+        while chunk := os.read(0, 65536):
+            total += len(chunk)
+            time.sleep({pause})
+        print(total)
+    """)
+
+
+@pytest.mark.parametrize("pause", [0, 0.01], ids=["fast-reader", "slow-reader"])
+def test_a_live_passthrough_reader_gets_every_byte_however_fast_the_child_writes(tmp_path: Path, pause: float) -> None:
+    """``logwrap -- cat 4MB | wc -c``: a burst bigger than every buffer on the way is slowed down, never cut."""
+    logs = tmp_path / "logs"
+    big = tmp_path / "big.txt"
+    lines = 40_000
+    big.write_bytes(b"".join(b"line %06d " % i + b"y" * 89 + b"\n" for i in range(lines)))  # 4 MB
+    wrap = shlex.join(wrap_cmd(logs, "--service", "burst", command=["cat", str(big)]))
+    result = run(["sh", "-c", f"{wrap} | {shlex.join(_reader(tmp_path, pause))}"], timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout) == big.stat().st_size
+    records = read_records(logs / "burst.log")
+    assert _numbers(records, "line") == list(range(lines))
+    assert not [r for r in records if r["level"] == "WARNING"]
+
+
+def test_a_reader_that_stalls_longer_than_the_passthrough_timeout_loses_counted_bytes_and_the_file_none(
+        tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    lines = 30_000  # 3 MB: more than the pipes and the 1 MiB passthrough buffer hold
+    prog = script(tmp_path, "flood.py", f"""\
+        import sys
+        for i in range({lines}):
+            sys.stdout.write(f"n {{i}} " + "x" * 90 + "\\n")
+    """)
+    stall = script(tmp_path, "stall.py", """\
+        import os, sys, time
+        time.sleep(3)  # takes nothing for 3 s, more than --passthrough-timeout 1
+        total = 0
+        while chunk := os.read(0, 65536):
+            total += len(chunk)
+        print(total)
+    """)
+    wrap = shlex.join(wrap_cmd(logs, "--service", "stall", "--passthrough-timeout", "1", command=prog))
+    result = run(["sh", "-c", f"{wrap} | {shlex.join(stall)}"], timeout=120)
+    assert result.returncode == 0, result.stderr
+    total = sum(len(f"n {i} ".encode()) + 91 for i in range(lines))
+    records = read_records(logs / "stall.log")
+    assert _numbers(records, "n") == list(range(lines))  # the file has every line
+    (warning,) = [r for r in wrapper_records(logs / "stall.log") if r["level"] == "WARNING"]
+    assert "fell behind" in warning["message"] and "--passthrough-timeout" in warning["message"]
+    assert 0 < warning["passthrough_dropped_bytes"] < total
+    assert int(result.stdout) + warning["passthrough_dropped_bytes"] == total  # every byte accounted for
+
+
+@pytest.mark.parametrize("lines", [20_000, 1_000], ids=["more-than-the-buffer", "less-than-the-buffer"])
+def test_stuck_passthrough_reader_never_blocks_the_child(tmp_path: Path, lines: int) -> None:
+    """Nobody reads our stdout: 2 MB is more than the pipes and the 1 MiB passthrough buffer hold; 100 kB is more than
+    the pipe holds, so some waits in the buffer when the child exits. Either way logwrap does not wait for good."""
     logs = tmp_path / "logs"
     read_end, write_end = os.pipe()  # nobody reads this until logwrap has exited
-    lines = 20_000  # about 2 MB: more than the pipe and the 1 MiB passthrough buffer hold
     prog = script(tmp_path, "flood.py", f"""\
         import sys
         for i in range({lines}):
@@ -123,8 +194,8 @@ def test_stuck_passthrough_reader_never_blocks_the_child(tmp_path: Path) -> None
         sys.stdout.flush()
     """)
     try:
-        result = run_wrap(logs, "--service", "stuck", "--drain-timeout", "0.3", command=prog, stdout=write_end,
-                          timeout=60)
+        result = run_wrap(logs, "--service", "stuck", "--drain-timeout", "0.3", "--passthrough-timeout", "0.5",
+                          command=prog, stdout=write_end, timeout=60)
         os.close(write_end)
         write_end = -1
         passed = b""
@@ -171,14 +242,14 @@ def test_disk_full_keeps_the_child_running_and_reports_the_loss_when_space_retur
     """)
     passthrough = tmp_path / "stdout.bin"
     with passthrough.open("wb") as out:
-        proc = start_wrap(logs, "--service", "full", "--buffer-bytes", "256k", command=prog, stdout=out,
-                          stderr=subprocess.PIPE)
-        wait_for(done.exists, timeout=60, what="the child to write everything while the disk is full")
-        assert proc.poll() is None
-        filler.unlink()  # space comes back: within a retry interval the file is written again
-        wait_for(lambda: file_has(logs / "full.log", b"lost_records"), what="the loss report")
-        go.touch()
-        assert proc.wait(timeout=30) == 0
+        with start_wrap(logs, "--service", "full", "--buffer-bytes", "256k", command=prog, stdout=out,
+                        stderr=subprocess.PIPE) as proc:
+            wait_for(done.exists, timeout=60, what="the child to write everything while the disk is full", proc=proc)
+            assert proc.poll() is None
+            filler.unlink()  # space comes back: within a retry interval the file is written again
+            wait_for(lambda: file_has(logs / "full.log", b"lost_records"), what="the loss report", proc=proc)
+            go.touch()
+            assert proc.wait(timeout=30) == 0
     expected = "".join(f"n {i} " + "y" * 90 + "\n" for i in range(lines)) + "after\n"
     assert passthrough.read_bytes() == expected.encode()  # passthrough complete
     records = read_records(logs / "full.log")  # every line is a whole, valid record: nothing torn

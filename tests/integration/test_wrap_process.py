@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from support.records import read_records
 from wrap_helpers import (
     PY,
     WRAP as WRAP_PREFIX,
@@ -17,6 +18,8 @@ from wrap_helpers import (
     file_has,
     pid_alive,
     pid_gone,
+    proc_state,
+    run,
     run_wrap,
     script,
     start_wrap,
@@ -45,34 +48,6 @@ def test_death_by_signal_is_128_plus_n(tmp_path: Path, sig: signal.Signals) -> N
     assert last["level"] == "ERROR"  # nobody asked for it
 
 
-HANDLER = """\
-    import os, signal, sys, time
-    got = []
-    for name in ("SIGTERM", "SIGINT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGQUIT", "SIGWINCH"):
-        signal.signal(getattr(signal, name), lambda n, f: got.append(signal.Signals(n).name))
-    print("ready", flush=True)
-    deadline = time.monotonic() + 30
-    while not got and time.monotonic() < deadline:
-        time.sleep(0.01)
-    print("got", got[0], flush=True)
-    sys.exit(7)
-"""
-
-
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2,
-                                 signal.SIGQUIT, signal.SIGWINCH])
-def test_signals_are_forwarded_to_the_child(tmp_path: Path, sig: signal.Signals) -> None:
-    logs = tmp_path / "logs"
-    proc = start_wrap(logs, "--service", "fwd", command=script(tmp_path, "handler.py", HANDLER),
-                      stdout=subprocess.PIPE)
-    wait_for(lambda: file_has(logs / "fwd.log", b'"ready"'), what="the child to start")
-    proc.send_signal(sig)
-    out, _ = proc.communicate(timeout=30)
-    assert proc.returncode == 7
-    assert out == f"ready\ngot {sig.name}\n".encode()
-    assert [r["message"] for r in child_records(logs / "fwd.log")] == ["ready", f"got {sig.name}"]
-
-
 def test_partial_line_is_flushed_when_the_child_dies_of_term(tmp_path: Path) -> None:
     logs = tmp_path / "logs"
     prog = script(tmp_path, "progress.py", """\
@@ -81,10 +56,11 @@ def test_partial_line_is_flushed_when_the_child_dies_of_term(tmp_path: Path) -> 
         sys.stdout.flush()
         time.sleep(60)
     """)
-    proc = start_wrap(logs, "--service", "term", command=prog, stdout=subprocess.PIPE)
-    wait_for(lambda: file_has(logs / "term.log", b"logwrap started"), what="startup record")
-    proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=30)
+    with start_wrap(logs, "--service", "term", command=prog, stdout=subprocess.PIPE) as proc:
+        wait_for(lambda: file_has(logs / "term.log", b"loading weights"), what="the unterminated line, idle-flushed",
+                 proc=proc)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 128 + signal.SIGTERM
     assert out == b"loading weights 42%"
     (record,) = child_records(logs / "term.log")
@@ -101,10 +77,10 @@ def test_kill_after_sends_sigkill_to_a_child_that_ignores_term(tmp_path: Path) -
         print("ready", flush=True)
         time.sleep(60)
     """)
-    proc = start_wrap(logs, "--service", "stubborn", "--kill-after", "0.3", command=prog)
-    wait_for(lambda: file_has(logs / "stubborn.log", b'"ready"'), what="the child to start")
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=30) == 128 + signal.SIGKILL
+    with start_wrap(logs, "--service", "stubborn", "--kill-after", "0.3", command=prog) as proc:
+        wait_for(lambda: file_has(logs / "stubborn.log", b'"ready"'), what="the child to start", proc=proc)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 128 + signal.SIGKILL
     messages = [r["message"] for r in wrapper_records(logs / "stubborn.log")]
     assert any("--kill-after" in m and "SIGKILL" in m for m in messages), messages
 
@@ -128,11 +104,12 @@ def test_signal_group_reaches_the_childs_whole_process_group(tmp_path: Path) -> 
         os.wait()
         time.sleep(60)
     """)
-    proc = start_wrap(logs, "--service", "group", "--signal-group", command=prog)
     log = logs / "group.log"
-    wait_for(lambda: file_has(log, b"grandchild ready") and file_has(log, b"parent ready"), what="both processes")
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=30) == 0
+    with start_wrap(logs, "--service", "group", "--signal-group", command=prog) as proc:
+        wait_for(lambda: file_has(log, b"grandchild ready") and file_has(log, b"parent ready"), what="both processes",
+                 proc=proc)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
     got = [r["message"] for r in child_records(logs / "group.log") if "got" in r["message"]]
     assert len(got) == 2 and all(m.endswith("got SIGTERM") for m in got)
 
@@ -160,16 +137,17 @@ def test_orphans_are_reaped_with_subreaper(tmp_path: Path) -> None:
         while not os.path.exists({str(go)!r}):
             time.sleep(0.01)
     """)
-    proc = start_wrap(logs, "--service", "reaper", "--subreaper", command=prog)
-    grandchild = int(wait_for(lambda: pid_file.exists() and pid_file.read_text(), what="the grandchild's pid"))
-    # The orphan was re-parented to logwrap (the subreaper) ...
-    with open(f"/proc/{grandchild}/stat") as f:
-        assert int(f.read().rsplit(")", 1)[1].split()[1]) == proc.pid
-    # ... and once it exits, logwrap reaps it: no zombie is left behind while logwrap and the child still run.
-    wait_for(lambda: pid_gone(grandchild), what="the orphan to be reaped")
-    assert proc.poll() is None
-    go.touch()
-    assert proc.wait(timeout=30) == 0
+    with start_wrap(logs, "--service", "reaper", "--subreaper", command=prog) as proc:
+        grandchild = int(wait_for(lambda: pid_file.exists() and pid_file.read_text(), what="the grandchild's pid",
+                                  proc=proc))
+        # The orphan was re-parented to logwrap (the subreaper) ...
+        with open(f"/proc/{grandchild}/stat") as f:
+            assert int(f.read().rsplit(")", 1)[1].split()[1]) == proc.pid
+        # ... and once it exits, logwrap reaps it: no zombie is left behind while logwrap and the child still run.
+        wait_for(lambda: pid_gone(grandchild), what="the orphan to be reaped", proc=proc)
+        assert proc.poll() is None
+        go.touch()
+        assert proc.wait(timeout=30) == 0
     assert wrapper_records(logs / "reaper.log")[-1]["orphans_reaped"] >= 1
 
 
@@ -213,15 +191,13 @@ def test_a_grandchild_holding_the_pipes_does_not_hang_logwrap(tmp_path: Path) ->
     pid_file = tmp_path / "sleeper.pid"
     command = ["sh", "-c", f"sleep 60 & echo $! > {pid_file}; echo 'child done'; printf 'unterminated'"]
     started = time.monotonic()
-    proc = start_wrap(logs, "--service", "drain", "--drain-timeout", "0.5", command=command, stdout=subprocess.PIPE)
-    try:
+    with start_wrap(logs, "--service", "drain", "--drain-timeout", "0.5", command=command,
+                    stdout=subprocess.PIPE) as proc:
         out, _ = proc.communicate(timeout=30)
         elapsed = time.monotonic() - started
         sleeper = int(pid_file.read_text())
         assert pid_alive(sleeper)  # it still holds the pipes: logwrap stopped waiting anyway
-    finally:
-        if pid_file.exists():
-            os.kill(int(pid_file.read_text()), signal.SIGKILL)
+        os.kill(sleeper, signal.SIGKILL)  # not our descendant any more (re-parented): stop_tree cannot find it
     assert proc.returncode == 0
     assert elapsed < 20  # the sleeper holds the pipes for 60 s
     assert out == b"child done\nunterminated"
@@ -271,9 +247,38 @@ def test_as_pid_1_orphans_are_reaped_without_subreaper(tmp_path: Path) -> None:
     """)
     command = ["unshare", "--fork", "--pid", "--mount-proc", *WRAP_PREFIX, "--log-dir", str(logs), "--service", "pid1",
                "--", *prog]
-    result = subprocess.run(command, capture_output=True, timeout=60, check=False)
+    result = run(command)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == b"no orphan left, no zombie", result.stdout
     records = wrapper_records(logs / "pid1.log")
     assert records[0]["pid"] == 1 and "PID 1" in records[0]["reaper"]
     assert records[-1]["orphans_reaped"] == 1
+
+
+def test_the_start_record_is_on_disk_before_the_child_runs(tmp_path: Path) -> None:
+    """The audit judges a service by its file: ``logwrap -- sleep 30`` shows in it at once, not at the first output."""
+    logs = tmp_path / "logs"
+    log = logs / "early.log"
+    # The child looks at the file first thing: the start record is already there.
+    prog = script(tmp_path, "early.py", f"""\
+        import time
+        print("start record there when the child began:", b"logwrap started" in open({str(log)!r}, "rb").read())
+        time.sleep(30)
+    """)
+    with start_wrap(logs, "--service", "early", command=prog) as proc:
+        wait_for(lambda: file_has(log, b"when the child began"), what="the child's line", proc=proc)
+        records = read_records(log)
+    assert records[0]["message"].startswith("logwrap started") and records[0]["pid"] == proc.pid
+    assert [r["message"] for r in records if r.get("logger") != "logwrap"] == [
+        "start record there when the child began: True"]
+
+
+def test_a_silent_child_is_in_the_file_at_once_with_its_pid(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    log = logs / "quiet.log"
+    with start_wrap(logs, "--service", "quiet", command=["sleep", "30"]) as proc:
+        wait_for(lambda: file_has(log, b'"child_pid"'), timeout=10, what="the start records of a child that prints "
+                 "nothing", proc=proc)
+        records = read_records(log)
+        assert records[0]["message"].startswith("logwrap started")
+        assert proc_state(records[-1]["child_pid"]) in ("S", "R")

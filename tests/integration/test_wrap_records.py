@@ -6,13 +6,12 @@ import base64
 import os
 import re
 import select
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from support.records import read_lines, read_records
-from wrap_helpers import PY, WRAP, child_records, reassemble, run_wrap, script, start_wrap, wrapper_records
+from wrap_helpers import PY, WRAP, child_records, reassemble, run, run_wrap, script, start_wrap, wrapper_records
 
 
 def test_lines_become_records_and_pass_through_byte_for_byte(tmp_path: Path) -> None:
@@ -101,9 +100,36 @@ def test_cr_and_ansi_are_stripped_in_records_but_not_in_passthrough(tmp_path: Pa
     prog = script(tmp_path, "ansi.py", f"import sys; sys.stdout.buffer.write({payload!r})")
     result = run_wrap(logs, "--service", "ansi", command=prog)
     assert result.stdout == payload
-    messages = [r["message"] for r in child_records(logs / "ansi.log")]
+    records = child_records(logs / "ansi.log")
+    messages = [r["message"] for r in records]
     assert messages == ["INFO:     Application startup complete.", "bold red plain", "Loading 100%"]
     assert all("\x1b" not in m and "\r" not in m for m in messages)
+    # The original bytes of each cleaned line are kept: the file can give back exactly what the child wrote.
+    assert b"".join(base64.b64decode(r["raw_b64"]) + b"\n" for r in records) == payload
+
+
+def test_a_traceback_interrupted_by_another_processs_line_keeps_error_after_it(tmp_path: Path) -> None:
+    """Two processes on one stderr, as vLLM's API server and engine: the second one logs in the middle of the first
+    one's traceback."""
+    logs = tmp_path / "logs"
+    foreign = "(EngineCore_DP0 pid=8) INFO 11-26 08:16:47 [core.py:1] engine says hi"
+    other = script(tmp_path, "engine.py", f"import os; os.write(2, {(foreign + chr(10)).encode()!r})")
+    prog = script(tmp_path, "workers.py", f"""\
+        import os, subprocess
+        os.write(2, b'Traceback (most recent call last):\\n  File "/app/x.py", line 3, in <module>\\n')
+        subprocess.run({other!r}, check=True)  # the other process writes while the traceback is half-way
+        os.write(2, b"    main()\\nValueError: bad\\n")
+        os.write(2, b"INFO:     after\\n")
+    """)
+    result = run_wrap(logs, "--service", "workers", command=prog)
+    assert result.returncode == 0, result.stderr
+    got = [(r["level"], r["message"]) for r in child_records(logs / "workers.log")]
+    assert got == [
+        ("ERROR", 'Traceback (most recent call last):\n  File "/app/x.py", line 3, in <module>\n'),
+        ("INFO", foreign),
+        ("ERROR", "    main()\nValueError: bad"),
+        ("INFO", "INFO:     after"),
+    ]
 
 
 def test_python_traceback_is_one_error_record(tmp_path: Path) -> None:
@@ -146,13 +172,13 @@ def test_text_format(tmp_path: Path) -> None:
 def test_format_and_directory_from_environment(tmp_path: Path) -> None:
     logs = tmp_path / "env-logs"
     env = {**os.environ, "MLOPS_LOG_DIR": str(logs), "MLOPS_LOG_FORMAT": "text", "MLOPS_SERVICE": "fromenv"}
-    result = subprocess.run([*WRAP, "--", "echo", "hi"], env=env, capture_output=True, timeout=30, check=False)
+    result = run([*WRAP, "--", "echo", "hi"], env=env)
     assert result.returncode == 0, result.stderr
     assert b" INFO [stdout] hi\n" in (logs / "fromenv.log").read_bytes()
 
 
 def test_service_defaults_to_the_command_base_name_under_the_log_root(tmp_path: Path, log_root: Path) -> None:
-    result = subprocess.run([*WRAP, "--", "/bin/echo", "hi"], capture_output=True, timeout=30, check=False)
+    result = run([*WRAP, "--", "/bin/echo", "hi"])
     assert result.returncode == 0, result.stderr
     assert [r["message"] for r in child_records(log_root / "echo" / "echo.log")] == ["hi"]
 
@@ -184,6 +210,9 @@ def test_the_startup_record_says_whether_the_c_framer_runs_and_both_write_the_sa
     assert result.returncode == 0
     records = read_records(logs / "sp.log")
     assert records[0]["speedups"] is (speedups == "1")
+    # The exit record says which path framed the chunks: the C one really ran (or the Python one, when turned off).
+    paths = records[-1]["framer_chunks"]
+    assert paths["exact"] == 0 and (paths["native"], paths["python"]) == ((1, 0) if speedups == "1" else (0, 1))
     assert [(r["level"], r["message"]) for r in child_records(logs / "sp.log")] == [
         ("INFO", "INFO: a"), ("INFO", "  indented"), ("WARNING", 'WARNING: b "q"'), ("INFO", "plain")]
 
@@ -250,6 +279,8 @@ def test_size_rotation_keeps_records_whole(tmp_path: Path) -> None:
         (["--frobnicate", "--", "echo"], 2, b"unknown option '--frobnicate'"),
         (["--format", "xml", "--", "echo"], 2, b"'xml' is not known"),
         (["--service", "../etc", "--", "echo"], 2, b"invalid service name"),
+        (["--service", "", "--", "echo"], 2, b"--service needs a non-empty name"),
+        (["--service=", "--", "echo"], 2, b"--service needs a non-empty name"),
         (["--kill-after", "soon", "--", "echo"], 2, b"not a number of seconds"),
         (["--", "definitely-not-a-command-xyz"], 127, b"command not found"),
         (["--", "/"], 126, b"cannot execute"),
@@ -258,8 +289,7 @@ def test_size_rotation_keeps_records_whole(tmp_path: Path) -> None:
 def test_bad_usage_gives_one_clear_line_and_the_conventional_status(
     tmp_path: Path, args: list[str], status: int, needle: bytes
 ) -> None:
-    result = subprocess.run([*WRAP, "--log-dir", str(tmp_path / "logs"), *args], capture_output=True, timeout=30,
-                            check=False)
+    result = run([*WRAP, "--log-dir", str(tmp_path / "logs"), *args])
     assert result.returncode == status
     assert result.stdout == b""
     assert result.stderr.count(b"\n") == 1 and result.stderr.startswith(b"logwrap: "), result.stderr
@@ -274,19 +304,41 @@ def test_not_executable_file_is_126_and_logged(tmp_path: Path) -> None:
     result = run_wrap(logs, "--service", "noexec", command=[str(prog)])
     assert result.returncode == 126
     assert result.stderr.count(b"\n") == 1 and b"cannot execute" in result.stderr
-    (record,) = read_records(logs / "noexec.log")
+    started, record = read_records(logs / "noexec.log")  # the start record is written before the spawn
+    assert started["message"].startswith("logwrap started")
     assert record["level"] == "ERROR" and record["exit_code"] == 126
+
+
+@pytest.mark.parametrize("value", ["2", "fast", "enabled", "-1"])
+def test_mlops_log_speedups_takes_only_a_boolean(tmp_path: Path, value: str) -> None:
+    marker = tmp_path / "ran"
+    env = {**os.environ, "MLOPS_LOG_SPEEDUPS": value}
+    result = run([*WRAP, "--log-dir", str(tmp_path / "logs"), "--", "touch", str(marker)], env=env)
+    assert result.returncode == 2 and not marker.exists()
+    assert result.stderr.count(b"\n") == 1 and result.stderr.startswith(b"logwrap: ")
+    assert b"MLOPS_LOG_SPEEDUPS" in result.stderr and repr(value).encode() in result.stderr
+    # A library user importing the framer is never crashed by the variable: it just keeps the default.
+    imported = run([PY, "-c", "from mlops_logging import lines; print(lines.speedups_enabled())"], env=env)
+    assert imported.returncode == 0 and imported.stdout == b"True\n"
+
+
+@pytest.mark.parametrize(("value", "enabled"), [("1", True), ("TRUE", True), ("yes", True), ("On", True), ("", True),
+                                                ("0", False), ("false", False), ("NO", False), ("off", False)])
+def test_mlops_log_speedups_accepts_the_usual_boolean_spellings(tmp_path: Path, value: str, enabled: bool) -> None:
+    logs = tmp_path / "logs"
+    result = run_wrap(logs, "--service", "sp", command=["echo", "hi"], env={**os.environ, "MLOPS_LOG_SPEEDUPS": value})
+    assert result.returncode == 0, result.stderr
+    assert wrapper_records(logs / "sp.log")[0]["speedups"] is enabled
 
 
 def test_invalid_setting_in_environment_is_a_usage_error(tmp_path: Path) -> None:
     env = {**os.environ, "MLOPS_LOG_FORMAT": "yaml"}
-    result = subprocess.run([*WRAP, "--log-dir", str(tmp_path), "--", "echo"], env=env, capture_output=True,
-                            timeout=30, check=False)
+    result = run([*WRAP, "--log-dir", str(tmp_path), "--", "echo"], env=env)
     assert result.returncode == 2 and b"MLOPS_LOG_FORMAT" in result.stderr
 
 
 def test_help(tmp_path: Path) -> None:
-    result = subprocess.run([*WRAP, "--help"], capture_output=True, timeout=30, check=False)
+    result = run([*WRAP, "--help"])
     assert result.returncode == 0 and b"usage: logwrap [options] -- CMD [ARGS...]" in result.stdout
 
 
@@ -299,8 +351,9 @@ def test_passthrough_to_a_terminal_leaves_the_shared_terminal_blocking(tmp_path:
     controller, terminal = pty.openpty()
     check = "import fcntl, os; print('stdin nonblocking:', bool(fcntl.fcntl(0, fcntl.F_GETFL) & os.O_NONBLOCK))"
     try:
-        result = run_wrap(logs, "--service", "tty", command=[PY, "-c", check], stdin=terminal, stdout=terminal,
-                          stderr=terminal)
+        # --no-tty: the child shares our terminal (with one of its own it would not see ours at all).
+        result = run_wrap(logs, "--service", "tty", "--no-tty", command=[PY, "-c", check], stdin=terminal,
+                          stdout=terminal, stderr=terminal)
         seen = b""
         while b"\n" not in seen and select.select([controller], [], [], 10)[0]:
             seen += os.read(controller, 1024)
@@ -321,13 +374,13 @@ def test_passthrough_to_a_socket(tmp_path: Path) -> None:
     payload = b"".join(f"line {i}\n".encode() for i in range(2000))
     prog = script(tmp_path, "sock.py", f"import sys; sys.stdout.buffer.write({payload!r})")
     try:
-        proc = start_wrap(logs, "--service", "sock", command=prog, stdout=theirs.fileno())
-        theirs.close()
-        received = b""
-        ours.settimeout(30)
-        while chunk := ours.recv(1 << 16):
-            received += chunk
-        assert proc.wait(timeout=30) == 0
+        with start_wrap(logs, "--service", "sock", command=prog, stdout=theirs.fileno()) as proc:
+            theirs.close()
+            received = b""
+            ours.settimeout(30)
+            while chunk := ours.recv(1 << 16):
+                received += chunk
+            assert proc.wait(timeout=30) == 0
     finally:
         ours.close()
     assert received == payload

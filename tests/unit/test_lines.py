@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -69,8 +70,8 @@ def test_text_format_is_timestamp_level_stream_line() -> None:
 
 
 def test_text_format_escapes_control_characters_so_one_record_is_one_line() -> None:
-    assert texts(b"a\tb\\c\x00d\x7fe\xe2\x80\xa8f\n") == [
-        "2026-11-26T08:00:00.250Z INFO [stdout] a\\tb\\\\c\\x00d\\x7fe\\u2028f"
+    assert texts(b"a\tb\\c\x00d\x7fe\xe2\x80\xa8f\xe2\x80\xa9g\xc2\x85h\x0bi\x1cj\n") == [
+        "2026-11-26T08:00:00.250Z INFO [stdout] a\\tb\\\\c\\x00d\\x7fe\\u2028f\\u2029g\\u0085h\\x0bi\\x1cj"
     ]
 
 
@@ -140,7 +141,31 @@ def test_cr_and_ansi_are_stripped() -> None:
         "crlf line",
     ]
     assert got[0]["level"] == "INFO"
-    assert [line.split(" ", 3)[3] for line in texts(data)] == [r["message"] for r in got]
+    assert [line.split(" ", 3)[3].split("\traw_b64=")[0] for line in texts(data)] == [r["message"] for r in got]
+
+
+@pytest.mark.parametrize("line", [b"\x1b[32mINFO\x1b[0m:     coloured", b"crlf ending\r", b"\rLoading: 0%\rLoading: 100%",
+                                  b"\x1b]0;title\x07after title", b"bad \xff \x1b[1m", b"\r"])
+def test_a_line_the_cleaning_changed_keeps_its_original_bytes_in_raw_b64(line: bytes) -> None:
+    (record,) = records(line + b"\n")
+    assert base64.b64decode(record["raw_b64"]) == line
+    assert "\x1b" not in record["message"] and "\r" not in record["message"]
+    (text,) = texts(line + b"\n")
+    assert text.endswith("\traw_b64=" + base64.b64encode(line).decode())
+
+
+def test_a_line_the_cleaning_left_alone_has_no_raw_b64() -> None:
+    assert [list(r) for r in records(b"plain\ttab\n\n")] == [["timestamp", "level", "message", "service", "stream"]] * 2
+    assert all("raw_b64=" not in line for line in texts(b"plain\ttab\n\n"))
+
+
+def test_text_records_mark_pieces_partial_in_a_tab_separated_field_no_line_can_forge() -> None:
+    assert texts(b"abcdefghij", max_line_bytes=6) == [
+        "2026-11-26T08:00:00.250Z INFO [stdout] abcdef\tpartial=true",
+        "2026-11-26T08:00:00.250Z INFO [stdout] ghij\tpartial=true",
+    ]
+    # A line that looks like it ends with those fields is just text: its TAB is escaped, a field's is not.
+    assert texts(b"x\tpartial=true\n") == ["2026-11-26T08:00:00.250Z INFO [stdout] x\\tpartial=true"]
 
 
 def test_clean_line_rules() -> None:
@@ -168,8 +193,8 @@ def test_valid_utf8_has_no_raw_b64() -> None:
     assert record["message"] == "héllo € 日本"
 
 
-def test_invalid_utf8_in_text_mode_is_written_as_hex_escapes() -> None:
-    assert texts(b"a\xffb\\\n") == ["2026-11-26T08:00:00.250Z INFO [stdout] a\\xffb\\\\"]
+def test_invalid_utf8_in_text_mode_is_written_as_hex_escapes_and_kept_in_raw_b64() -> None:
+    assert texts(b"a\xffb\\\n") == ["2026-11-26T08:00:00.250Z INFO [stdout] a\\xffb\\\\\traw_b64=Yf9iXA=="]
 
 
 # --- long and unterminated lines -------------------------------------------------------------------------------------
@@ -181,7 +206,8 @@ def test_lines_of_max_minus_one_max_and_max_plus_one_bytes(fmt: str) -> None:
     lines = [b"a" * (m - 1), b"b" * m, b"c" * (m + 1)]
     data = b"".join(line + b"\n" for line in lines)
     if fmt == "text":
-        assert [t.split(" ", 3)[3] for t in texts(data, max_line_bytes=m)] == ["a" * 63, "b" * 64, "c" * 64, "c"]
+        assert [t.split(" ", 3)[3] for t in texts(data, max_line_bytes=m)] == [
+            "a" * 63, "b" * 64, "c" * 64 + "\tpartial=true", "c"]
         return
     got = records(data, max_line_bytes=m)
     assert [(r["message"], r.get("partial", False)) for r in got] == [
@@ -324,24 +350,62 @@ def test_a_traceback_cut_by_an_idle_gap_is_partial_and_goes_on() -> None:
     f.feed(tail, 2.0)
     second = json.loads(f.close(3.0))
     assert second["level"] == "ERROR"
-    assert first["message"] + "\n" + second["message"] == TRACEBACK.decode()[:-1]
+    # The part emitted early ends with its last line's newline: the parts concatenate to the whole traceback.
+    assert first["message"].endswith("\n")
+    assert first["message"] + second["message"] == TRACEBACK.decode()[:-1]
 
 
 def test_traceback_group_is_bounded() -> None:
     body = b"".join(b'  File "/x.py", line %d, in f\n' % i for i in range(600))
     got = records(b"Traceback (most recent call last):\n" + body + b"RecursionError: too deep\n")
     assert all(r["level"] == "ERROR" for r in got)
-    assert [r["message"].count("\n") + 1 for r in got] == [256, 256, 90]
+    assert [r["message"].count("\n") for r in got] == [256, 256, 89]  # the first two end with a newline
     assert [r.get("partial", False) for r in got] == [True, True, False]
 
 
-def test_traceback_interrupted_by_another_process_line_ends_the_group() -> None:
-    data = b"Traceback (most recent call last):\n  File x\n(APIServer pid=1) INFO 11-26 08:16:47 [a.py:1] hi\n"
-    got = records(data)
-    assert [(r["level"], r["message"]) for r in got] == [
-        ("ERROR", "Traceback (most recent call last):\n  File x"),
-        ("INFO", "(APIServer pid=1) INFO 11-26 08:16:47 [a.py:1] hi"),
+FOREIGN = b"(EngineCore_DP0 pid=8) WARNING 11-26 08:16:47 [core.py:1] engine says hi"
+INTERRUPTED = (b"Traceback (most recent call last):\n"
+               b'  File "/app/x.py", line 3, in <module>\n'
+               + FOREIGN + b"\n"
+               b"    main()\n"
+               b"ValueError: bad\n"
+               b"INFO:     after\n")
+# The three paths of the framer: the C fast path, the pure-Python fast path, the exact line-by-line path.
+PATHS = pytest.mark.parametrize("path", [{}, {"native": False}, {"fast": False}], ids=["c", "python", "exact"])
+
+
+@PATHS
+def test_a_traceback_interrupted_by_another_process_line_goes_on_after_it_at_error(path: dict[str, bool]) -> None:
+    """One stream, two processes (vLLM's API server and engine): the other process's line is its own record, and the
+    rest of the traceback, its exception line included, stays ERROR in a record that continues the first part."""
+    got = records(INTERRUPTED, **path)
+    assert [(r["level"], r["message"], r.get("partial", False)) for r in got] == [
+        ("ERROR", 'Traceback (most recent call last):\n  File "/app/x.py", line 3, in <module>\n', True),
+        ("WARNING", FOREIGN.decode(), False),
+        ("ERROR", "    main()\nValueError: bad", False),
+        ("INFO", "INFO:     after", False),
     ]
+
+
+@PATHS
+def test_a_traceback_interrupted_by_another_process_line_keeps_error_on_every_line_in_text_mode(
+        path: dict[str, bool]) -> None:
+    assert [line.split(" ", 2)[1] for line in texts(INTERRUPTED, **path)] == [
+        "ERROR", "ERROR", "WARNING", "ERROR", "ERROR", "INFO"]
+
+
+def test_a_traceback_stays_open_across_at_most_16_lines_of_other_processes_in_a_row() -> None:
+    other = b"INFO:     other\n"
+    got = records(b"Traceback (most recent call last):\n" + other * 17 + b"  File x\n")
+    assert [r["level"] for r in got] == ["ERROR"] + ["INFO"] * 17 + ["INFO"]  # over: "  File x" continues INFO
+    got = records(b"Traceback (most recent call last):\n" + other * 16 + b"  File x\n")
+    assert [r["level"] for r in got] == ["ERROR"] + ["INFO"] * 16 + ["ERROR"]
+
+
+def test_a_line_without_a_marker_still_ends_an_unfinished_traceback() -> None:
+    got = records(b"Traceback (most recent call last):\n  File x\nplain print\n  indented\n")
+    assert [(r["level"], r["message"]) for r in got] == [
+        ("ERROR", "Traceback (most recent call last):\n  File x"), ("INFO", "plain print"), ("INFO", "  indented")]
 
 
 def test_traceback_with_invalid_utf8_keeps_the_raw_bytes() -> None:
@@ -366,6 +430,13 @@ def test_a_vllm_multi_line_message_is_one_record_at_its_level() -> None:
     assert not any("partial" in r or "\r" in r["message"] for r in got)
 
 
+def test_the_raw_bytes_of_a_vllm_multi_line_record_are_all_its_lines_headers_and_crs_included() -> None:
+    got = records(VLLM_MULTILINE)
+    lines = VLLM_MULTILINE.split(b"\n")
+    assert base64.b64decode(got[1]["raw_b64"]) == b"\n".join(lines[1:15])
+    assert base64.b64decode(got[2]["raw_b64"]) == b"\n".join(lines[15:17])
+
+
 def test_a_vllm_multi_line_message_is_one_record_per_line_in_text_mode() -> None:
     lines = texts(VLLM_MULTILINE)
     assert len(lines) == VLLM_MULTILINE.count(b"\n")
@@ -386,8 +457,10 @@ def test_a_vllm_multi_line_message_ends_at_a_line_with_another_header() -> None:
 @pytest.mark.parametrize("next_line", [b"", b"Traceback (most recent call last):"])
 def test_an_empty_line_or_a_traceback_without_the_header_ends_a_vllm_multi_line_message(next_line: bytes) -> None:
     got = records(H + b"failed.\r\n" + next_line + b"\nINFO:     after\n")
-    assert [(r["level"], r["message"]) for r in got] == [
-        ("ERROR", H.decode() + "failed."), ("ERROR", next_line.decode()), ("INFO", "INFO:     after")]
+    # (The traceback that starts after it is unfinished when another line with a marker comes: it may go on later.)
+    assert [(r["level"], r["message"], r.get("partial", False)) for r in got] == [
+        ("ERROR", H.decode() + "failed.", False), ("ERROR", next_line.decode() + "\n" * bool(next_line), bool(next_line)),
+        ("INFO", "INFO:     after", False)]
 
 
 def test_a_vllm_multi_line_message_cut_by_an_idle_gap_is_partial_and_goes_on() -> None:
@@ -395,8 +468,10 @@ def test_a_vllm_multi_line_message_cut_by_an_idle_gap_is_partial_and_goes_on() -
     assert f.feed(H + b"failed.\r\n" + H + b"Traceback (most recent call last):\r\n", 1.0) == b""
     first = json.loads(f.flush_idle(1.5))
     assert (first["level"], first["partial"]) == ("ERROR", True)
+    assert first["message"] == H.decode() + "failed.\nTraceback (most recent call last):\n"
     second = json.loads(f.feed(H + b"  File x\r\n" + H + b"ValueError: x\n", 2.0))
     assert second["message"] == "  File x\nValueError: x" and "partial" not in second
+    assert base64.b64decode(second["raw_b64"]) == H + b"  File x\r\n" + H + b"ValueError: x"
 
 
 def test_crlf_lines_without_a_vllm_header_stay_one_record_each() -> None:
@@ -431,7 +506,7 @@ FRAGMENTS = [
     b"2026/11/26 08:19:10 DEBUG m: ", b"Traceback (most recent call last):",
     b"  File \"x.py\", line 1", b"ValueError: v",
     b"During handling of the above exception, another exception occurred:", b"/a/b.py:3: UserWarning: ",
-    b"INFO", b"E" * 40,
+    b"INFO", b"E" * 40, b"\xc2\x85", b"\xe2\x80\xa8", b"\xe2\x80\xa9", b"\x0b", b"\x0c", b"\x1c",
 ]
 streams = st.lists(st.one_of(st.sampled_from(FRAGMENTS), st.binary(max_size=12)), max_size=60).map(b"".join)
 # Fragments of well-formed server output (what the chunk-at-a-time fast path takes).
@@ -483,7 +558,20 @@ def test_every_output_line_is_a_valid_record(data: bytes, cuts: list[int], max_l
     for line in out.split(b"\n")[:-1]:
         assert_valid(json.loads(line))
     text = run(chunked(data, cuts), fmt="text", max_line_bytes=max_line_bytes)
-    assert text.count(b"\n") == len(text.splitlines())  # no stray line breaks inside a text record
+    assert text.count(b"\n") == len(text.decode().splitlines())  # no stray line breaks inside a text record
+
+
+@NATIVE
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.one_of(streams, st.binary(max_size=200), st.text(max_size=80).map(lambda t: (t + "\n").encode())),
+       cuts=st.lists(st.integers(min_value=0, max_value=10_000), max_size=12))
+def test_every_text_record_is_one_line_for_str_splitlines_on_every_path(native: bool, data: bytes,
+                                                                        cuts: list[int]) -> None:
+    out = run(chunked(data, cuts), fmt="text", native=native)
+    assert out == run(data, fmt="text", fast=False)  # C or Python fast path == exact path
+    assert out == b"" or out.endswith(b"\n")
+    lines = out.decode("utf-8").splitlines()  # str.splitlines: also U+2028, U+2029, NEL, VT, FF, FS, GS, RS
+    assert len(lines) == out.count(b"\n")
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
@@ -561,3 +649,72 @@ def test_realistic_mixes_in_any_chunking_give_the_exact_path_output(native: bool
     reference = run(data, fmt=fmt, max_line_bytes=max_line_bytes, fast=False)
     assert run(chunked(data, cuts), fmt=fmt, max_line_bytes=max_line_bytes, native=native) == reference
     assert run(data, fmt=fmt, max_line_bytes=max_line_bytes, native=native) == reference
+
+
+# --- every record stream is lossless -----------------------------------------------------------------------------------
+
+_UNESCAPE = re.compile(r"\\(?:([nrt\\])|x([0-9a-f]{2})|u([0-9a-f]{4}))")
+_NAMED = {"n": "\n", "r": "\r", "t": "\t", "\\": "\\"}
+
+
+def _unescape_char(match: re.Match[str]) -> str:
+    if match.group(1):
+        return _NAMED[match.group(1)]
+    if match.group(2):
+        code = int(match.group(2), 16)
+        return chr(code) if code < 0x80 else chr(0xDC00 + code)  # \xNN of 0x80 and up: an undecodable byte
+    return chr(int(match.group(3), 16))
+
+
+def rebuild_json(out: bytes) -> bytes:
+    """The stream's bytes from its JSON records: raw_b64 or message; a record not marked partial ends a line."""
+    data = b""
+    for line in out.split(b"\n")[:-1]:
+        record = json.loads(line)
+        body = base64.b64decode(record["raw_b64"]) if "raw_b64" in record else record["message"].encode()
+        data += body + (b"" if record.get("partial") else b"\n")
+    return data
+
+
+def rebuild_text(out: bytes) -> bytes:
+    """The same from text records: ``<ts> <LEVEL> [<stream>] <escaped line>[<TAB>raw_b64=B64][<TAB>partial=true]``."""
+    data = b""
+    for line in out.decode().split("\n")[:-1]:
+        _ts, _level, _stream, rest = line.split(" ", 3)
+        text, *fields = rest.split("\t")
+        partial = "partial=true" in fields
+        raw = next((re.fullmatch(r"raw_b64=([A-Za-z0-9+/]*={0,2})", f) for f in fields if f.startswith("raw_b64=")),
+                   None)
+        if raw:
+            body = base64.b64decode(raw.group(1))
+        else:
+            body = _UNESCAPE.sub(_unescape_char, text).encode("utf-8", "surrogateescape")
+        data += body + (b"" if partial else b"\n")
+    return data
+
+
+def run_with_gaps(chunks: list[bytes], gaps: list[bool], **kwargs: Any) -> bytes:
+    """Feed the chunks; after those with a gap, let the idle flush run (unterminated lines, open groups)."""
+    f = framer(**kwargs)
+    out = b""
+    now = 1.0
+    for chunk, gap in zip(chunks, gaps + [False] * len(chunks)):
+        out += f.feed(chunk, now)
+        if gap:
+            now += 1.0
+            out += f.flush_idle(now)
+        now += 0.01
+    return out + f.close(now)
+
+
+@NATIVE
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.one_of(streams, server_streams,
+                      st.lists(st.sampled_from(REALISTIC_LINES), min_size=1, max_size=40).map(b"\n".join),
+                      st.just(VLLM_MULTILINE), st.just(INTERRUPTED)),
+       cuts=st.lists(st.integers(min_value=0, max_value=20_000), max_size=12), gaps=st.lists(st.booleans()),
+       fmt=st.sampled_from(["json", "text"]), max_line_bytes=st.sampled_from([5, 16, 64, 65536]))
+def test_the_streams_bytes_can_be_rebuilt_from_its_records(native: bool, data: bytes, cuts: list[int],
+                                                            gaps: list[bool], fmt: str, max_line_bytes: int) -> None:
+    out = run_with_gaps(chunked(data, cuts), gaps, fmt=fmt, max_line_bytes=max_line_bytes, native=native)
+    assert (rebuild_json if fmt == "json" else rebuild_text)(out) == data

@@ -110,3 +110,37 @@ def test_unserialisable_values_are_rendered_as_text_not_raised() -> None:
     parsed = json.loads(render_json(record))
     assert parsed["obj"] == "odd" and parsed["big"] == str(2**70)
     assert_valid(parsed)
+
+
+# --- the text escaper: one for the whole package ----------------------------------------------------------------------
+
+#: Every character str.splitlines() ends a line at.
+LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+
+
+@pytest.mark.parametrize("char", list(LINE_BREAKS))
+def test_a_text_record_is_one_line_whatever_line_separator_its_message_key_or_value_holds(char: str) -> None:
+    record = {"timestamp": "t", "level": "INFO", "logger": f"a{char}b", "message": f"x{char}y", f"k{char}": f"v{char}",
+              "nested": {"n": f"w{char}"}}
+    line = render_text(record).decode()
+    assert line.endswith("\n") and len(line.splitlines()) == 1, repr(line)
+    assert char not in line[:-1]
+
+
+def test_text_escapes_are_the_same_for_in_process_records_and_logwrap_lines() -> None:
+    from mlops_logging.lines import StreamFramer
+
+    message = "tab\tback\\slash nul\x00 del\x7f nel\x85 ls\u2028 ps\u2029 vt\x0b"
+    in_process = render_text({"timestamp": "t", "level": "INFO", "logger": "l", "message": message}).decode()
+    framer = StreamFramer(service="s", stream="stdout", fmt="text", clock=lambda: 0.0)
+    wrapped = (framer.feed(message.encode() + b"\n", 0.0) + framer.close(0.0)).decode()
+    escaped = "tab\\tback\\\\slash nul\\x00 del\\x7f nel\\u0085 ls\\u2028 ps\\u2029 vt\\x0b"
+    assert in_process == f"t INFO l: {escaped}\n"
+    assert wrapped.endswith(f" INFO [stdout] {escaped}\n")
+
+
+@given(st.text(), st.text(), st.text(), st.text())
+def test_any_text_renders_as_exactly_one_line(message: str, logger: str, key: str, value: str) -> None:
+    line = render_text({"timestamp": "t", "level": "INFO", "logger": logger, "message": message, key or "k": value,
+                        "extra": [value]}).decode()
+    assert len(line.splitlines()) == 1 and line.endswith("\n"), repr(line)

@@ -132,7 +132,7 @@ def framed(data: bytes, fmt: str, **kwargs: object) -> bytes:
 @pytest.mark.parametrize("fmt", ["json", "text"])
 def test_every_control_character_quote_backslash_and_separator_is_escaped_as_the_exact_path_does(fmt: str) -> None:
     controls = bytes(c for c in range(32) if c not in (0x0A, 0x0D, 0x1B))
-    data = b"INFO: " + controls + b' "quoted" back\\slash \xe2\x80\xa8 \xe2\x80\xa9 caf\xc3\xa9 \xf0\x9f\x98\x80\n'
+    data = b"INFO: " + controls + b' "quoted" back\\slash \xe2\x80\xa8 \xe2\x80\xa9 \xc2\x85 caf\xc3\xa9 \xf0\x9f\x98\x80\n'
     heads = tuple(b"<%d>" % i for i in range(5))
     assert speedups.render_lines(data, fmt == "json", heads, b"|\n", 1, 65536) is not None  # the C path took it
     assert framed(data, fmt) == framed(data, fmt, fast=False)
@@ -143,6 +143,7 @@ BAIL_OUT = {
     "DEL": b"INFO: a\x7fb\n",
     "lone CR": b"Loading 0%\rLoading 100%\n",
     "CR CR LF": b"x\r\r\n",
+    "CRLF": b"x\r\n",
     "invalid UTF-8": b"bad \xff byte\n",
     "surrogate in UTF-8": b"\xed\xa0\x80\n",
     "overlong UTF-8": b"\xc0\xaf\n",
@@ -164,9 +165,9 @@ def test_chunks_the_exact_path_must_see_are_handed_back(name: str) -> None:
 
 
 @needs_c
-def test_crlf_endings_are_stripped_and_levels_inherited_across_indented_lines() -> None:
+def test_levels_are_inherited_across_indented_and_empty_lines() -> None:
     heads = tuple(b"<" + level.encode() + b">" for level in LEVELS)
-    body = b"WARNING: w\r\n  more\n\nINFO: i\n\tx\n"
+    body = b"WARNING: w\n  more\n\nINFO: i\n\tx\n"
     assert speedups.render_lines(body, False, heads, b"\n", 3, 65536) == (
         b"<WARNING>WARNING: w\n<WARNING>  more\n<WARNING>\n<INFO>INFO: i\n<INFO>\\tx\n", 5, 1)
     assert speedups.render_lines(b"  first line indented\n", False, heads, b"\n", 3, 65536) == (
@@ -178,3 +179,33 @@ def test_crlf_endings_are_stripped_and_levels_inherited_across_indented_lines() 
 def test_glog_markers_take_6_to_9_fraction_digits(digits: int) -> None:
     line = b"W1126 08:17:04." + b"7" * digits + b" 12 f.cc:3] x"
     assert speedups.line_level(line) == reference_level(line) == (2 if 6 <= digits <= 9 else -1)
+
+
+PLAIN_CHUNK = b"(APIServer pid=1) INFO 11-26 08:16:47 [a.py:1] hello\nINFO:     127.0.0.1:5 - \"GET / HTTP/1.1\" 200\n"
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+def test_the_framer_really_runs_the_c_fast_path_when_speedups_are_enabled(fmt: str) -> None:
+    """Both fast paths give the same bytes, so only the framer's own counters show which one ran."""
+    assert lines.speedups_enabled()
+    framer = lines.StreamFramer(service="vllm", stream="stdout", fmt=fmt)
+    framer.feed(PLAIN_CHUNK, 1.0)
+    framer.feed(b"INFO: \x1b[31mred\x1b[0m\n", 1.0)  # ESC: the C path hands it to the exact path
+    assert framer.paths == {"native": 1, "python": 0, "exact": 1}
+
+
+def test_the_framer_runs_the_python_fast_path_without_the_extension() -> None:
+    framer = lines.StreamFramer(service="vllm", stream="stdout", native=False)
+    framer.feed(PLAIN_CHUNK, 1.0)
+    assert framer.paths == {"native": 0, "python": 1, "exact": 0}
+    exact = lines.StreamFramer(service="vllm", stream="stdout", fast=False)
+    exact.feed(PLAIN_CHUNK, 1.0)
+    assert exact.paths == {"native": 0, "python": 0, "exact": 1}
+
+
+def test_mlops_log_speedups_0_makes_the_framer_run_the_python_fast_path() -> None:
+    code = ("from mlops_logging import lines; f = lines.StreamFramer(service='s', stream='stdout'); "
+            f"f.feed({PLAIN_CHUNK!r}, 1.0); print(lines.speedups_enabled(), f.paths)")
+    env = {**os.environ, "MLOPS_LOG_SPEEDUPS": "0"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False {'native': 0, 'python': 1, 'exact': 0}"

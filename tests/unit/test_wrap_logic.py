@@ -12,6 +12,9 @@ import pytest
 from mlops_logging.files import LogFile
 from mlops_logging.wrap import (
     DEFAULT_BUFFER_BYTES,
+    DEFAULT_PASSTHROUGH_TIMEOUT,
+    FORWARDED_SIGNALS,
+    Passthrough,
     Options,
     RecordSink,
     UsageError,
@@ -32,6 +35,9 @@ def test_parse_args_defaults_and_values() -> None:
                            buffer_bytes=2 << 20, strict=True, signal_group=True, kill_after=10.0, subreaper=True,
                            drain_timeout=0.5)
     assert parse_args(["--", "x"]).buffer_bytes == DEFAULT_BUFFER_BYTES
+    assert parse_args(["--passthrough-timeout", "0.5", "--no-tty", "--", "x"]) == Options(
+        command=("x",), passthrough_timeout=0.5, tty=False)
+    assert parse_args(["--", "x"]).passthrough_timeout == DEFAULT_PASSTHROUGH_TIMEOUT == 2.0
     assert parse_args(["--help"]).help and parse_args(["-h", "--", "x"]).help
 
 
@@ -45,6 +51,8 @@ def test_parse_args_defaults_and_values() -> None:
         (["--nope", "--", "x"], "unknown option '--nope'"),
         (["-x", "--", "x"], "unknown option '-x'"),
         (["--service"], "needs a value"),
+        (["--service", "", "--", "x"], "--service needs a non-empty name"),
+        (["--service=", "--", "x"], "--service needs a non-empty name"),
         (["--service", "--", "x"], "needs a value"),
         (["--strict=1", "--", "x"], "takes no value"),
         (["--max-line-bytes", "10", "--", "x"], "too small"),
@@ -151,3 +159,60 @@ def test_sink_trims_a_torn_write_back_to_whole_records(tmp_path: Path) -> None:
     assert sink.flush(5.0)
     lines = [json.loads(line) for line in (tmp_path / "s.log").read_bytes().splitlines()]
     assert [r.get("message") for r in lines if r.get("level") != "WARNING"] == ["r0", "r1", "r2", "r3"]
+
+
+def test_the_forwarded_signals_are_every_catchable_one_but_chld_and_the_faults() -> None:
+    import signal
+
+    assert FORWARDED_SIGNALS == set(range(1, 32)) - {signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD, signal.SIGSEGV,
+                                                     signal.SIGBUS, signal.SIGFPE, signal.SIGILL, signal.SIGTRAP,
+                                                     signal.SIGSYS, signal.SIGABRT} | set(
+        range(signal.SIGRTMIN, signal.SIGRTMAX + 1))
+
+
+def test_passthrough_is_backpressure_while_the_reader_takes_bytes_and_drops_only_once_it_is_stuck() -> None:
+    """On a real pipe with nobody reading at first: full -> the source is not read; no progress for stuck_after ->
+    stuck, bytes past the bound are dropped and counted; the reader reads again -> not stuck, the loss is reported."""
+    notes: list[tuple[str, str, dict[str, object]]] = []
+    read_end, write_end = os.pipe()
+    try:
+        pt = Passthrough("stdout", write_end, bound=1 << 20, stuck_after=2.0,
+                         note=lambda level, message, **f: notes.append((level, message, f)))
+        chunk = b"x" * (256 << 10)
+        now = 100.0
+        while not pt.full:
+            pt.push(chunk, now)
+        assert pt.queued >= 1 << 20 and not pt.stuck
+        assert pt.next_deadline() == 102.0  # the pipe took its 64 KiB at 100.0, nothing since
+        pt.check(101.9)
+        assert pt.full and not pt.stuck  # still waited for: the source is not read
+        pt.check(102.0)
+        assert pt.stuck and not pt.full  # stuck: the source is read again ...
+        queued = pt.queued
+        pt.push(chunk, 102.5)
+        assert pt.queued == queued and pt.dropped == len(chunk)  # ... and what does not fit is dropped, counted
+        assert notes == []
+        while os.read(read_end, 1 << 20) and pt.queued:  # the reader is back
+            pt.on_writable(103.0)
+        assert not pt.stuck and pt.dropped == 0
+        [(level, message, fields)] = notes
+        assert level == "WARNING" and "fell behind" in message and fields["passthrough_dropped_bytes"] == len(chunk)
+    finally:
+        pt.close()
+        os.close(read_end)
+        os.close(write_end)
+
+
+def test_passthrough_without_a_stuck_bound_only_ever_waits() -> None:
+    read_end, write_end = os.pipe()
+    try:
+        os.set_blocking(write_end, False)
+        pt = Passthrough("stdin", write_end, bound=4096, stuck_after=None, reopen=False, note=lambda *a, **k: None)
+        for _ in range(40):
+            pt.push(b"k" * 4096, 1.0)
+        assert pt.next_deadline() is None
+        pt.check(1e9)
+        assert pt.full and not pt.stuck and pt.dropped == 0
+    finally:
+        os.close(read_end)
+        pt.close()
