@@ -172,8 +172,12 @@ def test_sigterm_stops_vllm_cleanly_and_logwrap_returns_its_exit_code(stack: Res
     assert run.exit_status == 0, run.output[-3000:]
     text = run.messages()
     for line in ("forwarded SIGTERM to the child", "[shutdown] API server: shutdown triggered",
-                 "[shutdown] EngineCore: trigger received signal=SIGTERM", "Application shutdown complete."):
+                 "[shutdown] Process manager: send sigterm to process EngineCore", "Application shutdown complete."):
         assert any(line in m for m in text), line
+    # The engine logs that it got the TERM unless vLLM's process manager (abort mode, timeout 0 s) kills it first,
+    # which it does on a busy machine: then vLLM says so.
+    assert any("[shutdown] EngineCore: trigger received signal=SIGTERM" in m or "force killing remaining process "
+               "EngineCore" in m for m in text)
     end = run.logwrap("exit_code")
     assert end["exit_code"] == 0 and end["level"] == "INFO"
     assert not [r for r in run.records if r.get("logger") == "logwrap" and r["level"] != "INFO"]
