@@ -58,6 +58,8 @@ class JsonFormatter(OrjsonFormatter):
             try:
                 message = record.getMessage()
             except Exception as exc:  # noqa: BLE001 - a bad %-format must not lose the record
+                if not record.args:
+                    raise  # str(msg) itself failed: RecordHandler.emit writes the record that says so
                 message = interpolation_failed(msg, record.args, exc)
         rec: dict[str, Any] = {
             "timestamp": format_timestamp(record.created),
