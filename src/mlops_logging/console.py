@@ -101,6 +101,15 @@ class Console:
 
     def _write_line(self, channel: _Channel, line: bytes) -> None:
         """Under the channel's lock: finish a started line, report drops, then write ``line`` whole (or drop it)."""
+        written = 0
+        if not (channel.pending or channel.dropped):
+            try:
+                written = os.write(self._fd, line)  # type: ignore[arg-type]  # usually the whole line at once
+            except BlockingIOError:
+                pass
+            if written == len(line):
+                channel.stuck = False
+                return
         wait = 0.0 if channel.stuck else self.stall_timeout
         if channel.pending:
             channel.pending = self._send(channel, channel.pending, wait, started=True) or b""
@@ -108,12 +117,9 @@ class Console:
                 channel.dropped += 1
                 return
         if channel.dropped:
-            note = render_text({"timestamp": format_timestamp(), "level": "WARNING", "logger": "mlops_logging",
-                                "message": f"{channel.dropped} console lines dropped while stdout was full (the log "
-                                           "file has every record)"})
+            line = self._drop_note(channel) + line
             channel.dropped = 0
-            line = note + line
-        rest = self._send(channel, line, wait, started=False)
+        rest = self._send(channel, memoryview(line)[written:], wait, started=written > 0)
         if rest is None:  # the pipe was full before any of it went in
             channel.dropped += 1
         else:
@@ -121,7 +127,7 @@ class Console:
             if not rest:
                 channel.stuck = False
 
-    def _send(self, channel: _Channel, data: bytes, wait: float, *, started: bool) -> bytes | None:
+    def _send(self, channel: _Channel, data: bytes | memoryview, wait: float, *, started: bool) -> bytes | None:
         """Write ``data``, waiting up to ``wait`` seconds for a full non-blocking pipe; return what it did not take
         (``b""``: it took everything; ``None``: nothing, and ``data`` was not a started line)."""
         fd = self._fd
@@ -139,23 +145,32 @@ class Console:
             if not deadline:
                 deadline = now + wait
             if now >= deadline or not _writable(fd, deadline - now):
-                if not started:
-                    return None
                 channel.stuck = True  # later lines do not wait for this reader until it takes a line whole
-                return bytes(view)
+                return bytes(view) if started else None
         return b""
 
     def flush_pending(self, timeout: float | None = None) -> None:
-        """Finish a started line, waiting up to ``timeout`` seconds (default :attr:`stall_timeout`): at exit."""
+        """Finish a started line and report dropped ones, waiting up to ``timeout`` seconds for each (default
+        :attr:`stall_timeout`): at exit, so the last line on the pipe is whole and no drop goes unsaid."""
         channel = self._channel
-        if self._fd is None or not channel.pending or not self.enabled:
+        if self._fd is None or not self.enabled or not (channel.pending or channel.dropped):
             return
+        wait = self.stall_timeout if timeout is None else timeout
         with channel.lock:
             try:
-                channel.pending = self._send(channel, channel.pending,
-                                             self.stall_timeout if timeout is None else timeout, started=True) or b""
+                if channel.pending:
+                    channel.pending = self._send(channel, channel.pending, wait, started=True) or b""
+                if channel.dropped and not channel.pending and self._send(channel, self._drop_note(channel), wait,
+                                                                          started=False) == b"":
+                    channel.dropped = 0
             except OSError:
                 channel.pending = b""
+
+    @staticmethod
+    def _drop_note(channel: _Channel) -> bytes:
+        return render_text({"timestamp": format_timestamp(), "level": "WARNING", "logger": "mlops_logging",
+                            "message": f"{channel.dropped} console lines dropped while stdout was full (the log file "
+                                       "has every record)"})
 
 
 def _writable(fd: int, timeout: float) -> bool:

@@ -11,6 +11,7 @@ import threading
 import time
 from pathlib import Path
 
+from support.procs import wait_for
 from support.records import read_records
 
 LINE = re.compile(rb"\S+ INFO t: L(\d+)-(\d+):(\d+):(x*):E\n")
@@ -69,7 +70,11 @@ def test_a_full_non_blocking_stdout_drops_whole_lines_counts_them_and_never_tear
     chunks: list[bytes] = []
 
     def reader() -> None:
-        time.sleep(2.5)  # a reader stuck for longer than a line may wait (Console.stall_timeout: 1 s)
+        # A reader stuck for longer than a line may wait (Console.stall_timeout: 1 s): it reads only once half the
+        # records are in the file (which gets every record first).
+        log = tmp_path / "svc.log"
+        wait_for(lambda: log.exists() and log.read_bytes().count(b"\n") >= 30, timeout=60,
+                 what="half the records in the file")
         while True:
             chunk = os.read(read_end, 1 << 16)
             if not chunk:
