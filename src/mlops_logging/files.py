@@ -34,8 +34,8 @@ FILE_MODE = 0o640
 _OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 #: How the messages of :func:`ensure_log_dir` say to choose another directory unless the caller says otherwise.
 DIR_FIX = "choose another --log-dir / MLOPS_LOG_DIR"
-#: Records written since the last inode check are kept in memory up to this many bytes, so that the records a
-#: deleted file swallowed can be written again into the new one (past it they are counted and reported).
+#: The path is checked again at least every this many bytes written, and what was written since the last check is
+#: kept in memory until then: what a deleted file swallowed is written again into the new one, none lost.
 KEEP_BYTES = 1 << 20
 _MAX_SYMLINKS = 40  # what the kernel allows on one path (ELOOP)
 
@@ -172,8 +172,8 @@ class LogFile:
 
     ``write`` raises ``OSError`` when the kernel refuses the bytes (disk full, EIO); deciding what to do about it is
     the caller's policy (see :mod:`mlops_logging.sink`). It is safe to share between threads and across ``fork``.
-    ``notice``, when set, renders the WARNING records the file writes about itself (records a deleted file swallowed,
-    a rotation that cannot be done); without it those go to stderr only.
+    ``notice``, when set, renders the WARNING records the file writes about itself (a rotation that cannot be done);
+    without it those go to stderr only.
     """
 
     def __init__(
@@ -198,21 +198,23 @@ class LogFile:
         st = os.fstat(self._fd)
         self._ident = (st.st_dev, st.st_ino)
         self._size = st.st_size
-        # Size that triggers the rotation check; infinite without rotation, or while a failed rotation waits.
+        # Rotation is due at this size; infinite without rotation, or while a failed rotation waits for its retry.
         self._rotate_at: float = max_bytes if max_bytes and backups > 0 else float("inf")
         self._rotate_failed = False
+        self._rotate_retry = 0.0
         # Other processes grow the file too: with size rotation on, re-read its real size this often (bytes of ours).
         self._stat_every = max(4096, max_bytes // 64) if max_bytes else 0
         self._since_stat = 0
+        # What this process wrote since the last check found the file at its path, to write again into the new file
+        # if that one turns out deleted (None: not kept; with check_interval=0 every write checks first).
+        self._kept: bytearray | None = bytearray() if check_interval > 0 else None
         self._next_check = time.monotonic() + check_interval
+        self._check_at = self._size  # set by _checked: the size at which the next check is due
+        self._checked_at = 0.0  # and when it last found the file at its path (wall clock)
+        self._checked()
         self._maintaining = False
         self._torn = False  # a short write left a partial line: start the next write on a fresh line
         self._closed = False
-        # What this process wrote since the last check that found the file at its path (see _replace).
-        self._keep = check_interval > 0
-        self._kept: list[bytes] = []
-        self._kept_bytes = 0
-        self._unkept = Loss()
         _live.add(self)
 
     # -- writing --------------------------------------------------------------------------------------------------
@@ -224,11 +226,13 @@ class LogFile:
         :meth:`close` (a record that was on its way when a reconfiguration retired the file) the path is opened for
         this one write, so the record still lands in this file and no other.
         """
-        with self.lock:
+        lock = self.lock
+        lock.acquire()  # (acquire/release: half the cost of a `with` block on this hot path)
+        try:
             if self._closed:
                 self._write_retired(data)
                 return
-            if (time.monotonic() >= self._next_check or self._size >= self._rotate_at) and not self._maintaining:
+            if (self._size >= self._check_at or time.monotonic() >= self._next_check) and not self._maintaining:
                 self._maintain()
             prefix = 0
             if self._torn:
@@ -239,17 +243,16 @@ class LogFile:
                 self._finish_short_write(data, written, prefix)
             self._torn = False
             self._size += written
-            if self._keep:
-                if self._kept_bytes < KEEP_BYTES:
-                    self._kept.append(data)
-                    self._kept_bytes += len(data)
-                else:
-                    self._count_unkept(data)
+            kept = self._kept
+            if kept is not None:
+                kept += data  # a copy (cheaper than keeping each record's object alive)
             if self._stat_every:
                 self._since_stat += written
                 if self._since_stat >= self._stat_every:
                     self._since_stat = 0
                     self._size = os.fstat(self._fd).st_size
+        finally:
+            lock.release()
 
     _write = staticmethod(os.write)  # the one syscall; tests replace it to play a disk that fills mid-write
 
@@ -291,38 +294,32 @@ class LogFile:
         finally:
             os.close(fd)
 
-    def _count_unkept(self, data: bytes) -> None:
-        now = time.time()
-        loss = self._unkept
-        if not loss.records:
-            loss.first = now
-        loss.records += data.count(b"\n") or 1
-        loss.bytes += len(data)
-        loss.last = now
-
-    def _forget(self) -> None:
-        """The file is at its path: what was written since the last check is safe."""
-        if self._kept:
-            self._kept = []
-            self._kept_bytes = 0
-        if self._unkept.records:
-            self._unkept = Loss()
-
     def fileno(self) -> int:
         """The descriptor number; it stays the same across reopens."""
         return self._fd
 
     # -- rotation awareness ---------------------------------------------------------------------------------------
 
+    def _checked(self) -> None:
+        """The path names our file (just checked, or just opened): forget what was kept, set when to look again.
+
+        The next check is due after ``check_interval`` seconds, at the rotation size, or once :data:`KEEP_BYTES`
+        more are written: so what a deleted file swallowed is always still in memory, bounded."""
+        kept_limit = float("inf")
+        if self._kept is not None:
+            self._kept.clear()
+            self._checked_at = time.time()
+            kept_limit = self._size + KEEP_BYTES
+        self._check_at = min(self._rotate_at, kept_limit)
+
     def _maintain(self) -> None:
         """Reopen when the path no longer names our file; rotate when over ``max_bytes`` (the lock is held)."""
         self._maintaining = True
         try:
             now = time.monotonic()
-            if now >= self._next_check:
-                self._next_check = now + self.check_interval
-                if self._rotate_failed:
-                    self._rotate_at = self.max_bytes  # try the failed rotation again, once per check
+            self._next_check = now + self.check_interval
+            if self._rotate_failed and now >= self._rotate_retry:
+                self._rotate_at = self.max_bytes  # try the failed rotation again
             try:
                 st = os.lstat(self.path)
             except FileNotFoundError:
@@ -331,9 +328,9 @@ class LogFile:
                 self._replace()
                 return
             self._size = st.st_size
-            self._forget()
             if self._size >= self._rotate_at:
                 self._rotate()
+            self._checked()
         finally:
             self._maintaining = False
 
@@ -347,26 +344,22 @@ class LogFile:
         """Open the file now at the path; if ours was deleted, write there again what it swallowed."""
         unlinked = os.fstat(self._fd).st_nlink == 0
         self._reopen()
-        if unlinked:
-            self._restore()
-        self._forget()
-
-    def _restore(self) -> None:
-        """Write the records kept since the last check into the new file, and a WARNING for those not kept."""
-        if self._kept:
-            view = memoryview(b"".join(self._kept))
+        if unlinked and self._kept:
+            data = bytes(self._kept)
+            view = memoryview(data)
             try:
-                while view:
+                while view:  # nothing of this process comes in between: the lock is held
                     view = view[self._write(self._fd, view):]
-            except OSError as exc:  # the new file refuses too (disk full): count what did not get in
-                self._torn = len(view) != self._kept_bytes
-                self._count_unkept(bytes(view))
-                self._unkept.error = f"[Errno {exc.errno}] {exc.strerror}"
-        loss = self._unkept
-        if loss.records:
-            loss.error = loss.error or (f"log file {self.path} was deleted while open; what was written to it after "
-                                        f"{KEEP_BYTES} bytes since the last check could not be kept")
-            self._say(loss.message(), loss.as_fields())
+            except OSError as exc:  # the new file refuses too (disk full): say exactly what is lost
+                written = len(data) - len(view)
+                whole = data.rfind(b"\n", 0, written) + 1
+                self._torn = written > whole
+                loss = Loss(records=data.count(b"\n", whole), bytes=len(data) - whole, first=self._checked_at,
+                            last=time.time(), error=f"[Errno {exc.errno}] {exc.strerror}")
+                self._say(f"log file {self.path} was deleted while open; writing again what it swallowed failed: "
+                          f"{loss.message()}", loss.as_fields())
+            self._size += len(data) - len(view)
+        self._checked()
 
     def _say(self, message: str, fields: dict[str, Any]) -> None:
         """A WARNING about the file itself: on stderr, and as a record in the file when ``notice`` is set."""
@@ -387,7 +380,7 @@ class LogFile:
         except LogSetupError as exc:
             if self.path.parent.exists():
                 raise OSError(errno.EIO, str(exc)) from None
-            # The whole log directory was removed (a cleanup job, `rm -rf logs/`): recreate it once.
+            # The whole log directory was removed (a cleanup job, `rm -rf logs/`): recreate it.
             try:
                 ensure_log_dir(self.path.parent)
                 new_fd = open_log_file(self.path)
@@ -418,19 +411,18 @@ class LogFile:
                 st = None
             if st is None or (st.st_dev, st.st_ino) != self._ident:
                 self._reopen()  # another process rotated while we waited for the lock
-                return
-            if st.st_size < self.max_bytes:
+            elif st.st_size < self.max_bytes:
                 self._size = st.st_size
-                return
-            for index in range(self.backups - 1, 0, -1):
-                older = self.path.with_name(f"{self.path.name}.{index}")
-                if os.path.lexists(older):
-                    os.replace(older, self.path.with_name(f"{self.path.name}.{index + 1}"))
-            try:
-                os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
-            except FileNotFoundError:
-                pass  # an external logrotate moved it between our lstat and now: it is rotated either way
-            self._reopen()
+            else:
+                for index in range(self.backups - 1, 0, -1):
+                    older = self.path.with_name(f"{self.path.name}.{index}")
+                    if os.path.lexists(older):
+                        os.replace(older, self.path.with_name(f"{self.path.name}.{index + 1}"))
+                try:
+                    os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
+                except FileNotFoundError:
+                    pass  # an external logrotate moved it between our lstat and now: it is rotated either way
+                self._reopen()
         except OSError as exc:
             self._rotation_failed(exc)
         else:
@@ -439,8 +431,9 @@ class LogFile:
             os.close(dir_fd)  # closing releases the flock
 
     def _rotation_failed(self, exc: OSError) -> None:
-        """Keep writing into the current file; retry at the next check; say so once per failing stretch."""
+        """Keep writing into the current file; retry in a second at the soonest; say so once per failing stretch."""
         self._rotate_at = float("inf")
+        self._rotate_retry = time.monotonic() + max(self.check_interval, 1.0)
         if self._rotate_failed:
             return
         self._rotate_failed = True
@@ -474,9 +467,8 @@ def _after_fork_in_child() -> None:
     the last check is the parent's to restore, not the child's."""
     for logfile in list(_live):
         logfile.lock = threading.RLock()
-        logfile._kept = []
-        logfile._kept_bytes = 0
-        logfile._unkept = Loss()
+        if logfile._kept is not None:
+            logfile._kept = bytearray()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

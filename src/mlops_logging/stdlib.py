@@ -17,6 +17,7 @@ from pythonjsonlogger.orjson import OrjsonFormatter
 from . import output
 from .context import bound_context
 from .records import (
+    RESERVED,
     add_fields,
     format_timestamp,
     interpolation_failed,
@@ -92,7 +93,11 @@ class JsonFormatter(OrjsonFormatter):
         if record.stack_info:
             fields["stack"] = self.formatStack(record.stack_info)
         if fields:
-            add_fields(rec, redact(fields))
+            redact(fields)
+            if RESERVED.isdisjoint(fields):  # the usual case, without a call
+                rec.update(fields)
+            else:
+                add_fields(rec, fields)
         return rec
 
     def format(self, record: logging.LogRecord) -> str:

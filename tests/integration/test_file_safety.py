@@ -227,29 +227,51 @@ def test_records_written_while_the_log_directory_was_removed_are_not_lost(tmp_pa
     assert [r["i"] for r in records[:-1]] == list(range(500)) and records[-1]["message"] == "noticed"
 
 
-def test_past_the_memory_bound_the_records_a_deleted_file_swallowed_are_counted_in_a_warning(tmp_path: Path) -> None:
-    out = run_python(f"""
-        import os, time
+def test_more_than_a_second_of_records_after_a_delete_are_not_lost_either(tmp_path: Path) -> None:
+    # About 3 MiB before the check interval is over: the path is checked again every KEEP_BYTES (1 MiB) written,
+    # so what the deleted file swallowed always fits in memory.
+    run_python(f"""
+        import os
         from mlops_logging import configure_logging, get_logger
         path = configure_logging("svc", log_dir={str(tmp_path)!r}, stdout=False)
         log = get_logger("app")
         os.unlink(path)
-        for i in range(3000):                 # about 3 MiB before the next check: more than is kept in memory
-            log.info("after the delete", i=f"{{i:06d}}", pad="x" * 1000)
-        time.sleep(1.1)
-        log.info("noticed")
+        for i in range(3000):
+            log.info("after the delete", i=i, pad="x" * 1000)
     """)
-    lines = read_lines(tmp_path / "svc.log")
-    records = [json.loads(line) for line in lines]
-    for record in records:
-        assert_valid(record)
-    kept = [int(r["i"]) for r in records if r["message"] == "after the delete"]
-    (warning,) = [r for r in records if r["logger"] == "mlops_logging"]
-    assert kept == list(range(len(kept))) and 0 < len(kept) < 3000
-    assert warning["level"] == "WARNING" and warning["lost_records"] == 3000 - len(kept)
-    assert warning["lost_bytes"] == warning["lost_records"] * (len(lines[0]) + 1)  # every line has the same size
-    assert "was deleted while open" in warning["message"] and warning["lost_since"] <= warning["lost_until"]
-    assert records[-1]["message"] == "noticed" and records[-2] is warning
+    assert [r["i"] for r in read_records(tmp_path / "svc.log")] == list(range(3000))
+
+
+def test_when_the_new_file_refuses_what_a_deleted_file_swallowed_the_loss_is_counted(tmp_path: Path) -> None:
+    out = run_python(f"""
+        import errno, os, time
+        from mlops_logging import configure_logging, get_logger, files
+        plan = []
+        def write(fd, data):
+            if plan:
+                plan.pop(0)
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return os.write(fd, data)
+        files.LogFile._write = staticmethod(write)
+        path = configure_logging("svc", log_dir={str(tmp_path)!r}, stdout=False)
+        log = get_logger("app")
+        os.unlink(path)
+        for i in range(10):
+            log.info("swallowed", i=i)
+        time.sleep(1.1)
+        plan.append("full")                  # writing the 10 records again into the new file is refused
+        log.info("noticed")
+        print(os.getpid())
+    """)
+    pid = int(out.stdout.split()[-1])
+    records = read_records(tmp_path / "svc.log")
+    assert [r["message"] for r in records][1:] == ["noticed"]
+    warning = records[0]
+    assert warning["level"] == "WARNING" and warning["logger"] == "mlops_logging"
+    assert "was deleted while open" in warning["message"] and "No space left on device" in warning["error"]
+    size = sum(len(render_json({"timestamp": "2026-01-01T00:00:00.000Z", "level": "INFO", "message": "swallowed",
+                                "service": "svc", "logger": "app", "pid": pid, "i": i})) for i in range(10))
+    assert (warning["lost_records"], warning["lost_bytes"]) == (10, size)
     assert out.stderr.count("\n") == 1 and "was deleted while open" in out.stderr
 
 
