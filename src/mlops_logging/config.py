@@ -43,6 +43,15 @@ _lock = threading.RLock()
 _open_files: dict[Path, LogFile] = {}  # reused across calls, so reconfiguring never leaks descriptors
 
 
+def _after_fork_in_child() -> None:
+    """A forked worker (gunicorn's post_fork) calls configure_logging: a lock another thread held at fork is gone."""
+    global _lock
+    _lock = threading.RLock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def configure_logging(
     service: str | None = None,
     *,

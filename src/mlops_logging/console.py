@@ -85,19 +85,22 @@ class Console:
         except Exception as exc:  # noqa: BLE001 - a value the text renderer cannot take
             line = render_text(unrenderable_record(shown, exc))
         channel = self._channel
+        lock = channel.lock
+        lock.acquire()  # (acquire/release: half the cost of a `with` block on this hot path)
         try:
-            with channel.lock:
-                if self._fd is None:
-                    self.stream.write(line.decode("utf-8"))
-                    self.stream.flush()
-                else:
-                    self._write_line(channel, line)
+            if self._fd is None:
+                self.stream.write(line.decode("utf-8"))
+                self.stream.flush()
+            else:
+                self._write_line(channel, line)
         except (OSError, ValueError) as exc:
             self.enabled = False
             try:
                 sys.stderr.write(f"mlops_logging: stdout failed ({exc}); console output off, the log file continues\n")
             except (OSError, ValueError):
                 pass
+        finally:
+            lock.release()
 
     def _write_line(self, channel: _Channel, line: bytes) -> None:
         """Under the channel's lock: finish a started line, report drops, then write ``line`` whole (or drop it)."""
@@ -187,6 +190,8 @@ def _flush_at_exit() -> None:
 
 def _after_fork_in_child() -> None:
     """A lock held by another thread at ``fork`` would never be released; the parent finishes its own line."""
+    global _channels_lock
+    _channels_lock = threading.Lock()
     for channel in _channels.values():
         channel.lock = threading.RLock()
         channel.pending = b""

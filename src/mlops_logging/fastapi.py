@@ -40,7 +40,7 @@ from .context import REGISTRY, bound_context
 from .config import configure_logging
 from .records import (
     REDACTED,
-    RESERVED_FIELDS,
+    RESERVED,
     add_fields,
     format_timestamp,
     is_secret_key,
@@ -119,7 +119,6 @@ def redact_query(query_string: bytes | str) -> str:
 
 
 _LEVEL_NAMES = {logging.INFO: "INFO", logging.WARNING: "WARNING", logging.ERROR: "ERROR"}
-_BASE_FIELDS = frozenset(RESERVED_FIELDS)
 
 
 _ID_BATCH = 256
@@ -357,7 +356,7 @@ class RequestLoggingMiddleware:
         if writer is not None and levelno == logging.INFO and not self._access_console:
             writer.write(current.render(record))  # SafeWriter: never raises, counts and reports a failed write
         elif writer is None and current.console is None:
-            fields = {k: v for k, v in record.items() if k not in _BASE_FIELDS}
+            fields = {k: v for k, v in record.items() if k not in RESERVED}
             access.log(levelno, record["message"], extra=fields)
         else:
             current.emit(record)

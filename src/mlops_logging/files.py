@@ -5,8 +5,10 @@ kernel places atomically at the end, whatever other processes (gunicorn workers,
 *number* never changes for the life of a :class:`LogFile`: a reopen swaps the file underneath it with ``dup2``. Every
 write holds the file's lock, so :meth:`LogFile.close` (a reconfiguration retiring the file) never closes the
 descriptor while a thread is about to write to it, and the number is never reused for another file under a writer.
-Once a second at most the path's inode is compared with the open file's, which notices logrotate's rename/create or
-a deleted file; a ``copytruncate`` needs no action because ``O_APPEND`` writes go to the new end with no NUL holes.
+Once a second (and every :data:`KEEP_BYTES` written) the path's inode is compared with the open file's, which notices
+logrotate's rename/create or a deleted file; what this process wrote since the last check is kept in memory until
+then, so the records a deleted file swallowed are written again into the new one. A ``copytruncate`` needs no
+action because ``O_APPEND`` writes go to the new end with no NUL holes.
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ Notice = Callable[[str, dict[str, Any]], bytes]
 
 
 def ensure_log_dir(directory: Path, *, fix: str = DIR_FIX) -> Path:
-    """Create ``directory`` level by level (each new one 0750 whatever the umask) and check it is usable.
+    """Create ``directory`` level by level (each new one 0750, less if the umask is stricter) and check it is usable.
 
     Refuses, with a :class:`LogSetupError` naming the path: a component that is not a directory, and a symlink on
     the way that neither root nor this user owns (another user could point it anywhere). ``fix`` ends the messages
@@ -126,7 +128,7 @@ def ensure_log_dir(directory: Path, *, fix: str = DIR_FIX) -> Path:
             pending.extend(part for part in reversed(target.split("/")) if part)
             continue
         if not stat.S_ISDIR(st.st_mode):
-            if candidate == path:
+            if not pending:  # the log directory itself
                 raise LogSetupError(f"log directory {directory} exists but is not a directory: remove it or {fix}")
             raise LogSetupError(f"cannot create log directory {directory}: {candidate} is not a directory; remove "
                                 f"it or {fix}")

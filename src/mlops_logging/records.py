@@ -176,12 +176,11 @@ def _safe_str(obj: object) -> str:
 
 # --- redaction -----------------------------------------------------------------------------------------------------
 
-# A key is split into lower-case words (on _ - . spaces and camelCase: `accessToken`, `APIKey`, `X-Auth-Token`), and
-# its last word decides, so `hf_token` and `xApiKey` are secret while `max_tokens`, `prompt_token_ids` or
-# `token_count` (everywhere in an LLM stack) are not.
+# A key is split into lower-case words (on _ - . spaces digits and camelCase: `accessToken`, `APIKey`, `X-Auth-Token`),
+# and its last word decides, with the word before it for `token`, `tokens` and `key`: so `hf_token` and `xApiKey` are
+# secret while `max_tokens`, `prompt_token_ids` or `token_count` (everywhere in an LLM stack) are not.
 _SECRET_LAST_WORDS = frozenset(
     {
-        "token",
         "password",
         "passwords",
         "passwd",

@@ -6,6 +6,7 @@ processor hands the finished dict to :class:`SinkLogger`, which passes it to the
 
 from __future__ import annotations
 
+import functools
 import sys
 import traceback
 from collections.abc import Callable, Mapping
@@ -123,6 +124,7 @@ def _async_method(base: Callable[..., Any]) -> Callable[..., Any]:
     return ameth
 
 
+@functools.lru_cache(maxsize=None)
 def bound_logger_class(min_level: int) -> type:
     """structlog's filtering bound logger for ``min_level`` (levels below it cost one ``return None``), except that
     a ``%`` interpolation that fails gives a message saying so and ``log()`` takes any level number (25 -> INFO),

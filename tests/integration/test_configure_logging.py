@@ -363,6 +363,7 @@ UNRENDERABLE = """
         log.info("fields", {kw}=BadMapping())
         log.error("bad exc_info", exc_info=(1, 2, 3))
         log.critical("bad %d format", "x")
+    slog.log(25, "a custom level %s", "number")   # structlog's own log() raises KeyError for 25
     print("the caller saw no exception")
 """
 
@@ -375,8 +376,9 @@ def test_a_record_that_cannot_be_built_becomes_a_record_that_says_so_on_both_pat
     assert "the caller saw no exception" in out.stdout
     assert out.stderr == ""  # no traceback from logging's handleError either
     records = read_records(log_root / "svc" / "svc.log")
-    assert [r["level"] for r in records] == ["WARNING", "INFO", "ERROR", "CRITICAL"] * 2
-    structlog_part, stdlib_part = records[:4], records[4:]
+    assert [r["level"] for r in records] == ["WARNING", "INFO", "ERROR", "CRITICAL"] * 2 + ["INFO"]
+    assert records[-1]["message"] == "a custom level number"
+    structlog_part, stdlib_part = records[:4], records[4:8]
     for part in (structlog_part, stdlib_part):
         bad_str, bad_mapping, bad_exc_info, bad_format = part
         assert all(r["logger"] == "app" and r["service"] == "svc" for r in part)
