@@ -17,7 +17,6 @@ from pythonjsonlogger.orjson import OrjsonFormatter
 from . import output
 from .context import bound_context
 from .records import (
-    RESERVED,
     add_fields,
     format_timestamp,
     interpolation_failed,
@@ -93,11 +92,7 @@ class JsonFormatter(OrjsonFormatter):
         if record.stack_info:
             fields["stack"] = self.formatStack(record.stack_info)
         if fields:
-            redact(fields)
-            if RESERVED.isdisjoint(fields):  # the usual case, without a call
-                rec.update(fields)
-            else:
-                add_fields(rec, fields)
+            add_fields(rec, redact(fields))
         return rec
 
     def format(self, record: logging.LogRecord) -> str:

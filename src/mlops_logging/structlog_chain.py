@@ -18,7 +18,6 @@ from structlog.typing import EventDict, WrappedLogger
 from . import output
 from .context import merge_bound_context
 from .records import (
-    RESERVED,
     add_fields,
     format_timestamp,
     interpolation_failed,
@@ -79,11 +78,7 @@ def build_record(logger: WrappedLogger, method_name: str, event_dict: EventDict)
             if exc_info is not None:
                 event_dict["exception"] = "".join(traceback.format_exception(*exc_info)).rstrip("\n")
         if event_dict:
-            fields = redact(event_dict)
-            if RESERVED.isdisjoint(fields):  # the usual case, without a call
-                record.update(fields)
-            else:
-                add_fields(record, fields)
+            add_fields(record, redact(event_dict))
     except Exception as exc:  # noqa: BLE001 - logging never raises into the caller
         return (unrenderable_record(record, exc),), {}
     return (record,), {}
