@@ -384,7 +384,7 @@ class LogFile:
                 raise OSError(errno.EIO, str(exc)) from None
             # The whole log directory was removed (a cleanup job, `rm -rf logs/`): recreate it.
             try:
-                ensure_log_dir(self.path.parent)
+                ensure_log_dir(self.path.parent, fix="recreate it or restart the service with another log directory")
                 new_fd = open_log_file(self.path)
             except LogSetupError as again:
                 raise OSError(errno.ENOENT, str(again)) from None

@@ -58,11 +58,13 @@ def _where(spelling: str) -> str:
     return f"argument {spelling}" if spelling.endswith("=") else spelling
 
 
-def validate_service(name: str, *, source: str = "the service name") -> str:
-    """Return ``name`` if it is a safe file-name stem (``[A-Za-z0-9_.-]``, no ``..``), else raise LogSetupError."""
+def validate_service(name: str, *, source: str | None = None) -> str:
+    """Return ``name`` if it is a safe file-name stem (``[A-Za-z0-9_.-]``, no ``..``), else raise LogSetupError
+    (naming ``source``, the argument or variable the name came from, when given)."""
     if not isinstance(name, str) or not _SERVICE_RE.fullmatch(name) or ".." in name or name.startswith("."):
+        where = f" from {source}" if source else ""
         raise LogSetupError(
-            f"invalid service name {name!r} from {source}: use 1-128 characters from [A-Za-z0-9_.-], "
+            f"invalid service name {name!r}{where}: use 1-128 characters from [A-Za-z0-9_.-], "
             "not starting with '.' and without '..' (it becomes a file name)"
         )
     return name
