@@ -116,7 +116,7 @@ def _install(settings: LogSettings, logfile: LogFile | None, *, stdout: bool, ta
     if logfile is not None:
         # An unreported loss of the previous configuration is carried over, to be reported by the new writer.
         carried = previous.writer.pending_loss if previous.writer is not None else None
-        new.writer = SafeWriter(logfile, new.notice, loss=carried)
+        new.writer = SafeWriter(logfile, new.loss_report, notice=new.notice, loss=carried)
     output.install(new)
 
     levelno = logging.getLevelName(settings.level)

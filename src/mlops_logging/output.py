@@ -14,7 +14,7 @@ from typing import Any
 
 from .console import Console
 from .records import format_timestamp, render_json, unrenderable_record
-from .sink import SafeWriter
+from .sink import Loss, SafeWriter
 
 __all__ = ["Output", "current", "install", "current_service", "current_pid"]
 
@@ -51,6 +51,10 @@ class Output:
                     sys.stderr.write(f"mlops_logging: could not write a record ({exc!r}); further errors counted\n")
                 except (OSError, ValueError):
                     pass
+
+    def loss_report(self, loss: Loss) -> bytes:
+        """The WARNING record that states what a failed stretch of writes lost."""
+        return self.notice(f"log file write failed: {loss.message()}", loss.as_fields())
 
     def notice(self, message: str, fields: Mapping[str, Any]) -> bytes:
         """A WARNING record of the package itself (logger ``mlops_logging``): losses, a file it could not rotate."""

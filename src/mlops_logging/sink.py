@@ -6,6 +6,7 @@ Used by ``configure_logging``. (logwrap adds a bounded retry buffer on top of th
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from .files import LogFile, Loss, Notice, PartialWrite
 
@@ -15,14 +16,17 @@ __all__ = ["Loss", "SafeWriter"]
 class SafeWriter:
     """Writes rendered records to a :class:`LogFile`; on ``OSError`` counts the loss instead of raising.
 
-    ``notice`` renders a WARNING record of the package; the one reporting a :class:`Loss` is written first the next
-    time a write succeeds. The file uses it too, for what it reports about itself (a deleted file, a failed rotation).
+    ``report`` renders the WARNING record for a :class:`Loss`; it is written first the next time a write succeeds.
+    ``notice`` (a WARNING record of the package) is what the file uses for what it reports about itself (a rotation
+    it cannot do, records a deleted file swallowed that could not be written again).
     """
 
-    def __init__(self, logfile: LogFile, notice: Notice, *, loss: Loss | None = None) -> None:
+    def __init__(self, logfile: LogFile, report: Callable[[Loss], bytes], *, notice: Notice | None = None,
+                 loss: Loss | None = None) -> None:
         self.logfile = logfile
-        self._notice = notice
-        logfile.notice = notice
+        self._report = report
+        if notice is not None:
+            logfile.notice = notice
         self._loss = loss  # not yet reported (``loss=``: one carried over from a writer this one replaces)
 
     @property
@@ -64,7 +68,7 @@ class SafeWriter:
             if loss is None:
                 return True
             try:
-                self.logfile.write(self._notice(f"log file write failed: {loss.message()}", loss.as_fields()))
+                self.logfile.write(self._report(loss))
             except OSError as exc:
                 loss.error = f"[Errno {exc.errno}] {exc.strerror}" if exc.errno else str(exc)
                 return False
