@@ -20,10 +20,10 @@ from .errors import LogSetupError
 from .files import LogFile, ensure_log_dir
 from .output import Output
 from .records import render_json, render_text
-from .settings import LogSettings, parse_bool, resolve_settings
+from .settings import LogSettings, resolve_settings
 from .sink import SafeWriter
 from .stdlib import RecordHandler
-from .structlog_chain import SinkLoggerFactory, processors
+from .structlog_chain import SinkLoggerFactory, bound_logger_class, processors
 
 __all__ = ["configure_logging", "get_logger", "TAKEOVER_LOGGERS"]
 
@@ -43,6 +43,15 @@ _lock = threading.RLock()
 _open_files: dict[Path, LogFile] = {}  # reused across calls, so reconfiguring never leaks descriptors
 
 
+def _after_fork_in_child() -> None:
+    """A forked worker (gunicorn's post_fork) calls configure_logging: a lock another thread held at fork is gone."""
+    global _lock
+    _lock = threading.RLock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def configure_logging(
     service: str | None = None,
     *,
@@ -59,22 +68,15 @@ def configure_logging(
 
     Arguments win over ``MLOPS_SERVICE``, ``MLOPS_LOG_DIR`` / ``MLOPS_LOG_ROOT``, ``MLOPS_LOG_LEVEL``,
     ``MLOPS_LOG_FORMAT``, ``MLOPS_LOG_STRICT``, ``MLOPS_LOG_MAX_BYTES`` and ``MLOPS_LOG_BACKUPS``. Returns the log
-    file's path. When the file cannot be used: with ``strict`` raises :class:`LogSetupError`; otherwise (the default)
-    warns once on stderr and keeps logging to stdout, because logging must never take the service down.
+    file's path. A bad value (an unknown level or format, an unsafe service name...) raises :class:`LogSetupError`
+    naming it, where it came from and the fix. When the file cannot be used (a directory that is not writable, a
+    planted symlink): with ``strict`` raises :class:`LogSetupError`; otherwise (the default) warns once on stderr and
+    keeps logging to stdout, because a run-time condition of the host must not take the service down.
     """
     with _lock:
-        try:
-            settings = resolve_settings(
-                service, log_dir=log_dir, level=level, fmt=fmt, strict=strict, max_bytes=max_bytes, backups=backups
-            )
-        except LogSetupError as exc:
-            if _is_strict(strict):
-                raise
-            settings = _fallback_settings(service)
-            _warn(f"{exc}; logging to stdout only")
-            _install(settings, None, stdout=True, takeover=takeover)
-            return settings.log_file
-
+        settings = resolve_settings(
+            service, log_dir=log_dir, level=level, fmt=fmt, strict=strict, max_bytes=max_bytes, backups=backups
+        )
         logfile: LogFile | None
         try:
             logfile = _open(settings)
@@ -99,7 +101,7 @@ def _open(settings: LogSettings) -> LogFile:
     existing = _open_files.get(path)
     if existing is not None and (existing.max_bytes, existing.backups) == (settings.max_bytes, settings.backups):
         return existing
-    ensure_log_dir(settings.log_dir)
+    ensure_log_dir(settings.log_dir, fix=settings.dir_fix)
     logfile = LogFile(path, max_bytes=settings.max_bytes, backups=settings.backups)
     if existing is not None:
         existing.close()
@@ -114,7 +116,7 @@ def _install(settings: LogSettings, logfile: LogFile | None, *, stdout: bool, ta
     if logfile is not None:
         # An unreported loss of the previous configuration is carried over, to be reported by the new writer.
         carried = previous.writer.pending_loss if previous.writer is not None else None
-        new.writer = SafeWriter(logfile, new.loss_report, loss=carried)
+        new.writer = SafeWriter(logfile, new.loss_report, notice=new.notice, loss=carried)
     output.install(new)
 
     levelno = logging.getLevelName(settings.level)
@@ -134,28 +136,14 @@ def _install(settings: LogSettings, logfile: LogFile | None, *, stdout: bool, ta
 
     structlog.configure(
         processors=processors,
-        wrapper_class=structlog.make_filtering_bound_logger(levelno),
+        wrapper_class=bound_logger_class(levelno),
         logger_factory=SinkLoggerFactory(),
         cache_logger_on_first_use=True,
     )
     for path, logfile_open in list(_open_files.items()):
-        if logfile_open is not logfile:  # a previous call's file that nothing uses any more
+        if logfile_open is not logfile:  # a previous call's file: closed once no thread is writing to it
             logfile_open.close()
             del _open_files[path]
-
-
-def _is_strict(strict: bool | None) -> bool:
-    if strict is not None:
-        return strict
-    try:
-        return parse_bool(os.environ.get("MLOPS_LOG_STRICT", "0"), name="MLOPS_LOG_STRICT")
-    except LogSetupError:
-        return False
-
-
-def _fallback_settings(service: str | None) -> LogSettings:
-    name = service or os.environ.get("MLOPS_SERVICE") or "unconfigured"
-    return LogSettings(service=name if isinstance(name, str) else "unconfigured", log_dir=Path("."))
 
 
 def _warn(message: str) -> None:

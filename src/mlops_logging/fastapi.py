@@ -11,8 +11,10 @@ another task, which breaks contextvars). Per request it:
   ``access_console=True``) when the last body byte has been sent (so streaming and SSE responses
   report their full time): ``request_id``, ``method``, ``path``, ``query`` (secret parameters redacted),
   ``status_code``, ``duration_ms``, ``bytes_sent``, ``client``, ``user_agent``, plus ``disconnected: true`` when the
-  client went away mid-response. Level INFO for 2xx/3xx, WARNING for 4xx (and disconnects), ERROR for 5xx;
-- turns an unhandled exception into one ERROR record with the traceback in ``exception`` and a 500 response.
+  client went away mid-response, or before any response (an aborted upload: ``status_code`` 499, nginx's "client
+  closed request"). Level INFO for 2xx/3xx, WARNING for 4xx (and disconnects), ERROR for 5xx;
+- turns an unhandled exception into one ERROR record with the traceback in ``exception`` and a 500 response; a
+  client disconnect (Starlette's ``ClientDisconnect``) is one WARNING record instead, without a traceback.
 
 ``instrument(app)`` configures logging (unless already configured for the service), adds the middleware and turns
 the server's own access log off, so each request is logged exactly once. Importing this module does not import
@@ -24,6 +26,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
 import traceback
 from collections.abc import Awaitable, Callable, MutableMapping
 from time import perf_counter
@@ -35,7 +38,15 @@ from structlog.contextvars import bind_contextvars
 from . import output
 from .context import REGISTRY, bound_context
 from .config import configure_logging
-from .records import REDACTED, format_timestamp, is_secret_key, level_from_number, redact
+from .records import (
+    REDACTED,
+    RESERVED,
+    add_fields,
+    format_timestamp,
+    is_secret_key,
+    level_from_number,
+    redact,
+)
 
 __all__ = [
     "ACCESS_LOGGER",
@@ -66,8 +77,6 @@ _HEADER = REQUEST_ID_HEADER.encode("latin-1")
 _VALID_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 _INTERNAL_ERROR = b"Internal Server Error"
 _ERROR_HEADERS = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"21")]
-# URL parameters that hold credentials although is_secret_key() would not flag the bare name (Google's `key=`).
-_SECRET_QUERY_NAMES = frozenset({"key", "sig", "apikey", "api-key"})
 
 # structlog's own ContextVar for `request_id`, so bind/unbind via structlog and the middleware agree.
 _token = bind_contextvars(request_id=...)["request_id"]
@@ -91,7 +100,8 @@ def valid_request_id(value: bytes | str | None) -> bool:
 
 
 def redact_query(query_string: bytes | str) -> str:
-    """The query string with the value of every secret-looking parameter (``api_key``, ``token``...) redacted."""
+    """The query string with the value of every secret parameter redacted (``api_key``, ``accessToken``, ``jwt``,
+    OAuth's ``code``...: :func:`records.is_secret_key` with ``in_url=True``)."""
     text = query_string.decode("latin-1") if isinstance(query_string, bytes) else query_string
     if not text:
         return ""
@@ -102,14 +112,13 @@ def redact_query(query_string: bytes | str) -> str:
         if not sep or not value:
             continue
         key = unquote_plus(name) if ("%" in name or "+" in name) else name
-        if is_secret_key(key) or key.lower() in _SECRET_QUERY_NAMES:
+        if is_secret_key(key, in_url=True):
             parts[i] = f"{name}={REDACTED}"
             changed = True
     return "&".join(parts) if changed else text
 
 
 _LEVEL_NAMES = {logging.INFO: "INFO", logging.WARNING: "WARNING", logging.ERROR: "ERROR"}
-_BASE_FIELDS = frozenset({"timestamp", "level", "message", "service", "logger", "pid"})
 
 
 _ID_BATCH = 256
@@ -168,7 +177,7 @@ def _emit(logger: logging.Logger, levelno: int, message: str, fields: dict[str, 
     if request_id is not ...:
         record["request_id"] = request_id  # first among the context fields, whatever else the app bound
     context = bound_context()
-    record.update(context)
+    add_fields(record, context)  # a bound `level` or `service` is kept as `level_`, `service_`
     record.update(fields)
     if exc is not None:
         record["exception"] = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip("\n")
@@ -249,16 +258,29 @@ class RequestLoggingMiddleware:
                 return
             await send(message)
 
+        gone_early = False  # the client hung up before a response started (an aborted upload): a 499
+
+        async def receive_wrapper() -> Message:
+            nonlocal gone_early
+            message = await receive()
+            if message["type"] == "http.disconnect" and not status:
+                gone_early = True
+            return message
+
         disconnected = False
         try:
             if raw_id is not None and id_header[1] is not raw_id:
                 _emit(self._log, logging.WARNING, "invalid X-Request-ID replaced",
                       {"invalid_request_id": raw_id[:200].decode("latin-1")})
             try:
-                await self.app(scope, receive, send_wrapper)
+                await self.app(scope, receive_wrapper, send_wrapper)
             except Exception as exc:  # noqa: BLE001 - the middleware is the last line: log it, answer 500
-                if status and isinstance(exc, OSError):
-                    disconnected = True  # ASGI >= 2.4 servers raise OSError on send() to a closed connection
+                if gone_early or _is_client_disconnect(exc) or (status and isinstance(exc, OSError)):
+                    # The client went away (Starlette's ClientDisconnect while reading the body or streaming; ASGI
+                    # >= 2.4 servers raise OSError on send() to a closed connection): not a server error.
+                    disconnected = True
+                    gone_early = gone_early or not status
+                    end = end or perf_counter()
                 else:
                     _emit(self._log, logging.ERROR, f"unhandled {type(exc).__name__} in {scope['method']} "
                           f"{scope['path']}: {exc}", {"method": scope["method"], "path": scope["path"]}, exc)
@@ -278,9 +300,15 @@ class RequestLoggingMiddleware:
                 # The app returned before the last body byte: Starlette does that when the client went away
                 # mid-stream (it listens for http.disconnect); ASGI servers drop sends to a closed connection.
                 disconnected = True
+            if gone_early:
+                # nginx's 499 "client closed request": whatever the app answered afterwards, nobody received it.
+                status = 499
+                disconnected = True
+                end = end or perf_counter()
             if disconnected:
-                _emit(self._log, logging.WARNING, "client disconnected before the response was complete",
-                      {"method": scope["method"], "path": scope["path"], "bytes_sent": sent})
+                what = "a response was sent" if gone_early else "the response was complete"
+                _emit(self._log, logging.WARNING, f"client disconnected before {what}",
+                      {"method": scope["method"], "path": scope["path"], "bytes_sent": sent, "disconnected": True})
             self._access_record(scope, request_id, status, start, end, sent, user_agent, disconnected)
         finally:
             _REQUEST_ID.reset(token)
@@ -322,17 +350,23 @@ class RequestLoggingMiddleware:
         if REGISTRY is None or len(REGISTRY) > 1:
             context = bound_context()
             if len(context) > 1:  # the app bound more than request_id (model, user...): add it, redacted
-                for key, value in context.items():
-                    record.setdefault(key, value)
+                add_fields(record, context, replace=False)
                 redact(record)
         writer = current.writer
         if writer is not None and levelno == logging.INFO and not self._access_console:
             writer.write(current.render(record))  # SafeWriter: never raises, counts and reports a failed write
         elif writer is None and current.console is None:
-            fields = {k: v for k, v in record.items() if k not in _BASE_FIELDS}
+            fields = {k: v for k, v in record.items() if k not in RESERVED}
             access.log(levelno, record["message"], extra=fields)
         else:
             current.emit(record)
+
+
+def _is_client_disconnect(exc: BaseException) -> bool:
+    """Starlette's ``ClientDisconnect`` (looked up only if Starlette is loaded: this module does not import it)."""
+    requests = sys.modules.get("starlette.requests")
+    kind = getattr(requests, "ClientDisconnect", None)
+    return kind is not None and isinstance(exc, kind)
 
 
 def disable_server_access_logs() -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .console import Console
-from .records import format_timestamp, render_json
+from .records import format_timestamp, render_json, unrenderable_record
 from .sink import Loss, SafeWriter
 
 __all__ = ["Output", "current", "install", "current_service", "current_pid"]
@@ -30,10 +30,18 @@ class Output:
     internal_errors: int = field(default=0)
 
     def emit(self, record: Mapping[str, Any]) -> None:
-        """Render once, write to the file and the console; never raise."""
+        """Render once, write to the file and the console; never raise.
+
+        A record that cannot be rendered is replaced by one that says so (:func:`records.unrenderable_record`).
+        """
         try:
+            try:
+                data = self.render(record)
+            except Exception as exc:  # noqa: BLE001 - a value no renderer can take must not lose the call
+                record = unrenderable_record(record, exc)
+                data = self.render(record)
             if self.writer is not None:
-                self.writer.write(self.render(record))
+                self.writer.write(data)
             if self.console is not None:
                 self.console.write(record)
         except Exception as exc:  # noqa: BLE001 - logging never takes the service down
@@ -46,18 +54,19 @@ class Output:
 
     def loss_report(self, loss: Loss) -> bytes:
         """The WARNING record that states what a failed stretch of writes lost."""
+        return self.notice(f"log file write failed: {loss.message()}", loss.as_fields())
+
+    def notice(self, message: str, fields: Mapping[str, Any]) -> bytes:
+        """A WARNING record of the package itself (logger ``mlops_logging``): losses, a file it could not rotate."""
         return self.render(
             {
                 "timestamp": format_timestamp(),
                 "level": "WARNING",
-                "message": (
-                    f"log file write failed: {loss.records} records ({loss.bytes} bytes) lost between "
-                    f"{format_timestamp(loss.first)} and {format_timestamp(loss.last)}: {loss.error}"
-                ),
+                "message": message,
                 "service": self.service,
                 "logger": "mlops_logging",
                 "pid": _pid,
-                **loss.as_fields(),
+                **fields,
             }
         )
 

@@ -17,13 +17,19 @@ __all__ = [
     "LEVELS",
     "REDACTED",
     "REQUIRED_FIELDS",
+    "RESERVED",
+    "RESERVED_FIELDS",
+    "add_fields",
     "format_timestamp",
+    "interpolation_failed",
     "is_secret_key",
+    "key_words",
     "level_from_number",
     "normalize_level",
     "redact",
     "render_json",
     "render_text",
+    "unrenderable_record",
 ]
 
 #: The five levels a record may carry, lowest first.
@@ -86,46 +92,183 @@ def format_timestamp(t: float | None = None) -> str:
     return prefix + _MS_SUFFIX[micros // 1000]
 
 
+# --- reserved fields ------------------------------------------------------------------------------------------------
+
+#: Fields the package sets on every record it builds; a call's or context's field of the same name is kept as
+#: ``<name>_`` (``level_``, ``service_``), the way Python spells an argument named like a keyword.
+RESERVED_FIELDS: tuple[str, ...] = ("timestamp", "level", "message", "service", "logger", "pid")
+#: The same as a set.
+RESERVED = frozenset(RESERVED_FIELDS)
+
+
+def add_fields(record: dict[str, Any], fields: Mapping[str, Any], *, replace: bool = True) -> dict[str, Any]:
+    """Add ``fields`` to ``record`` (which holds the reserved fields); return ``record``.
+
+    A field named like a reserved one is added as ``<name>_`` (more underscores if that is taken too), so the real
+    timestamp, level, message, service, logger and pid always stay. ``replace=False`` keeps a field ``record``
+    already has instead of overwriting it.
+    """
+    if RESERVED.isdisjoint(fields):  # the fast path: one C-level scan of the keys
+        if replace:
+            record.update(fields)
+        else:
+            for key, value in fields.items():
+                record.setdefault(key, value)
+        return record
+    for key, value in fields.items():
+        if key in RESERVED:
+            key = f"{key}_"
+            while key in fields or (key in record and replace):
+                key += "_"
+        if replace or key not in record:
+            record[key] = value
+    return record
+
+
+def unrenderable_record(record: Mapping[str, Any], error: BaseException) -> dict[str, Any]:
+    """The record that stands in for one that could not be built or rendered: the reserved fields of ``record``
+    that are usable, a message naming what failed and ``render_error``. Never raises (both logging paths use it)."""
+    detail = f"{type(error).__name__}: {_safe_str(error)}"
+    tb = error.__traceback__
+    if tb is not None:
+        while tb.tb_next is not None:
+            tb = tb.tb_next
+        code = tb.tb_frame.f_code
+        detail += f" (in {code.co_name}, {code.co_filename}:{tb.tb_lineno})"
+    message = record.get("message")
+    level = record.get("level")
+    timestamp = record.get("timestamp")
+    service = record.get("service")
+    logger = record.get("logger")
+    pid = record.get("pid")
+    failed = {
+        "timestamp": timestamp if type(timestamp) is str else format_timestamp(),
+        "level": level if level in LEVELS else "ERROR",
+        "message": (f"log record {message!r} could not be rendered: {detail}" if type(message) is str
+                    else f"log record could not be rendered: {detail}"),
+        "service": service if type(service) is str else "unconfigured",
+        "logger": logger if type(logger) is str else "root",
+    }
+    if type(pid) is int:
+        failed["pid"] = pid
+    failed["render_error"] = detail
+    return failed
+
+
+def interpolation_failed(msg: object, args: object, error: BaseException) -> str:
+    """The message of a call whose ``msg % args`` failed (both logging paths): what was given and why it failed."""
+    return f"{_safe_repr(msg)} % {_safe_repr(args)} (formatting failed: {type(error).__name__}: {_safe_str(error)})"
+
+
+def _safe_repr(obj: object) -> str:
+    try:
+        return repr(obj)
+    except Exception:  # noqa: BLE001 - a __repr__ that raises
+        return object.__repr__(obj)
+
+
+def _safe_str(obj: object) -> str:
+    try:
+        return str(obj)
+    except Exception:  # noqa: BLE001 - an exception whose __str__ raises too
+        return object.__repr__(obj)
+
+
 # --- redaction -----------------------------------------------------------------------------------------------------
 
-# A key is secret when its last word (split on _ - . and spaces) is one of these, so `hf_token` and `x-api-key` are
+# A key is split into lower-case words (on _ - . spaces digits and camelCase: `accessToken`, `APIKey`, `X-Auth-Token`),
+# and its last word decides, with the word before it for `token`, `tokens` and `key`: so `hf_token` and `xApiKey` are
 # secret while `max_tokens`, `prompt_token_ids` or `token_count` (everywhere in an LLM stack) are not.
 _SECRET_LAST_WORDS = frozenset(
     {
-        "token",
         "password",
+        "passwords",
         "passwd",
         "pwd",
         "secret",
+        "secrets",
         "cookie",
         "cookies",
         "authorization",
         "apikey",
+        "apikeys",
         "credential",
         "credentials",
+        "creds",
         "auth",
         "passphrase",
+        "passphrases",
         "signature",
+        "signatures",
+        "bearer",
+        "jwt",
+        "jwts",
     }
 )
-# `..._key` is secret when the word before it says what kind of key it is.
-_SECRET_KEY_QUALIFIERS = frozenset({"api", "private", "access", "secret", "signing", "encryption", "session"})
-_WORD_SPLIT = re.compile(r"[_\-.\s]+")
+# `token` names a piece of text, not a credential, after these (`eos_token`, `time_to_first_token`, `page_token`).
+_TEXT_TOKEN_QUALIFIERS = frozenset(
+    {"bos", "eos", "pad", "unk", "sep", "cls", "mask", "special", "first", "last", "next", "page", "continuation",
+     "stop", "prompt", "completion", "input", "output", "generated", "max", "min", "num", "total"}
+)
+# `tokens` is a count or a list of text tokens (`max_tokens`, `prompt_tokens`) unless it says what kind of credential.
+_SECRET_TOKENS_QUALIFIERS = frozenset(
+    {"access", "refresh", "api", "auth", "id", "bearer", "session", "oauth", "csrf", "xsrf", "security", "secret",
+     "service", "client", "personal", "hf", "github", "gitlab", "slack", "bot", "jwt"}
+)
+# `..._key(s)` is secret when the word before it says what kind of key it is.
+_SECRET_KEY_QUALIFIERS = frozenset(
+    {"api", "private", "access", "secret", "signing", "encryption", "session", "client", "master", "admin", "auth",
+     "hmac", "license", "subscription"}
+)
+# In a URL query string these bare names carry credentials too: Google's `key=`, a signed URL's `sig=`, OAuth's
+# `code=` (also `auth_code`, `authorization_code`, `device_code`...).
+_SECRET_URL_WORDS = frozenset({"key", "keys", "sig", "code"})
+_SECRET_CODE_QUALIFIERS = frozenset({"auth", "authorization", "oauth", "device", "user", "verification", "otp"})
+_WORDS = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+")
 _secret_cache: dict[str, bool] = {}
+_secret_url_cache: dict[str, bool] = {}
 
 
-def is_secret_key(key: str) -> bool:
-    """True when a field named ``key`` holds a secret (``authorization``, ``api_key``, ``hf_token``, ``set-cookie``)."""
-    cached = _secret_cache.get(key)
+def key_words(key: str) -> list[str]:
+    """``key`` as lower-case words: ``"xApiKey"`` -> ``["x", "api", "key"]``, ``"HF_TOKEN_2"`` -> ``["hf", "token"]``.
+
+    Letters only: digits and every other character separate words (and are dropped).
+    """
+    return [word.lower() for word in _WORDS.findall(key)]
+
+
+def _secret_words(words: list[str]) -> bool:
+    if not words:
+        return False
+    last = words[-1]
+    before = words[-2] if len(words) > 1 else ""
+    if last == "token":
+        return before not in _TEXT_TOKEN_QUALIFIERS
+    if last in _SECRET_LAST_WORDS:
+        return True
+    if last == "tokens":
+        return before in _SECRET_TOKENS_QUALIFIERS
+    if last in ("key", "keys"):
+        return before in _SECRET_KEY_QUALIFIERS
+    return False
+
+
+def is_secret_key(key: str, *, in_url: bool = False) -> bool:
+    """True when a field named ``key`` holds a secret (``authorization``, ``api_key``, ``accessToken``, ``set-cookie``).
+
+    ``in_url=True`` judges a URL query parameter, where bare ``key``, ``sig`` and ``code`` (OAuth) are secret too.
+    """
+    cache = _secret_url_cache if in_url else _secret_cache
+    cached = cache.get(key)
     if cached is not None:
         return cached
-    words = [w for w in _WORD_SPLIT.split(key.lower()) if w]
-    secret = bool(words) and (
-        words[-1] in _SECRET_LAST_WORDS
-        or (words[-1] == "key" and len(words) > 1 and words[-2] in _SECRET_KEY_QUALIFIERS)
-    )
-    if len(_secret_cache) < 4096:  # keys are a small set in practice; never grow without bound
-        _secret_cache[key] = secret
+    words = key_words(key)
+    secret = _secret_words(words)
+    if in_url and not secret and words:
+        secret = (words == [words[-1]] and words[-1] in _SECRET_URL_WORDS) or (
+            words[-1] == "code" and len(words) > 1 and words[-2] in _SECRET_CODE_QUALIFIERS)
+    if len(cache) < 4096:  # keys are a small set in practice; never grow without bound
+        cache[key] = secret
     return secret
 
 
@@ -134,7 +277,8 @@ _plain_keys: set[str] = set()  # keys already known not to be secret: the fast p
 
 
 def redact(record: dict[str, Any]) -> dict[str, Any]:
-    """Replace, in place, the value of every secret-looking key (also inside nested mappings) with ``[REDACTED]``."""
+    """Replace, in place, the value of every secret-looking key with ``[REDACTED]``, also inside nested mappings and
+    in header lists (``[("authorization", "Bearer x")]``, ASGI's ``[(b"cookie", b"...")]``)."""
     plain = _plain_keys
     for key, value in record.items():
         if key in plain:
@@ -147,9 +291,31 @@ def redact(record: dict[str, Any]) -> dict[str, Any]:
             if value is not None:
                 record[key] = REDACTED
             continue
-        if isinstance(value, Mapping) and value:
-            record[key] = redact(dict(value))
+        if isinstance(value, Mapping):
+            if value:
+                record[key] = redact(dict(value))
+        elif type(value) in (list, tuple) and value and type(value[0]) in (tuple, list) and len(value[0]) == 2:
+            record[key] = _redact_pairs(value)
     return record
+
+
+def _redact_pairs(pairs: list[Any] | tuple[Any, ...]) -> list[Any] | tuple[Any, ...]:
+    """Header pairs with the values of secret names replaced; anything that is not a list of pairs as it was."""
+    out = []
+    changed = False
+    for pair in pairs:
+        if type(pair) in (tuple, list) and len(pair) == 2:
+            name = pair[0]
+            if isinstance(name, (bytes, bytearray)):
+                name = bytes(name).decode("latin-1")
+            if isinstance(name, str) and is_secret_key(name) and pair[1] is not None:
+                out.append((pair[0], REDACTED))
+                changed = True
+                continue
+        out.append(pair)
+    if not changed:
+        return pairs
+    return out if type(pairs) is list else tuple(out)
 
 
 # --- rendering -----------------------------------------------------------------------------------------------------

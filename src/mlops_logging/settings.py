@@ -1,4 +1,8 @@
-"""Where and how a service logs: arguments first, then ``MLOPS_*`` environment variables, then defaults."""
+"""Where and how a service logs: arguments first, then ``MLOPS_*`` environment variables, then defaults.
+
+A value that is not valid fails here, with one line naming the value, where it came from (the caller's argument or
+option, or the variable) and the fix: a bad configuration must stop a service at start, not quietly lose its log file.
+"""
 
 from __future__ import annotations
 
@@ -9,32 +13,74 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import LogSetupError
-from .records import LEVELS, normalize_level
+from .files import DIR_FIX
+from .records import LEVELS, level_from_number, normalize_level
 
-__all__ = ["LogSettings", "resolve_settings", "validate_service", "parse_bool", "parse_size"]
+__all__ = [
+    "ARGUMENT_NAMES",
+    "ENV_NAMES",
+    "LogSettings",
+    "parse_bool",
+    "parse_size",
+    "resolve_settings",
+    "validate_service",
+]
 
 _SERVICE_RE = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 FORMATS = ("json", "text")
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+#: How :func:`resolve_settings`'s (and ``configure_logging``'s) arguments are spelled in messages; a caller with
+#: other spellings (logwrap: ``--format``, ``--log-dir``) passes its own ``names``.
+ARGUMENT_NAMES: Mapping[str, str] = {
+    "service": "service=",
+    "log_dir": "log_dir=",
+    "level": "level=",
+    "fmt": "fmt=",
+    "strict": "strict=",
+    "max_bytes": "max_bytes=",
+    "backups": "backups=",
+}
+#: The variable each setting falls back to.
+ENV_NAMES: Mapping[str, str] = {
+    "service": "MLOPS_SERVICE",
+    "log_dir": "MLOPS_LOG_DIR",
+    "level": "MLOPS_LOG_LEVEL",
+    "fmt": "MLOPS_LOG_FORMAT",
+    "strict": "MLOPS_LOG_STRICT",
+    "max_bytes": "MLOPS_LOG_MAX_BYTES",
+    "backups": "MLOPS_LOG_BACKUPS",
+}
 
 
-def validate_service(name: str) -> str:
-    """Return ``name`` if it is a safe file-name stem (``[A-Za-z0-9_.-]``, no ``..``), else raise LogSetupError."""
+def _where(spelling: str) -> str:
+    """``level=`` -> ``argument level=``; an option (``--format``) or a variable reads as it is."""
+    return f"argument {spelling}" if spelling.endswith("=") else spelling
+
+
+def validate_service(name: str, *, source: str | None = None) -> str:
+    """Return ``name`` if it is a safe file-name stem (``[A-Za-z0-9_.-]``, no ``..``), else raise LogSetupError
+    (naming ``source``, the argument or variable the name came from, when given)."""
     if not isinstance(name, str) or not _SERVICE_RE.fullmatch(name) or ".." in name or name.startswith("."):
+        where = f" from {source}" if source else ""
         raise LogSetupError(
-            f"invalid service name {name!r}: use 1-128 characters from [A-Za-z0-9_.-], "
+            f"invalid service name {name!r}{where}: use 1-128 characters from [A-Za-z0-9_.-], "
             "not starting with '.' and without '..' (it becomes a file name)"
         )
     return name
 
 
-def parse_bool(value: str, *, name: str) -> bool:
-    """Parse ``1/0, true/false, yes/no, on/off`` (any case); raise LogSetupError naming the variable otherwise."""
-    lowered = value.strip().lower()
-    if lowered in {"1", "true", "yes", "on"}:
+def parse_bool(value: str | bool, *, name: str) -> bool:
+    """Parse ``1/0, true/false, yes/no, on/off`` (any case; empty means false); raise LogSetupError naming ``name``
+    (the variable or option the value came from) otherwise."""
+    if isinstance(value, bool):
+        return value
+    lowered = value.strip().lower() if isinstance(value, str) else None
+    if lowered in _TRUE:
         return True
-    if lowered in {"0", "false", "no", "off", ""}:
+    if lowered in _FALSE or lowered == "":
         return False
-    raise LogSetupError(f"{name}={value!r} is not a boolean: use 1 or 0")
+    raise LogSetupError(f"{value!r} from {name} is not a boolean: use 1/0, true/false, yes/no or on/off (any case)")
 
 
 _SIZE_RE = re.compile(r"\s*(\d+)\s*([kmg]i?b?|b)?\s*", re.IGNORECASE)
@@ -42,16 +88,43 @@ _SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
 
 def parse_size(value: str | int, *, name: str) -> int:
-    """Parse a byte count: ``1048576``, ``64k``, ``1MiB``, ``2G`` (binary units); raise LogSetupError otherwise."""
-    if isinstance(value, int):
+    """Parse a byte count: ``1048576``, ``64k``, ``1MiB``, ``2G`` (binary units); raise LogSetupError naming ``name``
+    (the variable or option the value came from) otherwise."""
+    if isinstance(value, int) and not isinstance(value, bool):
         if value < 0:
-            raise LogSetupError(f"{name}={value} must not be negative")
+            raise LogSetupError(f"{value} from {name} is not a size: it must not be negative (0 turns rotation off)")
         return value
-    match = _SIZE_RE.fullmatch(value)
+    match = _SIZE_RE.fullmatch(value) if isinstance(value, str) else None
     if not match:
-        raise LogSetupError(f"{name}={value!r} is not a size: use a number of bytes, or e.g. 64k, 1MiB, 2G")
+        raise LogSetupError(f"{value!r} from {name} is not a size: use a number of bytes, or e.g. 64k, 1MiB, 2G")
     unit = (match.group(2) or "").lower()[:1]
     return int(match.group(1)) * _SIZE_UNITS[unit]
+
+
+def _parse_count(value: str | int, *, name: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        count = value
+    elif isinstance(value, str) and value.strip().isdigit():
+        count = int(value)
+    else:
+        raise LogSetupError(f"{value!r} from {name} is not a whole number: use e.g. 5")
+    if count < 0:
+        raise LogSetupError(f"{value!r} from {name} is not a whole number: use e.g. 5")
+    return count
+
+
+def _parse_level(value: str | int, *, name: str) -> str:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return level_from_number(value)  # logging.DEBUG and friends
+    if isinstance(value, str) and value.strip().upper() in (*LEVELS, "WARN", "FATAL"):
+        return normalize_level(value.strip())
+    raise LogSetupError(f"log level {value!r} from {name} is not known: use one of {', '.join(LEVELS)}")
+
+
+def _parse_format(value: str, *, name: str) -> str:
+    if isinstance(value, str) and value.strip().lower() in FORMATS:
+        return value.strip().lower()
+    raise LogSetupError(f"log format {value!r} from {name} is not known: use json or text")
 
 
 @dataclass(frozen=True)
@@ -65,6 +138,8 @@ class LogSettings:
     strict: bool = False
     max_bytes: int = 0
     backups: int = 0
+    #: How a message about an unusable log directory says to choose another one (the caller's own spelling).
+    dir_fix: str = DIR_FIX
 
     @property
     def log_file(self) -> Path:
@@ -83,49 +158,56 @@ def resolve_settings(
     service: str | None = None,
     *,
     log_dir: str | os.PathLike[str] | None = None,
-    level: str | None = None,
+    level: str | int | None = None,
     fmt: str | None = None,
-    strict: bool | None = None,
+    strict: bool | str | None = None,
     max_bytes: int | str | None = None,
     backups: int | str | None = None,
     env: Mapping[str, str] | None = None,
+    names: Mapping[str, str] | None = None,
 ) -> LogSettings:
     """Combine arguments (which win) with ``MLOPS_SERVICE``, ``MLOPS_LOG_DIR``, ``MLOPS_LOG_ROOT``,
     ``MLOPS_LOG_LEVEL``, ``MLOPS_LOG_FORMAT``, ``MLOPS_LOG_STRICT``, ``MLOPS_LOG_MAX_BYTES``, ``MLOPS_LOG_BACKUPS``.
 
-    Raises LogSetupError with a one-line message for any bad value.
+    Raises LogSetupError with a one-line message for any bad value, naming where it came from: the argument as
+    ``names`` spells it (default :data:`ARGUMENT_NAMES`; logwrap passes its options), or the variable.
     """
     env = os.environ if env is None else env
-    service = service or env.get("MLOPS_SERVICE")
-    if not service:
-        raise LogSetupError("no service name: pass service=... (or --service) or set MLOPS_SERVICE")
-    validate_service(service)
+    spelled = {**ARGUMENT_NAMES, **(names or {})}
 
-    raw_level = level if level is not None else env.get("MLOPS_LOG_LEVEL", "INFO")
-    if str(raw_level).upper() not in LEVELS and str(raw_level).upper() not in {"WARN", "FATAL"}:
-        raise LogSetupError(f"log level {raw_level!r} is not known: use one of {', '.join(LEVELS)} (MLOPS_LOG_LEVEL)")
-    raw_fmt = (fmt if fmt is not None else env.get("MLOPS_LOG_FORMAT", "json")).lower()
-    if raw_fmt not in FORMATS:
-        raise LogSetupError(f"log format {raw_fmt!r} is not known: use json or text (MLOPS_LOG_FORMAT)")
-    if strict is None:
-        strict = parse_bool(env.get("MLOPS_LOG_STRICT", "0"), name="MLOPS_LOG_STRICT")
-    size = parse_size(max_bytes if max_bytes is not None else env.get("MLOPS_LOG_MAX_BYTES", "0"),
-                      name="MLOPS_LOG_MAX_BYTES")
-    raw_backups = backups if backups is not None else env.get("MLOPS_LOG_BACKUPS", "5" if size else "0")
-    try:
-        n_backups = int(raw_backups)
-    except ValueError:
-        raise LogSetupError(f"MLOPS_LOG_BACKUPS={raw_backups!r} is not a whole number") from None
-    if n_backups < 0 or (size and n_backups < 1):
-        raise LogSetupError(f"MLOPS_LOG_BACKUPS={n_backups}: size rotation needs at least 1 backup")
+    def pick(key: str, argument: object, default: str | None = None) -> tuple[object, str]:
+        """The value and where it came from: the argument if given, else the variable (or the default)."""
+        if argument is not None:
+            return argument, _where(spelled[key])
+        return env.get(ENV_NAMES[key], default), ENV_NAMES[key]
 
-    directory = Path(log_dir) if log_dir else default_log_dir(service, env)
+    raw_service, service_from = pick("service", service)
+    if raw_service is None or (raw_service == "" and service_from == ENV_NAMES["service"]):
+        raise LogSetupError(f"no service name: use {spelled['service']} or set MLOPS_SERVICE")
+    name = validate_service(raw_service, source=service_from)  # type: ignore[arg-type]
+
+    raw_level, level_from = pick("level", level, "INFO")
+    raw_fmt, fmt_from = pick("fmt", fmt, "json")
+    raw_strict, strict_from = pick("strict", strict, "0")
+    raw_size, size_from = pick("max_bytes", max_bytes, "0")
+    size = parse_size(raw_size, name=size_from)  # type: ignore[arg-type]
+    raw_backups, backups_from = pick("backups", backups, "5" if size else "0")
+    n_backups = _parse_count(raw_backups, name=backups_from)  # type: ignore[arg-type]
+    if size and n_backups < 1:
+        raise LogSetupError(f"{n_backups} backups from {backups_from}: size rotation ({size_from}) needs at least "
+                            "1 backup")
+
+    if log_dir is not None and str(log_dir) != "":
+        directory = Path(log_dir)
+    else:
+        directory = default_log_dir(name, env)
     return LogSettings(
-        service=service,
+        service=name,
         log_dir=directory,
-        level=normalize_level(str(raw_level)),
-        fmt=raw_fmt,
-        strict=strict,
+        level=_parse_level(raw_level, name=level_from),  # type: ignore[arg-type]
+        fmt=_parse_format(raw_fmt, name=fmt_from),  # type: ignore[arg-type]
+        strict=parse_bool(raw_strict, name=strict_from),  # type: ignore[arg-type]
         max_bytes=size,
         backups=n_backups,
+        dir_fix=f"choose another {spelled['log_dir']} / MLOPS_LOG_DIR",
     )

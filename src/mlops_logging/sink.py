@@ -5,51 +5,29 @@ Used by ``configure_logging``. (logwrap adds a bounded retry buffer on top of th
 
 from __future__ import annotations
 
-import os
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from .files import LogFile, PartialWrite
-from .records import format_timestamp
+from .files import LogFile, Loss, Notice, PartialWrite
 
 __all__ = ["Loss", "SafeWriter"]
-
-
-@dataclass
-class Loss:
-    """What could not be written: counts, first and last failure time, the last error."""
-
-    records: int = 0
-    bytes: int = 0
-    first: float = 0.0
-    last: float = 0.0
-    error: str = ""
-
-    def as_fields(self) -> dict[str, object]:
-        """The fields of the WARNING record that reports this loss."""
-        return {
-            "lost_records": self.records,
-            "lost_bytes": self.bytes,
-            "lost_since": format_timestamp(self.first),
-            "lost_until": format_timestamp(self.last),
-            "error": self.error,
-        }
 
 
 class SafeWriter:
     """Writes rendered records to a :class:`LogFile`; on ``OSError`` counts the loss instead of raising.
 
     ``report`` renders the WARNING record for a :class:`Loss`; it is written first the next time a write succeeds.
+    ``notice`` (a WARNING record of the package) is what the file uses for what it reports about itself (a rotation
+    it cannot do, records a deleted file swallowed that could not be written again).
     """
 
-    def __init__(self, logfile: LogFile, report: Callable[[Loss], bytes], *, loss: Loss | None = None) -> None:
+    def __init__(self, logfile: LogFile, report: Callable[[Loss], bytes], *, notice: Notice | None = None,
+                 loss: Loss | None = None) -> None:
         self.logfile = logfile
         self._report = report
+        if notice is not None:
+            logfile.notice = notice
         self._loss = loss  # not yet reported (``loss=``: one carried over from a writer this one replaces)
-        self._lock = threading.Lock()
-        self._pid = os.getpid()
 
     @property
     def pending_loss(self) -> Loss | None:
@@ -73,7 +51,7 @@ class SafeWriter:
 
     def _count(self, data: bytes, exc: OSError | None) -> None:
         now = time.time()
-        with self._lock:
+        with self.logfile.lock:
             loss = self._loss
             if loss is None:
                 loss = self._loss = Loss(first=now)
@@ -85,7 +63,7 @@ class SafeWriter:
 
     def _flush_report(self) -> bool:
         """Try to write the loss report; True once it is on disk (and the loss is cleared)."""
-        with self._lock:
+        with self.logfile.lock:
             loss = self._loss
             if loss is None:
                 return True

@@ -16,7 +16,15 @@ from pythonjsonlogger.orjson import OrjsonFormatter
 
 from . import output
 from .context import bound_context
-from .records import format_timestamp, level_from_number, redact, render_json
+from .records import (
+    add_fields,
+    format_timestamp,
+    interpolation_failed,
+    level_from_number,
+    redact,
+    render_json,
+    unrenderable_record,
+)
 
 __all__ = ["JsonFormatter", "RecordHandler"]
 
@@ -44,18 +52,22 @@ class JsonFormatter(OrjsonFormatter):
         if isinstance(msg, dict):
             extra_from_msg = dict(msg)
             message: Any = extra_from_msg.pop("message", extra_from_msg.pop("event", ""))
+            if type(message) is not str:
+                message = str(message)
         else:
             try:
                 message = record.getMessage()
             except Exception as exc:  # noqa: BLE001 - a bad %-format must not lose the record
-                message = f"{msg!r} % {record.args!r} (formatting failed: {exc})"
+                if not record.args:
+                    raise  # str(msg) itself failed: RecordHandler.emit writes the record that says so
+                message = interpolation_failed(msg, record.args, exc)
         rec: dict[str, Any] = {
             "timestamp": format_timestamp(record.created),
             "level": level_from_number(record.levelno),
             "message": message,
             "service": self.service or output._current.service,
             "logger": record.name,
-            "pid": record.process,
+            "pid": record.process or output._pid,  # None when logging.logProcesses is off
         }
         # Same order and precedence as structlog's merge_contextvars: the call's own fields, then bound context
         # (a call's field wins over a bound one), then the traceback.
@@ -80,7 +92,7 @@ class JsonFormatter(OrjsonFormatter):
         if record.stack_info:
             fields["stack"] = self.formatStack(record.stack_info)
         if fields:
-            rec.update(redact(fields))
+            add_fields(rec, redact(fields))
         return rec
 
     def format(self, record: logging.LogRecord) -> str:
@@ -109,9 +121,19 @@ class RecordHandler(logging.Handler):
         return True
 
     def emit(self, record: logging.LogRecord) -> None:
+        """Write ``record``; one that cannot be built becomes the record that says so (as on the structlog path)."""
+        current = output._current
+        formatter: JsonFormatter = self.formatter  # type: ignore[assignment]
         try:
-            output._current.emit(self.formatter.to_record(record))  # type: ignore[union-attr]
-        except RecursionError:
-            raise
-        except Exception:  # noqa: BLE001 - logging never takes the service down
-            self.handleError(record)
+            built = formatter.to_record(record)
+        except Exception as exc:  # noqa: BLE001 - logging never takes the service down
+            known = {
+                "timestamp": format_timestamp(record.created),
+                "level": level_from_number(record.levelno),
+                "message": record.msg if isinstance(record.msg, str) else None,
+                "service": formatter.service or current.service,
+                "logger": record.name,
+                "pid": record.process or output._pid,
+            }
+            built = unrenderable_record(known, exc)
+        current.emit(built)

@@ -6,17 +6,27 @@ processor hands the finished dict to :class:`SinkLogger`, which passes it to the
 
 from __future__ import annotations
 
+import functools
 import sys
 import traceback
+from collections.abc import Callable, Mapping
 from typing import Any
 
+import structlog
 from structlog.typing import EventDict, WrappedLogger
 
 from . import output
 from .context import merge_bound_context
-from .records import format_timestamp, redact
+from .records import (
+    add_fields,
+    format_timestamp,
+    interpolation_failed,
+    level_from_number,
+    redact,
+    unrenderable_record,
+)
 
-__all__ = ["SinkLogger", "SinkLoggerFactory", "build_record", "processors"]
+__all__ = ["SinkLogger", "SinkLoggerFactory", "bound_logger_class", "build_record", "processors"]
 
 _METHOD_LEVELS = {
     "debug": "DEBUG",
@@ -46,29 +56,98 @@ def _exc_info(value: Any) -> Any:
 
 
 def build_record(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> tuple[tuple[dict[str, Any]], dict]:
-    """Turn structlog's event dict into the schema dict (same field order and formats as the stdlib path)."""
-    message = event_dict.pop("event", "")
-    level = event_dict.pop("level", None)
-    name = event_dict.pop("logger", None)
-    if "exc_info" in event_dict:
-        exc_info = _exc_info(event_dict.pop("exc_info"))
-        if exc_info is not None:
-            event_dict["exception"] = "".join(traceback.format_exception(*exc_info)).rstrip("\n")
+    """Turn structlog's event dict into the schema dict (same field order and formats as the stdlib path).
+
+    Never raises: an event that cannot be built (a ``__str__`` that raises, a bad ``exc_info``...) becomes the
+    record :func:`records.unrenderable_record` makes, at the call's level.
+    """
     current = output._current
     record: dict[str, Any] = {
         "timestamp": format_timestamp(),
-        "level": level.upper() if isinstance(level, str) else _METHOD_LEVELS.get(method_name, "INFO"),
-        "message": message if type(message) is str else str(message),
+        "level": _METHOD_LEVELS.get(method_name, "INFO"),
+        "message": None,  # set below: str() of the event may raise
         "service": current.service,
-        "logger": name or getattr(logger, "name", None) or "root",
+        "logger": getattr(logger, "name", None) or "root",
         "pid": output._pid,
     }
-    if event_dict:
-        record.update(redact(event_dict))
+    try:
+        message = event_dict.pop("event", "")
+        record["message"] = message if type(message) is str else str(message)
+        if "exc_info" in event_dict:
+            exc_info = _exc_info(event_dict.pop("exc_info"))
+            if exc_info is not None:
+                event_dict["exception"] = "".join(traceback.format_exception(*exc_info)).rstrip("\n")
+        if event_dict:
+            add_fields(record, redact(event_dict))
+    except Exception as exc:  # noqa: BLE001 - logging never raises into the caller
+        return (unrenderable_record(record, exc),), {}
     return (record,), {}
 
 
 processors: list[Any] = [merge_bound_context, build_record]
+
+
+# --- the bound logger: structlog's filtering one, with an interpolation that never raises -----------------------------
+
+_LEVEL_NUMBERS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
+_ALIASES = {"warn": "warning", "fatal": "critical", "msg": "info"}
+
+
+def _interpolate(event: Any, args: tuple[Any, ...]) -> Any:
+    """``event % args`` as structlog does it; a failure gives the stdlib path's "formatting failed" message."""
+    try:
+        if len(args) == 1 and isinstance(args[0], Mapping) and args[0]:
+            return event % args[0]
+        return event % args
+    except Exception as exc:  # noqa: BLE001 - a bad format string must not raise into the caller
+        return interpolation_failed(event, args, exc)
+
+
+def _method(name: str) -> Callable[..., Any]:
+    def meth(self: Any, event: Any, *args: Any, **kw: Any) -> Any:
+        return self._proxy_to_logger(name, _interpolate(event, args) if args else event, **kw)
+
+    meth.__name__ = name
+    return meth
+
+
+def _async_method(base: Callable[..., Any]) -> Callable[..., Any]:
+    async def ameth(self: Any, event: Any, *args: Any, **kw: Any) -> Any:
+        return await base(self, _interpolate(event, args) if args else event, **kw)
+
+    ameth.__name__ = base.__name__
+    return ameth
+
+
+@functools.lru_cache(maxsize=None)
+def bound_logger_class(min_level: int) -> type:
+    """structlog's filtering bound logger for ``min_level`` (levels below it cost one ``return None``), except that
+    a ``%`` interpolation that fails gives a message saying so and ``log()`` takes any level number (25 -> INFO),
+    instead of raising into the caller."""
+    base = structlog.make_filtering_bound_logger(min_level)
+    methods: dict[str, Any] = {}
+    for name, number in _LEVEL_NUMBERS.items():
+        if number >= min_level:  # disabled levels keep structlog's no-op
+            methods[name] = _method(name)
+            methods[f"a{name}"] = _async_method(getattr(base, f"a{name}"))
+    for alias, name in _ALIASES.items():
+        if name in methods:
+            methods[alias], methods[f"a{alias}"] = methods[name], methods[f"a{name}"]
+
+    def log(self: Any, level: int, event: Any, *args: Any, **kw: Any) -> Any:
+        if level < min_level:
+            return None
+        return base.log(self, _LEVEL_NUMBERS[level_from_number(level).lower()],
+                        _interpolate(event, args) if args else event, **kw)
+
+    async def alog(self: Any, level: int, event: Any, *args: Any, **kw: Any) -> Any:
+        if level < min_level:
+            return None
+        return await base.alog(self, _LEVEL_NUMBERS[level_from_number(level).lower()],
+                               _interpolate(event, args) if args else event, **kw)
+
+    methods["log"], methods["alog"] = log, alog
+    return type(base.__name__, (base,), methods)
 
 
 class SinkLogger:

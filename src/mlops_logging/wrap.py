@@ -380,6 +380,11 @@ def service_from_command(command: str | Sequence[str]) -> str:
     return name or "service"
 
 
+#: How logwrap spells the settings, for resolve_settings' messages.
+SETTING_NAMES = {"service": "--service", "log_dir": "--log-dir", "fmt": "--format", "strict": "--strict",
+                 "max_bytes": "--max-bytes", "backups": "--backups"}
+
+
 def settings_for(opts: Options, env: Mapping[str, str]) -> LogSettings:
     """Resolve service, directory, format, strictness and rotation from the options, then ``MLOPS_*``, then defaults."""
     service = opts.service or env.get("MLOPS_SERVICE") or service_from_command(opts.command)
@@ -391,6 +396,7 @@ def settings_for(opts: Options, env: Mapping[str, str]) -> LogSettings:
         max_bytes=opts.max_bytes,
         backups=opts.backups,
         env=env,
+        names=SETTING_NAMES,
     )
 
 

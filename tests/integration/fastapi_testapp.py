@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from typing import Any
 
 import structlog
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from mlops_logging import configure_logging, get_logger
@@ -65,3 +66,15 @@ async def stream(n: int = 5, delay: float = 0.05) -> StreamingResponse:
 async def text() -> str:
     structlog.contextvars.bind_contextvars(user="alice")
     return "x" * 1000
+
+
+@app.post("/upload")
+async def upload(request: Request) -> dict[str, int]:
+    """Reads the raw body: Starlette raises ClientDisconnect when the client aborts the upload."""
+    return {"bytes": len(await request.body())}
+
+
+@app.post("/items")
+async def items(item: dict[str, Any]) -> dict[str, int]:
+    """A JSON body parameter: FastAPI reads the body itself (a disconnect becomes a 400 that nobody receives)."""
+    return {"keys": len(item)}

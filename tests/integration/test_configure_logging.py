@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from support.procs import run_python
-from support.records import read_lines, read_records
+from support.records import assert_valid, read_lines, read_records
 
 
 def test_every_record_of_every_kind_matches_the_schema(log_root: Path) -> None:
@@ -287,15 +287,6 @@ def test_unwritable_log_dir_raises_in_strict_mode_and_falls_back_to_stdout_other
     assert lenient.stdout.count("served") == 3
 
 
-def test_bad_environment_value_falls_back_without_stopping_the_service(log_root: Path) -> None:
-    proc = run_python("""
-        from mlops_logging import configure_logging, get_logger
-        configure_logging("svc")
-        get_logger("x").info("up")
-    """, env={"MLOPS_LOG_LEVEL": "LOUD"})
-    assert "log level 'LOUD' is not known" in proc.stderr and "up" in proc.stdout
-
-
 def test_file_removed_or_renamed_while_running_is_recreated_without_loss(log_root: Path) -> None:
     run_python("""
         import os, time
@@ -345,3 +336,92 @@ def test_log_file_descriptor_is_close_on_exec_also_after_a_reopen(log_root: Path
         print(bool(fcntl.fcntl(logfile.fileno(), fcntl.F_GETFD) & fcntl.FD_CLOEXEC))
     """).stdout.split()
     assert out[-2:] == ["True", "True"]
+
+
+# --- a record that cannot be built never raises into the caller ---------------------------------------------------
+
+UNRENDERABLE = """
+    import collections.abc, logging
+    from mlops_logging import configure_logging, get_logger
+    configure_logging("svc", stdout=False)
+
+    class BadStr:
+        def __str__(self):
+            raise RuntimeError("no str for you")
+
+    class BadMapping(collections.abc.Mapping):
+        def __getitem__(self, key):
+            raise KeyError(key)
+        def __iter__(self):
+            raise RuntimeError("no iteration")
+        def __len__(self):
+            return 1
+
+    slog, std = get_logger("app"), logging.getLogger("app")
+    for log in (slog, std):
+        log.warning(BadStr())
+        log.info("fields", {kw}=BadMapping())
+        log.error("bad exc_info", exc_info=(1, 2, 3))
+        log.critical("bad %d format", "x")
+    slog.log(25, "a custom level %s", "number")   # structlog's own log() raises KeyError for 25
+    print("the caller saw no exception")
+"""
+
+
+def test_a_record_that_cannot_be_built_becomes_a_record_that_says_so_on_both_paths(log_root: Path) -> None:
+    program = UNRENDERABLE.replace("log.info(\"fields\", {kw}=BadMapping())",
+                                   "log.info(\"fields\", **({'data': BadMapping()} if log is slog else "
+                                   "{'extra': {'data': BadMapping()}}))")
+    out = run_python(program)
+    assert "the caller saw no exception" in out.stdout
+    assert out.stderr == ""  # no traceback from logging's handleError either
+    records = read_records(log_root / "svc" / "svc.log")
+    assert [r["level"] for r in records] == ["WARNING", "INFO", "ERROR", "CRITICAL"] * 2 + ["INFO"]
+    assert records[-1]["message"] == "a custom level number"
+    structlog_part, stdlib_part = records[:4], records[4:8]
+    for part in (structlog_part, stdlib_part):
+        bad_str, bad_mapping, bad_exc_info, bad_format = part
+        assert all(r["logger"] == "app" and r["service"] == "svc" for r in part)
+        assert "RuntimeError: no str for you" in bad_str["render_error"]
+        assert bad_str["message"].startswith("log record could not be rendered: RuntimeError: no str for you")
+        assert "RuntimeError: no iteration" in bad_mapping["render_error"]
+        assert bad_mapping["message"].startswith("log record 'fields' could not be rendered: RuntimeError")
+        assert bad_exc_info["message"].startswith("log record 'bad exc_info' could not be rendered:")
+        assert "render_error" in bad_exc_info and "exception" not in bad_exc_info
+        assert bad_format["message"].startswith("'bad %d format' % ('x',) (formatting failed: TypeError:")
+    # One helper makes these records: the two paths say the same thing.
+    strip = lambda r: {k: v for k, v in r.items() if k not in ("timestamp", "render_error", "message")}  # noqa: E731
+    assert [strip(r) for r in structlog_part] == [strip(r) for r in stdlib_part]
+
+
+# --- reserved fields ---------------------------------------------------------------------------------------------
+
+
+def test_call_and_context_fields_never_replace_the_reserved_fields(log_root: Path) -> None:
+    run_python("""
+        import logging, structlog
+        from unittest import mock
+        from mlops_logging import configure_logging, get_logger
+        configure_logging("inference", stdout=False)
+        structlog.contextvars.bind_contextvars(pid="from-context", run_id="run-1")
+        clash = {"timestamp": 1700000000, "level": "VERBOSE", "service": "billing", "logger": "other", "batch": 3}
+        with mock.patch("time.time", return_value=1795680000.25):
+            get_logger("same").info("x", **clash)
+            logging.getLogger("same").info("x", extra=clash)
+            get_logger("same").info("x", message="call message", level_="taken")
+            logging.getLogger("same").info({"message": "x", "service": "billing"})
+        structlog.contextvars.clear_contextvars()
+    """)
+    lines = read_lines(log_root / "inference" / "inference.log")
+    records = [json.loads(line) for line in lines]
+    for record in records:
+        assert_valid(record)
+        assert (record["timestamp"], record["level"], record["message"], record["service"], record["logger"]) == (
+            "2026-11-26T08:00:00.250Z", "INFO", "x", "inference", "same")
+        assert isinstance(record["pid"], int) and record["pid"] > 1 and record["pid_"] == "from-context"
+    structlog_line, stdlib_line, renamed, from_dict = records
+    assert {k: v for k, v in structlog_line.items() if k.endswith("_")} == {
+        "timestamp_": 1700000000, "level_": "VERBOSE", "service_": "billing", "logger_": "other", "pid_": "from-context"}
+    assert lines[0] == lines[1]  # the two paths still agree byte for byte
+    assert renamed["message_"] == "call message" and renamed["level_"] == "taken"
+    assert from_dict["service_"] == "billing"

@@ -266,3 +266,79 @@ def test_a_forked_child_does_not_reuse_the_parents_spare_ids() -> None:
     os.waitpid(pid, 0)
     os.close(read_end)
     assert len(child_id) == 32 and child_id != _new_id()
+
+
+def test_context_the_app_binds_never_replaces_the_reserved_fields_of_the_middlewares_records(logfile: Path) -> None:
+    from structlog.contextvars import bind_contextvars
+
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        bind_contextvars(level="VERBOSE", service="billing", timestamp=0, user="alice")
+        if scope["path"] == "/boom":
+            raise ValueError("exploded")
+        await _ok_app(scope, receive, send)
+
+    call(RequestLoggingMiddleware(app), "/ok")
+    call(RequestLoggingMiddleware(app), "/boom")
+    records = read_records(logfile)  # every record validates against the schema
+    ours = [r for r in records if r["logger"].startswith("mlops_logging.")]
+    assert [(r["logger"], r["level"]) for r in ours] == [
+        ("mlops_logging.access", "INFO"), ("mlops_logging.fastapi", "ERROR"), ("mlops_logging.access", "ERROR")]
+    for record in ours:
+        assert record["service"] == "fastapi" and record["timestamp"] != 0
+        assert (record["level_"], record["service_"], record["timestamp_"], record["user"]) == (
+            "VERBOSE", "billing", 0, "alice")
+
+
+async def _upload_app(scope: dict, receive: Any, send: Any) -> None:
+    """Reads the request body the way Starlette does (ClientDisconnect when the client goes away)."""
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse
+
+    body = await Request(scope, receive).body()
+    await PlainTextResponse(f"{len(body)}")(scope, receive, send)
+
+
+def _aborted_upload(app: Any) -> list[dict]:
+    """Serve one POST whose client sends part of the body, then hangs up (the server says http.disconnect)."""
+    messages = [{"type": "http.request", "body": b"x" * 1000, "more_body": True}, {"type": "http.disconnect"}]
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/upload", "query_string": b"", "client": ("10.0.0.3", 9),
+             "headers": [(b"content-length", b"100000")]}
+    asyncio.run(RequestLoggingMiddleware(app)(scope, receive, send))
+    return sent
+
+
+def test_an_aborted_upload_is_a_client_disconnect_not_a_server_error(logfile: Path) -> None:
+    sent = _aborted_upload(_upload_app)
+    assert sent == []  # nothing is sent to a client that is gone
+    records = read_records(logfile)
+    assert not [r for r in records if r["level"] in ("ERROR", "CRITICAL") or "exception" in r]
+    [warning] = [r for r in records if r["logger"] == "mlops_logging.fastapi"]
+    assert warning["level"] == "WARNING" and warning["disconnected"] is True
+    assert warning["message"] == "client disconnected before a response was sent"
+    [record] = access(records)
+    assert (record["status_code"], record["level"], record["disconnected"]) == (499, "WARNING", True)
+    assert record["message"] == "POST /upload 499"
+
+
+def test_a_client_disconnect_raised_mid_stream_keeps_the_status_and_is_no_error(logfile: Path) -> None:
+    from starlette.requests import ClientDisconnect
+
+    async def app(scope: dict, receive: Any, send: Any) -> None:  # Starlette's StreamingResponse on ASGI >= 2.4
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"chunk", "more_body": True})
+        raise ClientDisconnect()
+
+    _serve(RequestLoggingMiddleware(app))
+    records = read_records(logfile)
+    assert not [r for r in records if r["level"] == "ERROR" or "exception" in r]
+    [record] = access(records)
+    assert (record["status_code"], record["level"], record["disconnected"], record["bytes_sent"]) == (
+        200, "WARNING", True, 5)

@@ -1,0 +1,144 @@
+"""Secret redaction: one normaliser of key spellings (snake, kebab, camel, Pascal, upper, plurals) for every writer:
+records, the middleware's query strings and logwrap's echoed command line."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mlops_logging.fastapi import redact_query
+from mlops_logging.records import REDACTED, is_secret_key, key_words, redact
+from mlops_logging.wrap import redact_argv
+
+SECRET = [
+    # the issue's shapes
+    "accessToken", "clientSecret", "refreshToken", "api_keys", "secrets", "bearer", "jwt", "Authorization",
+    # camelCase / PascalCase / acronyms
+    "APIKey", "xApiKey", "apiKey", "ApiKey", "APIKEY", "privateKey", "idToken", "IDToken", "sessionToken",
+    "secretAccessKey", "OcpApimSubscriptionKey",
+    # kebab and header spellings
+    "X-Auth-Token", "x-api-key", "client-secret", "set-cookie", "proxy-authorization", "X-Amz-Security-Token",
+    "X-Amz-Signature", "X-CSRF-Token",
+    # upper case and environment-variable spellings
+    "PASSWORD", "HF_TOKEN", "OPENAI_API_KEY", "AWS_SECRET_ACCESS_KEY", "DB_PASSWORD", "GITHUB_TOKEN2",
+    # plurals and qualified plurals
+    "passwords", "credentials", "creds", "cookies", "access_tokens", "refresh_tokens", "api_tokens", "auth_tokens",
+    "apiKeys", "private_keys", "signatures", "jwts",
+    # the old spellings still hold
+    "token", "api_key", "apikey", "passwd", "pwd", "secret", "cookie", "credential", "auth", "basic_auth",
+    "passphrase", "signature", "client_secret", "private_key", "access_token", "hf_token", "my.secret",
+]
+NOT_SECRET = [
+    # LLM usage fields are everywhere in this stack
+    "max_tokens", "prompt_tokens", "completion_tokens", "total_tokens", "num_tokens", "prompt_token_ids",
+    "token_count", "tokenizer", "tokens", "maxTokens", "promptTokens", "TOTAL_TOKENS", "input_tokens",
+    "output_tokens", "max_new_tokens", "eos_token", "bos_token", "pad_token", "time_to_first_token",
+    "next_token", "page_token", "token_type", "token_ids",
+    # identifiers, not credentials (the cookie that carries a session is redacted, its id is logged like request_id)
+    "sessionId", "session_id", "request_id", "user_id", "access_key_id", "AccessKeyId", "api_key_name",
+    # words that merely contain a secret word
+    "key", "keys", "monkey", "keyword", "secretary_name", "author", "authority", "passage", "public_key",
+    "primary_key", "cache_key", "sort_key", "message", "path", "user", "code", "status_code",
+]
+
+
+@pytest.mark.parametrize("key", SECRET)
+def test_every_spelling_of_a_secret_key_is_secret(key: str) -> None:
+    assert is_secret_key(key), key_words(key)
+
+
+@pytest.mark.parametrize("key", NOT_SECRET)
+def test_llm_usage_fields_and_identifiers_stay_visible(key: str) -> None:
+    assert not is_secret_key(key), key_words(key)
+
+
+@pytest.mark.parametrize(("key", "words"), [
+    ("xApiKey", ["x", "api", "key"]), ("APIKey", ["api", "key"]), ("HF_TOKEN_2", ["hf", "token"]),
+    ("X-Auth-Token", ["x", "auth", "token"]), ("prompt_token_ids", ["prompt", "token", "ids"]),
+    ("IDToken", ["id", "token"]), ("clientSecret", ["client", "secret"]), ("a.b c", ["a", "b", "c"]), ("", []),
+])
+def test_key_words_split_every_spelling_the_same_way(key: str, words: list[str]) -> None:
+    assert key_words(key) == words
+
+
+WORDS = st.lists(st.sampled_from(["x", "my", "db", "openai", "user", "new"]), max_size=2)
+
+
+def _spell(words: list[str], style: str) -> str:
+    if style == "snake":
+        return "_".join(words)
+    if style == "kebab":
+        return "-".join(w.capitalize() for w in words)
+    if style == "upper":
+        return "_".join(words).upper()
+    if style == "camel":
+        return words[0] + "".join(w.capitalize() for w in words[1:])
+    return "".join(w.capitalize() for w in words)  # Pascal
+
+
+STYLES = st.sampled_from(["snake", "kebab", "upper", "camel", "pascal"])
+SECRET_TAILS = st.sampled_from([["api", "key"], ["access", "token"], ["client", "secret"], ["password"],
+                                ["refresh", "tokens"], ["private", "key"], ["jwt"], ["bearer"], ["credentials"]])
+PLAIN_TAILS = st.sampled_from([["max", "tokens"], ["prompt", "tokens"], ["token", "count"], ["tokenizer"],
+                               ["prompt", "token", "ids"], ["session", "id"], ["public", "key"], ["total", "tokens"]])
+
+
+@given(WORDS, SECRET_TAILS, STYLES)
+def test_a_secret_stays_secret_whatever_the_spelling_and_prefix(prefix: list[str], tail: list[str], style: str) -> None:
+    assert is_secret_key(_spell(prefix + tail, style))
+
+
+@given(WORDS, PLAIN_TAILS, STYLES)
+def test_a_usage_field_stays_visible_whatever_the_spelling_and_prefix(prefix: list[str], tail: list[str],
+                                                                       style: str) -> None:
+    assert not is_secret_key(_spell(prefix + tail, style))
+
+
+@given(st.text())
+def test_the_verdict_depends_only_on_the_words(key: str) -> None:
+    assert is_secret_key(key) == is_secret_key("_".join(key_words(key)))
+
+
+def test_header_pairs_are_redacted_as_lists_tuples_and_asgi_bytes() -> None:
+    record = {
+        "headers": [("authorization", "Bearer abc"), ("accept", "json")],
+        "scope_headers": [(b"cookie", b"session=1"), (b"user-agent", b"curl")],
+        "as_tuple": (("X-Api-Key", "k"), ("host", "h")),
+        "nested": {"raw": [["set-cookie", "a=b"]]},
+        "vector": [0.1, 0.2],
+        "pairs_of_numbers": [(1, 2), (3, 4)],
+    }
+    redact(record)
+    assert record["headers"] == [("authorization", REDACTED), ("accept", "json")]
+    assert record["scope_headers"] == [(b"cookie", REDACTED), (b"user-agent", b"curl")]
+    assert record["as_tuple"] == (("X-Api-Key", REDACTED), ("host", "h"))
+    assert record["nested"] == {"raw": [("set-cookie", REDACTED)]}
+    assert record["vector"] == [0.1, 0.2] and record["pairs_of_numbers"] == [(1, 2), (3, 4)]
+
+
+def test_camel_case_and_plural_keys_are_redacted_in_records_and_nested_mappings() -> None:
+    record = {"accessToken": "t", "api_keys": ["a", "b"], "usage": {"prompt_tokens": 5, "clientSecret": "s"},
+              "max_tokens": 16, "bearer": "b"}
+    redact(record)
+    assert record == {"accessToken": REDACTED, "api_keys": REDACTED, "usage": {"prompt_tokens": 5,
+                      "clientSecret": REDACTED}, "max_tokens": 16, "bearer": REDACTED}
+
+
+@pytest.mark.parametrize(("query", "expected"), [
+    ("accessToken=a&x=1", "accessToken=[REDACTED]&x=1"),
+    ("jwt=e.y.j&code=oauth-code&state=s", "jwt=[REDACTED]&code=[REDACTED]&state=s"),
+    ("authorization_code=c&device_code=d&status_code=200", "authorization_code=[REDACTED]&device_code=[REDACTED]"
+     "&status_code=200"),
+    ("X-Amz-Signature=s&X-Amz-Credential=c&X-Amz-Date=d", "X-Amz-Signature=[REDACTED]&X-Amz-Credential=[REDACTED]"
+     "&X-Amz-Date=d"),
+    ("apiKey=k&maxTokens=5&key=AIza", "apiKey=[REDACTED]&maxTokens=5&key=[REDACTED]"),
+])
+def test_query_strings_use_the_same_normaliser_plus_url_only_names(query: str, expected: str) -> None:
+    assert redact_query(query) == expected
+
+
+def test_logwraps_echoed_command_line_uses_the_same_normaliser() -> None:
+    argv = ["serve", "--apiKey", "k1", "--hf-token=k2", "OPENAI_API_KEY=k3", "X-Auth-Token: k4", "--max-tokens", "9"]
+    assert redact_argv(argv) == ["serve", "--apiKey", REDACTED, f"--hf-token={REDACTED}", f"OPENAI_API_KEY={REDACTED}",
+                                 f"X-Auth-Token: {REDACTED}", "--max-tokens", "9"]
