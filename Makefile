@@ -6,7 +6,7 @@ VLLM_VENV := .venv-vllm
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: all setup setup-vllm test test-fast demo bench clean
+.PHONY: all setup setup-vllm setup-system test test-fast demo bench clean
 
 all: test
 
@@ -22,8 +22,19 @@ setup: $(STAMP)
 setup-vllm:
 	VLLM_VENV=$(VLLM_VENV) bash scripts/setup-vllm.sh
 
+## Debian tools some tests run for real (logrotate). Installed with apt-get when we are root and it is there;
+## otherwise a note, and those tests skip with their reason.
+setup-system:
+	@command -v logrotate >/dev/null 2>&1 || command -v /usr/sbin/logrotate >/dev/null 2>&1 || \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing logrotate (apt-get)"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q logrotate >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q logrotate >/dev/null; } || \
+	    echo "note: could not install logrotate: the real-logrotate test will be skipped"; \
+	  else echo "note: logrotate is not installed (needs root and apt-get): the real-logrotate test will be skipped"; fi
+
 ## The whole suite, real vLLM included.
-test: setup setup-vllm
+test: setup setup-vllm setup-system
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ## Everything but the tests that need the vLLM venv (for a quick loop).
