@@ -111,7 +111,9 @@ def test_signal_group_reaches_the_childs_whole_process_group(tmp_path: Path) -> 
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
     got = [r["message"] for r in child_records(logs / "group.log") if "got" in r["message"]]
-    assert len(got) == 2 and all(m.endswith("got SIGTERM") for m in got)
+    # Both processes got the forwarded TERM. The grandchild may get a second one: once the child has exited, what
+    # is left in its group is sent TERM (dumb-init's rule), which can reach it while its handler is still running.
+    assert len({m.split()[0] for m in got}) == 2 and all(m.endswith("got SIGTERM") for m in got)
 
 
 def test_orphans_are_reaped_with_subreaper(tmp_path: Path) -> None:
