@@ -53,7 +53,7 @@ def build(out: Path, *, cflags: Sequence[str] = (), defines: Sequence[str] = (),
     if package:
         for path in PACKAGE.iterdir():
             link = target_dir / path.name
-            if path.suffix in (".py", ".json", ".pyi", ".typed") and not link.exists():
+            if path.suffix in (".py", ".json", ".pyi", ".typed", ".h") and not link.exists():
                 link.symlink_to(path)
     return target
 

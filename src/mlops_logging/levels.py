@@ -241,6 +241,8 @@ def _check_marker_node(node: Node, where: str) -> None:
         if not isinstance(part, (Lit, Chars, Seq, Alt)) or isinstance(part, Chars) and part.negated:
             raise ValueError(f"{where}: {part!r} is not allowed in the marker grammar (the C matcher is generated from "
                              "Lit, Chars without negated, Seq and Alt)")
+        if isinstance(part, Chars) and not 0 <= part.lo <= (part.lo if part.hi is None else part.hi):
+            raise ValueError(f"{where}: {part!r}: a repeat needs 0 <= lo <= hi")
         text = part.text if isinstance(part, Lit) else part.chars if isinstance(part, Chars) else ""
         if not text.isascii() or "\n" in text:
             raise ValueError(f"{where}: {text!r}: the marker grammar is ASCII without newlines")

@@ -46,7 +46,8 @@ Pure and in-memory (no I/O, no clock of its own except the wall-clock timestamp 
 Speed: a chunk of complete lines without special cases (no ESC, CR, DEL, invalid UTF-8, over-long line, traceback or
 warnings header, open traceback or split line) takes a fast path; anything else takes the exact per-line
 path. The fast path is the optional C extension ``_speedups`` (one pass over the chunk: classify each line with the
-same marker grammar, escape, copy; no Python object per line) when it was built, else a handful of C-level passes from
+marker grammar generated from ``levels``' data, escape, copy; no Python object per line) when it was built from the
+current grammar (its ``GRAMMAR_DIGEST`` is ``levels.GRAMMAR_DIGEST``), else a handful of C-level passes from
 Python (one regex ``findall`` for the levels, or a single ``count`` when every line starts with the same marker; one
 ``orjson.dumps``; ``replace``/``split``/``join``). ``MLOPS_LOG_SPEEDUPS=0`` turns the extension off. All three give
 byte-identical output; the property tests feed each of them and compare, and :attr:`StreamFramer.paths` counts the

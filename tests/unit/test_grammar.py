@@ -24,7 +24,7 @@ from mlops_logging.records import LEVELS
 from tests.support import grammar
 from tests.support.grammar import reference_level
 
-HEADER = Path(lv.__file__).with_name("_grammar.h")
+HEADER = Path(lv.__file__).resolve().with_name("_grammar.h")
 
 
 # --- the generated header ---------------------------------------------------------------------------------------------

@@ -279,3 +279,31 @@ def test_the_stub_declares_exactly_what_the_module_has() -> None:
         assert list(inspect.signature(getattr(speedups, name)).parameters) == params, name
     for name in constants:
         assert isinstance(getattr(speedups, name), (str, int))
+
+
+@needs_c
+def test_every_failed_allocation_is_a_memory_error_that_leaks_no_reference() -> None:
+    """Each allocation render_lines makes (the output, its growth, the final shrink, the result) made to fail in turn
+    (CPython's _testcapi.set_nomemory): a MemoryError, the arguments' references as they were, else the same result."""
+    testcapi = pytest.importorskip("_testcapi")
+    if not hasattr(testcapi, "set_nomemory"):
+        pytest.skip("this CPython's _testcapi cannot make allocations fail")
+    body = b"(APIServer pid=1) INFO 11-26 08:16:47 [a.py:1] x\n  indented \"q\"\n" * 500
+    heads = tuple(b"<%d>" % level * 20 for level in range(len(LEVELS)))
+    tail = b"|tail\n"
+    expected = speedups.render_lines(body, True, heads, tail, 1, 65536)
+    before = [sys.getrefcount(obj) for obj in (body, heads, tail, *heads)]
+    outcomes = set()
+    for nth in range(40):
+        testcapi.set_nomemory(nth, nth + 1)
+        try:
+            result = speedups.render_lines(body, True, heads, tail, 1, 65536)
+        except MemoryError:
+            outcomes.add("MemoryError")
+        else:
+            outcomes.add("ok")
+            assert result == expected
+        finally:
+            testcapi.remove_mem_hooks()
+    assert outcomes == {"MemoryError", "ok"}
+    assert [sys.getrefcount(obj) for obj in (body, heads, tail, *heads)] == before
