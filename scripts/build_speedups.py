@@ -11,6 +11,8 @@ imports the whole package with this build of the extension (``make test-sanitize
 from __future__ import annotations
 
 import argparse
+import importlib.machinery
+import importlib.util
 import shlex
 import shutil
 import subprocess
@@ -18,6 +20,7 @@ import sys
 import sysconfig
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 
 PACKAGE = Path(__file__).resolve().parent.parent / "src" / "mlops_logging"
 
@@ -56,6 +59,16 @@ def build(out: Path, *, cflags: Sequence[str] = (), defines: Sequence[str] = (),
             if path.suffix in (".py", ".json", ".pyi", ".typed", ".h") and not link.exists():
                 link.symlink_to(path)
     return target
+
+
+def load(path: Path) -> ModuleType:
+    """The build at ``path`` as a module object of its own (``sys.modules`` keeps the installed extension)."""
+    loader = importlib.machinery.ExtensionFileLoader("mlops_logging._speedups", str(path))
+    spec = importlib.util.spec_from_file_location("mlops_logging._speedups", path, loader=loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,6 +7,9 @@ lines that get cut and mutated.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping, Sequence
+
 from hypothesis import strategies as st
 
 from mlops_logging import _pattern as pt
@@ -17,15 +20,23 @@ from mlops_logging.records import LEVELS
 OTHER_BYTES = [b"x", b"\t", b"\xc3\xa9", b"\xff", b" ", b"  "]
 
 
-def reference_level(line: bytes) -> int:
-    """What the Python grammar says of one line: level index, -2 indented/empty, -1 no marker (``line_level``'s
-    contract in the C extension)."""
-    match = lv.LINE_RE_B.match(line)
+def reference_level(line: bytes, line_re: re.Pattern[bytes] = lv.LINE_RE_B,
+                    token_levels: Mapping[str, str] = lv.TOKEN_LEVELS) -> int:
+    """What the Python grammar (``line_re``, default ``levels.LINE_RE_B``) says of one line: level index, -2
+    indented/empty, -1 no marker (``line_level``'s contract in the C extension)."""
+    match = line_re.match(line)
     if match is not None:
-        return LEVELS.index(lv.TOKEN_LEVELS[match[match.lastindex or 0].decode()])
+        return LEVELS.index(token_levels[match[match.lastindex or 0].decode()])
     if not line or line[:1].decode("latin-1") in lv.INDENT:
         return -2
     return -1
+
+
+def marker_regex(formats: Sequence[lv.Format], tokens: Sequence[lv.Tokens]) -> tuple[re.Pattern[bytes], dict[str, str]]:
+    """The per-line regex and the token -> level map that other grammar data builds (as levels builds its own)."""
+    token_levels = {key + end: level for kind in tokens for key, level in kind.levels.items()
+                    for end in (kind.key_end or [""])}
+    return re.compile(lv.marker_patterns(formats, tokens)[0].encode(), re.ASCII), token_levels
 
 
 def _nodes(node: pt.Node) -> list[pt.Node]:

@@ -8,8 +8,6 @@ every branch of the marker grammar, the escapes, and the cases the extension mus
 from __future__ import annotations
 
 import ast
-import importlib.machinery
-import importlib.util
 import inspect
 import os
 import re
@@ -181,20 +179,10 @@ def test_mlops_log_speedups_0_makes_the_framer_run_the_python_fast_path() -> Non
 # --- the extension as built elsewhere: the portable scan, another grammar, the stub ----------------------------------
 
 
-def load_extension(path: Path) -> ModuleType:
-    """A build of the extension from ``path``, as its own module object (sys.modules keeps the installed one)."""
-    loader = importlib.machinery.ExtensionFileLoader("mlops_logging._speedups", str(path))
-    spec = importlib.util.spec_from_file_location("mlops_logging._speedups", path, loader=loader)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def portable(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
     """The extension built with the bytewise scan a big-endian machine (or a compiler without ctz) gets."""
-    return load_extension(build_speedups.build(tmp_path_factory.mktemp("portable"), cflags=["-O1"],
+    return build_speedups.load(build_speedups.build(tmp_path_factory.mktemp("portable"), cflags=["-O1"],
                                                defines=["MLOPS_SPEEDUPS_PORTABLE_SCAN"]))
 
 
@@ -240,11 +228,9 @@ def synthetic(tmp_path_factory: pytest.TempPathFactory) -> tuple[ModuleType, re.
     """The extension built from the generator's header for the data plus SYNTHETIC and ANGLE, and the regex the same
     data builds."""
     header = gen_grammar.render(SYNTHETIC_FORMATS, SYNTHETIC_TOKENS)
-    module = load_extension(build_speedups.build(tmp_path_factory.mktemp("synthetic"), cflags=["-O1"], header=header))
-    line_re = re.compile(lv.marker_patterns(SYNTHETIC_FORMATS, SYNTHETIC_TOKENS)[0].encode(), re.ASCII)
-    token_levels = {key + end: level for kind in SYNTHETIC_TOKENS for key, level in kind.levels.items()
-                    for end in (kind.key_end or [""])}
-    return module, line_re, token_levels
+    module = build_speedups.load(build_speedups.build(tmp_path_factory.mktemp("synthetic"), cflags=["-O1"],
+                                                      header=header))
+    return (module, *grammar.marker_regex(SYNTHETIC_FORMATS, SYNTHETIC_TOKENS))
 
 
 @needs_c
@@ -254,10 +240,7 @@ def test_a_new_format_is_one_data_entry_the_generated_c_then_matches_as_the_rege
         synthetic: tuple[ModuleType, re.Pattern[bytes], dict[str, str]], line: bytes) -> None:
     """Adding a format (and a kind of token) to the data: no C edit, the generator's header built as is."""
     module, line_re, token_levels = synthetic
-    match = line_re.match(line)
-    expected = LEVELS.index(token_levels[match[match.lastindex or 0].decode()]) if match else (
-        -2 if not line or line[:1] in (b" ", b"\t") else -1)
-    assert module.line_level(line) == expected
+    assert module.line_level(line) == reference_level(line, line_re, token_levels)
 
 
 @needs_c
