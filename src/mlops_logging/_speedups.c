@@ -74,9 +74,8 @@ typedef struct {
     size_t size, cap;
 } outbuf;
 
-/* Room for `extra` more bytes. -1 with MemoryError set (o->bytes then NULL or still the old object) on failure. */
-static int out_reserve(outbuf *o, size_t extra) {
-    if (extra <= o->cap - o->size) return 0;
+/* Grow o to hold `extra` more bytes (out of line: the hot loop only pays for the test in out_reserve). */
+Py_NO_INLINE static int out_grow(outbuf *o, size_t extra) {
     if (extra > (size_t)PY_SSIZE_T_MAX - o->size) {
         PyErr_NoMemory();
         return -1;
@@ -97,6 +96,9 @@ static int out_reserve(outbuf *o, size_t extra) {
     o->cap = cap;
     return 0;
 }
+
+/* Room for `extra` more bytes. -1 with MemoryError set (o->bytes then NULL or still the old object) on failure. */
+static inline int out_reserve(outbuf *o, size_t extra) { return extra <= o->cap - o->size ? 0 : out_grow(o, extra); }
 
 /* Offset of the first byte of [s, end) that may need escaping or checking (below 0x20, 0x7f, a backslash, a quote in
  * JSON, >= 0x80), or end - s when there is none. Eight bytes at a time where a word's lowest byte is its first
