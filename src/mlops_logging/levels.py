@@ -25,6 +25,7 @@ import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import AnyStr
 
 from ._pattern import (
     DIGITS,
@@ -287,10 +288,16 @@ _WARNING_RE = re.compile(to_regex(WARNING_HEADER), re.ASCII)
 #: vLLM's multi-line header (bytes; group 1: the level name).
 VLLM_HEADER_RE_B = re.compile(to_regex(VLLM_HEADER).encode())
 
+
+def token_levels(tokens: Sequence[Tokens] | None = None) -> dict[str, str]:
+    """Each level token ``tokens`` (default :data:`TOKENS`) can capture (a key, plus its ``key_end`` character) ->
+    level."""
+    return {key + end: level for kind in (TOKENS if tokens is None else tokens) for key, level in kind.levels.items()
+            for end in (kind.key_end or [""])}
+
+
 #: Level token (the group of LINE_RE that matched) -> level.
-TOKEN_LEVELS: dict[str, str] = {
-    key + end: level for kind in TOKENS for key, level in kind.levels.items() for end in (kind.key_end or [""])
-}
+TOKEN_LEVELS: dict[str, str] = token_levels()
 
 #: Marks a line that continues the previous one (indented or empty).
 CONTINUATION = "cont"
@@ -307,8 +314,8 @@ TOKEN_KEYS = frozenset(token.encode() for token in TOKEN_LEVELS)
 GRAMMAR_DIGEST = grammar_digest()
 
 
-def marker_token(match: re.Match[str]) -> str:
-    """The level token of a :data:`LINE_RE` match (``TOKEN_LEVELS`` gives its level)."""
+def marker_token(match: re.Match[AnyStr]) -> AnyStr:
+    """The level token of a :data:`LINE_RE` / :data:`LINE_RE_B` match (``TOKEN_LEVELS`` gives its level)."""
     return match[match.lastindex or 0]
 
 
@@ -316,7 +323,7 @@ def line_key_level(line: str) -> str | None:
     """Level marked on ``line`` by a structural marker, :data:`CONTINUATION` for indented/empty lines, else None."""
     match = LINE_RE.match(line)
     if match is not None:
-        return TOKEN_LEVELS[match[match.lastindex or 0]]
+        return TOKEN_LEVELS[marker_token(match)]
     if not line or line[0] in INDENT:
         return CONTINUATION
     if WARNING_NEEDLE in line and _WARNING_RE.search(line):

@@ -380,7 +380,7 @@ class StreamFramer:
             first = _lv.LINE_RE_B.match(body, 0, body.find(b"\n"))
         # (The match ends after the token's `after`, so every byte the marker grammar looked at is in the prefix.)
         if first is not None and body.count(b"\n" + body[: first.end()]) == body.count(b"\n") - 1:
-            single = _TOKEN_LEVELS_B[first[first.lastindex or 0]]
+            single = _TOKEN_LEVELS_B[_lv.marker_token(first)]
             count = body.count(b"\n")
         else:
             # Not one prefix: try again only every 8th chunk, as long as chunks are mixed.

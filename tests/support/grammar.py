@@ -26,7 +26,7 @@ def reference_level(line: bytes, line_re: re.Pattern[bytes] = lv.LINE_RE_B,
     indented/empty, -1 no marker (``line_level``'s contract in the C extension)."""
     match = line_re.match(line)
     if match is not None:
-        return LEVELS.index(token_levels[match[match.lastindex or 0].decode()])
+        return LEVELS.index(token_levels[lv.marker_token(match).decode()])
     if not line or line[:1].decode("latin-1") in lv.INDENT:
         return -2
     return -1
@@ -34,9 +34,7 @@ def reference_level(line: bytes, line_re: re.Pattern[bytes] = lv.LINE_RE_B,
 
 def marker_regex(formats: Sequence[lv.Format], tokens: Sequence[lv.Tokens]) -> tuple[re.Pattern[bytes], dict[str, str]]:
     """The per-line regex and the token -> level map that other grammar data builds (as levels builds its own)."""
-    token_levels = {key + end: level for kind in tokens for key, level in kind.levels.items()
-                    for end in (kind.key_end or [""])}
-    return re.compile(lv.marker_patterns(formats, tokens)[0].encode(), re.ASCII), token_levels
+    return re.compile(lv.marker_patterns(formats, tokens)[0].encode(), re.ASCII), lv.token_levels(tokens)
 
 
 def _nodes(node: pt.Node) -> list[pt.Node]:
