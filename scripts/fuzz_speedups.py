@@ -164,10 +164,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--grammars", type=int, default=0, help="random grammars to build and compare")
     parser.add_argument("--cflags", default="-O1", help="compiler flags for the random grammars' builds")
+    parser.add_argument("--expect", type=Path, help="fail unless the extension is loaded from this file")
     args = parser.parse_args(argv)
     speedups = lines._speedups  # type: ignore[attr-defined]  # the module the framer uses (private on purpose)
     if speedups is None:
         print("fuzz_speedups: the C extension is not built (or MLOPS_LOG_SPEEDUPS=0): nothing to fuzz", file=sys.stderr)
+        return 1
+    if args.expect is not None and Path(speedups.__file__).resolve() != args.expect.resolve():
+        print(f"fuzz_speedups: the extension is {speedups.__file__}, not {args.expect}", file=sys.stderr)
         return 1
     seed = args.seed if args.seed is not None else random.randrange(1 << 32)
     rng = random.Random(seed)

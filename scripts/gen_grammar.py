@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "src"))
+sys.path.append(str(ROOT / "src"))  # last: an installed mlops_logging (the venv's, or a test build's) comes first
 
 from mlops_logging import _pattern as pt  # noqa: E402
 from mlops_logging import levels as lv  # noqa: E402

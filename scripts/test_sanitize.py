@@ -65,7 +65,7 @@ def reports(directory: Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--iterations", type=int, default=40000, help="fuzz iterations (default: %(default)s)")
+    parser.add_argument("--iterations", type=int, default=100000, help="fuzz iterations (default: %(default)s)")
     parser.add_argument("--grammars", type=int, default=10, help="random grammars fuzzed (default: %(default)s)")
     parser.add_argument("--build-dir", type=Path, default=ROOT / "build" / "sanitize")
     args = parser.parse_args(argv)
@@ -112,14 +112,18 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 1
 
+    # pytest in a process that has imported the sanitized build first (and checked it is that one); -s: the reports
+    # reach the output.
+    pytest = (f"import sys, mlops_logging._speedups as s, pytest; assert s.__file__ == {str(target)!r}, s.__file__; "
+              f"sys.exit(pytest.main(['-q', '-s', '-p', 'no:cacheprovider', *{TESTS!r}]))")
     steps = [
-        [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", *TESTS],  # -s: reports reach stdout
+        [sys.executable, "-c", pytest],
         [sys.executable, str(ROOT / "scripts" / "fuzz_speedups.py"), "--iterations", str(args.iterations),
-         "--grammars", str(args.grammars), "--cflags", " ".join(FLAGS)],
+         "--grammars", str(args.grammars), "--cflags", " ".join(FLAGS), "--expect", str(target)],
     ]
     failed = False
     for step in steps:
-        print(f"test-sanitize: {' '.join(step[1:])}", flush=True)
+        print(f"test-sanitize: {'pytest ' + ' '.join(TESTS) if step[1] == '-c' else ' '.join(step[1:])}", flush=True)
         result = run(step, env)
         print(result.stdout, end="", flush=True)
         failed = result.returncode != 0 or any(marker in result.stdout for marker in MARKERS) or failed

@@ -11,7 +11,7 @@
  * levels.py computes.
  *
  * Built by setuptools as an optional extension (like MarkupSafe's _speedups): without a C compiler the package installs
- * and runs on the pure-Python path. Public C API only, but _PyBytes_Resize (see out_reserve).
+ * and runs on the pure-Python path. Public C API only, but _PyBytes_Resize (see out_grow).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -87,9 +87,9 @@ Py_NO_INLINE static int out_grow(outbuf *o, size_t extra) {
         o->bytes = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)cap);
         if (o->bytes == NULL) return -1;
     } else if (_PyBytes_Resize(&o->bytes, (Py_ssize_t)cap) < 0) {
-        /* _PyBytes_Resize is the C API's documented way to grow a bytes object still being built ("Resizing Bytes
-         * Objects"); there is no public name for it, and the alternative (a PyMem buffer copied into a new bytes object
-         * at the end) costs a copy of every record. On failure it has freed the object and set o->bytes to NULL. */
+        /* _PyBytes_Resize is how the C API documents (on its bytes page) growing a bytes object still being built;
+         * no public name does it on 3.11, and the alternative (a PyMem buffer copied into a new bytes object at the
+         * end) costs a copy of every record. On failure it has freed the object and set o->bytes to NULL. */
         return -1;
     }
     o->data = PyBytes_AS_STRING(o->bytes);
