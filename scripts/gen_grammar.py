@@ -5,9 +5,9 @@ Usage: ``python scripts/gen_grammar.py`` (``make grammar``) writes the header; `
 one is stale (``tests/unit/test_grammar.py`` does the same).
 
 The marker grammar (``levels.marker_formats()`` then ``levels.TOKENS``) is compiled to C functions in continuation
-style: ``gN(s, n, p)`` matches one suffix of the pattern at position ``p`` of the line ``s[0:n]`` and returns the level
-index of the token it ends on, or -1. Each primitive is compiled with the meaning re gives the regex that
-``levels.to_regex`` writes for it, so the first successful path, and so the token, is the same:
+style: ``grammar_mN(s, n, p)`` matches one suffix of the pattern at position ``p`` of the line ``s[0:n]`` and returns
+the level index of the token it ends on, or -1. Each primitive is compiled with the meaning re gives the regex that
+``_pattern.to_regex`` writes for it, so the first successful path, and so the token, is the same:
 
 - ``Alt``: the options in their order, the first that lets the rest match wins. A ``switch`` on the next byte skips
   the options that cannot start with it (their FIRST set lacks it), which keeps the order of the others.

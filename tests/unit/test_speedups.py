@@ -183,7 +183,7 @@ def test_mlops_log_speedups_0_makes_the_framer_run_the_python_fast_path() -> Non
 def portable(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
     """The extension built with the bytewise scan a big-endian machine (or a compiler without ctz) gets."""
     return build_speedups.load(build_speedups.build(tmp_path_factory.mktemp("portable"), cflags=["-O1"],
-                                               defines=["MLOPS_SPEEDUPS_PORTABLE_SCAN"]))
+                                                    defines=["MLOPS_SPEEDUPS_PORTABLE_SCAN"]))
 
 
 @needs_c
