@@ -33,7 +33,7 @@ test-fast: setup
 	$(PY) -m pytest -m "not vllm" $(PYTEST_ARGS)
 
 ## The framer's C extension built with ASan + UBSan (build/sanitize/), the framer and speedups tests and a fuzz run
-## against it; fails on any sanitizer report. Not part of `make test` (about 3 minutes).
+## against it; fails on any sanitizer report. Not part of `make test` (about 4 minutes on 2 cores).
 test-sanitize: setup
 	$(PY) scripts/test_sanitize.py
 
