@@ -6,11 +6,11 @@ VLLM_VENV := .venv-vllm
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: all setup setup-vllm setup-system test test-fast demo bench clean
+.PHONY: all setup setup-vllm setup-system test test-fast test-sanitize grammar demo bench clean
 
 all: test
 
-$(STAMP): pyproject.toml setup.py src/mlops_logging/_speedups.c
+$(STAMP): pyproject.toml setup.py src/mlops_logging/_speedups.c src/mlops_logging/_grammar.h
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
@@ -33,13 +33,27 @@ setup-system:
 	    echo "note: could not install logrotate: the real-logrotate test will be skipped"; \
 	  else echo "note: logrotate is not installed (needs root and apt-get): the real-logrotate test will be skipped"; fi
 
-## The whole suite, real vLLM included.
+## The whole suite, real vLLM included; then the integration tests again with the framer's C extension turned off
+## (MLOPS_LOG_SPEEDUPS=0: what an install without a C compiler runs), as MarkupSafe tests both implementations.
 test: setup setup-vllm setup-system
 	$(PY) -m pytest $(PYTEST_ARGS)
+	MLOPS_LOG_SPEEDUPS=0 $(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
 ## Everything but the tests that need the vLLM venv (for a quick loop).
 test-fast: setup
 	$(PY) -m pytest -m "not vllm" $(PYTEST_ARGS)
+
+## The framer's C extension built with ASan + UBSan (build/sanitize/), the framer and speedups tests and a fuzz run
+## against it; fails on any sanitizer report. Not part of `make test` (about 4 minutes on 2 cores).
+test-sanitize: setup
+	$(PY) scripts/test_sanitize.py
+
+## After editing the level grammar (src/mlops_logging/levels.py): regenerate its C side, _grammar.h (commit it),
+## and rebuild the extension.
+grammar: setup
+	$(PY) scripts/gen_grammar.py
+	$(PY) -m pip install --quiet --no-deps -e .
+	@touch $(STAMP)
 
 ## The six services for real, then logcheck: ends with `6/6 services writing complete logs`.
 ## DEMO_VLLM=0 skips vLLM (and its venv): the gateway talks to a stand-in and the verdict says vllm is unused.

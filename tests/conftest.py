@@ -15,9 +15,12 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No MLOPS_* variable leaks in from the developer's shell; the default root is a temp dir."""
+    """No MLOPS_* variable leaks in from the developer's shell; the default root is a temp dir.
+
+    MLOPS_LOG_SPEEDUPS stays: it is the run's choice of framer (``make test`` runs the integration tests a second time
+    with MLOPS_LOG_SPEEDUPS=0, so every logwrap they start runs the pure-Python framer)."""
     for key in list(os.environ):
-        if key.startswith("MLOPS_"):
+        if key.startswith("MLOPS_") and key != "MLOPS_LOG_SPEEDUPS":
             monkeypatch.delenv(key)
     monkeypatch.setenv("MLOPS_LOG_ROOT", str(tmp_path / "logs"))
 

@@ -6,218 +6,40 @@
  * longer than max_line_bytes, a traceback start, a warnings header) makes render_lines return None. The property tests
  * in tests/unit/test_lines.py and tests/unit/test_speedups.py compare this module with the Python paths.
  *
- * The level grammar (levels.py, _MARKER) is hand-compiled below as a backtracking matcher that tries the alternatives in
- * the order Python's re tries them, so the first successful path (and so the level token) is the same.
+ * The level grammar is not written here: _grammar.h is generated from the data in levels.py by scripts/gen_grammar.py
+ * (`make grammar`), and GRAMMAR_DIGEST says which data; the framer uses this module only when that digest is the one
+ * levels.py computes.
  *
  * Built by setuptools as an optional extension (like MarkupSafe's _speedups): without a C compiler the package installs
- * and runs on the pure-Python path.
+ * and runs on the pure-Python path. Public C API only, but _PyBytes_Resize (see out_grow).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
 
-enum { LV_DEBUG = 0, LV_INFO = 1, LV_WARNING = 2, LV_ERROR = 3, LV_CRITICAL = 4, NLEVELS = 5 };
+#include "_grammar.h"
+
 enum { NO_MARKER = -1, CONTINUATION = -2 };
 
 typedef const unsigned char *bytes_t;
 
-/* s[i] when i < n, else -1 (matches no character class). */
-#define AT(i) ((i) < n ? (int)s[(i)] : -1)
-#define DIGIT(c) ((c) >= '0' && (c) <= '9')
-
-static int digits(bytes_t s, Py_ssize_t n, Py_ssize_t p, int count) {
-    for (int k = 0; k < count; k++) {
-        int c = AT(p + k);
-        if (!DIGIT(c)) return 0;
-    }
-    return 1;
-}
-
-/* Length of the run of digits at p, counting at most `cap + 1` (enough to tell "more than cap"). */
-static Py_ssize_t digit_run(bytes_t s, Py_ssize_t n, Py_ssize_t p, Py_ssize_t cap) {
-    Py_ssize_t k = 0;
-    while (k <= cap && DIGIT(AT(p + k))) k++;
-    return k;
-}
-
-/* glog tail after "[IWEF][0-9]": (?=[0-9]{3} [0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6,9} ) */
-static int glog_rest(bytes_t s, Py_ssize_t n, Py_ssize_t q) {
-    if (!digits(s, n, q, 3) || AT(q + 3) != ' ' || !digits(s, n, q + 4, 2) || AT(q + 6) != ':' ||
-        !digits(s, n, q + 7, 2) || AT(q + 9) != ':' || !digits(s, n, q + 10, 2) || AT(q + 12) != '.')
-        return 0;
-    Py_ssize_t run = digit_run(s, n, q + 13, 9);
-    return run >= 6 && run <= 9 && AT(q + 13 + run) == ' ';
-}
-
-static int word_at(bytes_t s, Py_ssize_t n, Py_ssize_t p, const char *word, Py_ssize_t len) {
-    if (p + len >= n || memcmp(s + p, word, (size_t)len) != 0) return 0;
-    int c = s[p + len]; /* (?=[ :\]]) */
-    return c == ' ' || c == ':' || c == ']';
-}
-
-/* The level token at p: (DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL|FATAL|TRACE)(?=[ :\]]) or a glog letter + digit. */
-static int token_at(bytes_t s, Py_ssize_t n, Py_ssize_t p) {
-    int glog = -1;
-    switch (AT(p)) {
-    case 'D':
-        return word_at(s, n, p, "DEBUG", 5) ? LV_DEBUG : NO_MARKER;
-    case 'T':
-        return word_at(s, n, p, "TRACE", 5) ? LV_DEBUG : NO_MARKER;
-    case 'C':
-        return word_at(s, n, p, "CRITICAL", 8) ? LV_CRITICAL : NO_MARKER;
-    case 'I':
-        if (word_at(s, n, p, "INFO", 4)) return LV_INFO;
-        glog = LV_INFO;
-        break;
-    case 'W':
-        if (word_at(s, n, p, "WARNING", 7) || word_at(s, n, p, "WARN", 4)) return LV_WARNING;
-        glog = LV_WARNING;
-        break;
-    case 'E':
-        if (word_at(s, n, p, "ERROR", 5)) return LV_ERROR;
-        glog = LV_ERROR;
-        break;
-    case 'F':
-        if (word_at(s, n, p, "FATAL", 5)) return LV_CRITICAL;
-        glog = LV_CRITICAL;
-        break;
-    default:
-        return NO_MARKER;
-    }
-    return DIGIT(AT(p + 1)) && glog_rest(s, n, p + 2) ? glog : NO_MARKER;
-}
-
-/* Fraction options after the seconds at f: (?:[.,][0-9]{1,9})? greedy. Fills ends[] in the order re tries them. */
-static int fraction_ends(bytes_t s, Py_ssize_t n, Py_ssize_t f, Py_ssize_t *ends) {
-    int count = 0;
-    int c = AT(f);
-    if (c == '.' || c == ',') {
-        Py_ssize_t run = digit_run(s, n, f + 1, 9);
-        if (run > 9) run = 9;
-        for (Py_ssize_t k = run; k >= 1; k--) ends[count++] = f + 1 + k;
-    }
-    ends[count++] = f;
-    return count;
-}
-
-/* The token after a date-time prefix (MLflow, asctime, RFC 3339) ending at t, trying the separators in re's order:
- * (?: {1,2}| - [ -~]{1,64}? - ) */
-static int after_datetime_sep(bytes_t s, Py_ssize_t n, Py_ssize_t t) {
-    int level;
-    if (AT(t) == ' ') {
-        if (AT(t + 1) == ' ' && (level = token_at(s, n, t + 2)) != NO_MARKER) return level;
-        if ((level = token_at(s, n, t + 1)) != NO_MARKER) return level;
-    }
-    if (AT(t) == ' ' && AT(t + 1) == '-' && AT(t + 2) == ' ') {
-        for (Py_ssize_t k = 1; k <= 64; k++) {
-            int c = AT(t + 2 + k);
-            if (c < 0x20 || c > 0x7e) break; /* [ -~] */
-            Py_ssize_t e = t + 3 + k;
-            if (AT(e) == ' ' && AT(e + 1) == '-' && AT(e + 2) == ' ' && (level = token_at(s, n, e + 3)) != NO_MARKER)
-                return level;
-        }
-    }
-    return NO_MARKER;
-}
-
-/* [0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}:[0-9]{2} at p (with `slash`, "/" may stand for each "-" of the
- * date); the seconds end at p + 19. */
-static int date_time_at(bytes_t s, Py_ssize_t n, Py_ssize_t p, int slash) {
-    int c4 = AT(p + 4), c7 = AT(p + 7), c10 = AT(p + 10);
-    return digits(s, n, p, 4) && (c4 == '-' || (slash && c4 == '/')) && digits(s, n, p + 5, 2) &&
-           (c7 == '-' || (slash && c7 == '/')) && digits(s, n, p + 8, 2) && (c10 == ' ' || c10 == 'T') &&
-           digits(s, n, p + 11, 2) && AT(p + 13) == ':' && digits(s, n, p + 14, 2) && AT(p + 16) == ':' &&
-           digits(s, n, p + 17, 2);
-}
-
-/* [0-9]{4}[-/][0-9]{2}[-/][0-9]{2}[ T][0-9]{2}:[0-9]{2}:[0-9]{2}(?:[.,][0-9]{1,9})?(?:Z|[+-][0-9]{2}:?[0-9]{2})?SEP */
-static int datetime_prefix(bytes_t s, Py_ssize_t n) {
-    if (!date_time_at(s, n, 0, 1)) return NO_MARKER;
-    Py_ssize_t fracs[10];
-    int nf = fraction_ends(s, n, 19, fracs);
-    for (int i = 0; i < nf; i++) {
-        Py_ssize_t f = fracs[i], tz[4];
-        int nt = 0;
-        int c = AT(f);
-        if (c == 'Z') tz[nt++] = f + 1;
-        if ((c == '+' || c == '-') && digits(s, n, f + 1, 2)) {
-            if (AT(f + 3) == ':' && digits(s, n, f + 4, 2)) tz[nt++] = f + 6;
-            if (digits(s, n, f + 3, 2)) tz[nt++] = f + 5;
-        }
-        tz[nt++] = f;
-        for (int j = 0; j < nt; j++) {
-            int level = after_datetime_sep(s, n, tz[j]);
-            if (level != NO_MARKER) return level;
-        }
-    }
-    return NO_MARKER;
-}
-
-/* gunicorn: \[DATE[ T]TIME(?:[.,][0-9]{1,9})?(?: ?[+-][0-9]{4}|Z)?\] \[[0-9]+\] \[ then the token. */
-static int gunicorn_prefix(bytes_t s, Py_ssize_t n) {
-    if (AT(0) != '[' || !date_time_at(s, n, 1, 0)) return NO_MARKER;
-    Py_ssize_t fracs[10];
-    int nf = fraction_ends(s, n, 20, fracs);
-    for (int i = 0; i < nf; i++) {
-        Py_ssize_t f = fracs[i], tz[4];
-        int nt = 0;
-        int c = AT(f);
-        if (c == ' ' && (AT(f + 1) == '+' || AT(f + 1) == '-') && digits(s, n, f + 2, 4)) tz[nt++] = f + 6;
-        if ((c == '+' || c == '-') && digits(s, n, f + 1, 4)) tz[nt++] = f + 5;
-        if (c == 'Z') tz[nt++] = f + 1;
-        tz[nt++] = f;
-        for (int j = 0; j < nt; j++) {
-            Py_ssize_t t = tz[j];
-            if (AT(t) != ']' || AT(t + 1) != ' ' || AT(t + 2) != '[') continue;
-            Py_ssize_t run = 0;
-            while (DIGIT(AT(t + 3 + run))) run++;
-            Py_ssize_t e = t + 3 + run;
-            if (run == 0 || AT(e) != ']' || AT(e + 1) != ' ' || AT(e + 2) != '[') continue;
-            int level = token_at(s, n, e + 3);
-            if (level != NO_MARKER) return level;
-        }
-    }
-    return NO_MARKER;
-}
-
-/* The level marked at the start of a line (levels.LINE_RE: (?:PREFIX|\[)?(TOKEN)), CONTINUATION for an indented or
- * empty line, else NO_MARKER. */
-static int line_level(bytes_t s, Py_ssize_t n) {
-    int level;
-    int c0 = AT(0);
-    if (c0 == '(') { /* vLLM process tag: \([ -'*-~]{1,128}\) ; the class excludes both parentheses */
-        Py_ssize_t run = 0;
-        for (;;) {
-            int c = AT(1 + run);
-            if (c < 0x20 || c > 0x7e || c == '(' || c == ')' || run > 128) break;
-            run++;
-        }
-        if (run >= 1 && run <= 128 && AT(1 + run) == ')' && AT(2 + run) == ' ' &&
-            (level = token_at(s, n, 3 + run)) != NO_MARKER)
-            return level;
-    } else if (DIGIT(c0)) {
-        if ((level = datetime_prefix(s, n)) != NO_MARKER) return level;
-    } else if (c0 == '[') {
-        if ((level = gunicorn_prefix(s, n)) != NO_MARKER) return level;
-        if ((level = token_at(s, n, 1)) != NO_MARKER) return level;
-    }
-    if ((level = token_at(s, n, 0)) != NO_MARKER) return level;
-    if (n == 0 || c0 == ' ' || c0 == '\t') return CONTINUATION;
+/* The level marked at the start of a line (levels.line_key_level without the warnings header), CONTINUATION for an
+ * indented or empty line, else NO_MARKER. */
+static inline Py_ALWAYS_INLINE int line_level(bytes_t s, Py_ssize_t n) { /* inlined: 1-3% of the JSON path */
+    int level = grammar_marker(s, n);
+    if (level >= 0) return level;
+    if (n == 0 || GRAMMAR_IS_INDENT(s[0])) return CONTINUATION;
     return NO_MARKER;
 }
 
 /* --- the chunk renderer ------------------------------------------------------------------------------------------ */
 
-static const char TB1[] = "Traceback (most recent call last):";
-static const char TB2[] = "  + Exception Group Traceback (most recent call last):";
-static const char TB3[] = "Exception Group Traceback (most recent call last):";
-static const char WARNING_NEEDLE[] = "Warning: ";
-
 static int is_traceback_start(bytes_t s, Py_ssize_t n) {
-    return (n == (Py_ssize_t)sizeof(TB1) - 1 && memcmp(s, TB1, sizeof(TB1) - 1) == 0) ||
-           (n == (Py_ssize_t)sizeof(TB2) - 1 && memcmp(s, TB2, sizeof(TB2) - 1) == 0) ||
-           (n == (Py_ssize_t)sizeof(TB3) - 1 && memcmp(s, TB3, sizeof(TB3) - 1) == 0);
+    for (int i = 0; i < GRAMMAR_N_TRACEBACK_STARTS; i++)
+        if (n == GRAMMAR_TRACEBACK_STARTS[i].len && memcmp(s, GRAMMAR_TRACEBACK_STARTS[i].text, (size_t)n) == 0)
+            return 1;
+    return 0;
 }
 
 /* Length of the valid UTF-8 sequence starting with lead byte s[0] (>= 0x80), 0 when invalid (Python's strict rules:
@@ -252,26 +74,43 @@ typedef struct {
     size_t size, cap;
 } outbuf;
 
-static int out_reserve(outbuf *o, size_t extra) {
-    if (o->size + extra <= o->cap) return 0;
+/* Grow o to hold `extra` more bytes (out of line: the hot loop only pays for the test in out_reserve). */
+Py_NO_INLINE static int out_grow(outbuf *o, size_t extra) {
+    if (extra > (size_t)PY_SSIZE_T_MAX - o->size) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    size_t need = o->size + extra;
     size_t cap = o->cap ? o->cap : 4096;
-    while (cap < o->size + extra) cap *= 2;
+    while (cap < need) cap = cap > (size_t)PY_SSIZE_T_MAX / 2 ? need : cap * 2;
     if (o->bytes == NULL) {
         o->bytes = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)cap);
         if (o->bytes == NULL) return -1;
     } else if (_PyBytes_Resize(&o->bytes, (Py_ssize_t)cap) < 0) {
-        return -1; /* o->bytes is NULL now */
+        /* _PyBytes_Resize is how the C API documents (on its bytes page) growing a bytes object still being built;
+         * no public name does it on 3.11, and the alternative (a PyMem buffer copied into a new bytes object at the
+         * end) costs a copy of every record. On failure it has freed the object and set o->bytes to NULL. */
+        return -1;
     }
     o->data = PyBytes_AS_STRING(o->bytes);
     o->cap = cap;
     return 0;
 }
 
+/* Room for `extra` more bytes. -1 with MemoryError set (o->bytes then NULL or still the old object) on failure. */
+static inline int out_reserve(outbuf *o, size_t extra) { return extra <= o->cap - o->size ? 0 : out_grow(o, extra); }
+
+/* Offset of the first byte of [s, end) that may need escaping or checking (below 0x20, 0x7f, a backslash, a quote in
+ * JSON, >= 0x80), or end - s when there is none. Eight bytes at a time where a word's lowest byte is its first
+ * (little-endian, with a count-trailing-zeros builtin), else one at a time; both give the same offset. Defining
+ * MLOPS_SPEEDUPS_PORTABLE_SCAN builds the bytewise one anywhere (the tests compare the two). */
+#if !defined(MLOPS_SPEEDUPS_PORTABLE_SCAN) && PY_LITTLE_ENDIAN && (defined(__GNUC__) || defined(__clang__)) && \
+    (!defined(__BYTE_ORDER__) || __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__)
+#define SCAN "word"
 #define ONES 0x0101010101010101ULL
 #define HIGHS 0x8080808080808080ULL
-/* For each byte of x, the high bit is set when the byte may need escaping or checking: below 0x20, 0x7f, a backslash,
- * a quote (JSON only) or >= 0x80. The lowest flagged byte is always a real one (borrows only run upwards), which is
- * all the callers use: whether any is flagged, and where the first one is. */
+/* For each byte of x, the high bit is set when the byte is one of those above. The lowest flagged byte is always a
+ * real one (borrows only run upwards, towards later bytes in little-endian order), which is all the caller uses. */
 static inline uint64_t special8(uint64_t x, int json) {
     uint64_t t = (x - ONES * 0x20) & ~x; /* bytes < 0x20 (for bytes < 0x80) */
     uint64_t y = x ^ (ONES * 0x5c), z = x ^ (ONES * 0x7f);
@@ -284,7 +123,6 @@ static inline uint64_t special8(uint64_t x, int json) {
     return (t | x) & HIGHS;
 }
 
-/* Offset of the first byte of [s, end) that special8 flags, or end - s when there is none. */
 static inline Py_ssize_t first_special(bytes_t s, bytes_t end, int json) {
     bytes_t p = s;
     while (end - p >= 8) {
@@ -302,6 +140,14 @@ static inline Py_ssize_t first_special(bytes_t s, bytes_t end, int json) {
     }
     return end - s;
 }
+#else
+#define SCAN "byte"
+static inline Py_ssize_t first_special(bytes_t s, bytes_t end, int json) {
+    bytes_t p = s;
+    while (p < end && *p >= 0x20 && *p < 0x7f && *p != '\\' && !(json && *p == '"')) p++;
+    return p - s;
+}
+#endif
 
 static const char HEX[] = "0123456789abcdef";
 
@@ -367,11 +213,27 @@ static int copy_escaped(outbuf *o, bytes_t s, bytes_t end, int json) {
 
 static int level_arg(int level) { return level >= 0 && level < NLEVELS; }
 
+/* (rendered, count, last_level) as a new tuple; steals `rendered` (also on failure). */
+static PyObject *result_tuple(PyObject *rendered, Py_ssize_t count, int level) {
+    PyObject *tuple = PyTuple_New(3), *count_obj = PyLong_FromSsize_t(count), *level_obj = PyLong_FromLong(level);
+    if (tuple == NULL || count_obj == NULL || level_obj == NULL) {
+        Py_XDECREF(tuple);
+        Py_XDECREF(count_obj);
+        Py_XDECREF(level_obj);
+        Py_DECREF(rendered);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(tuple, 0, rendered);
+    PyTuple_SET_ITEM(tuple, 1, count_obj);
+    PyTuple_SET_ITEM(tuple, 2, level_obj);
+    return tuple;
+}
+
 PyDoc_STRVAR(render_lines_doc,
-"render_lines(body, json, heads, tail, prev_level, max_line_bytes) -> (bytes, count, last_level) | None\n\n"
-"Render complete lines (body ends with a newline): for each line heads[level] + escaped line + tail. Levels are\n"
-"indexes into records.LEVELS; prev_level is inherited by a first indented or empty line. None when the chunk needs\n"
-"the exact line-by-line path.");
+"render_lines($module, body, json, heads, tail, prev_level, max_line_bytes, /)\n--\n\n"
+"Render complete lines (body ends with a newline): for each line heads[level] + escaped line + tail.\n\n"
+"Levels are indexes into records.LEVELS; prev_level is inherited by a first indented or empty line. Returns\n"
+"(rendered, count, last_level), or None when the chunk needs the exact line-by-line path.");
 
 static PyObject *render_lines(PyObject *self, PyObject *args) {
     Py_buffer body;
@@ -379,6 +241,7 @@ static PyObject *render_lines(PyObject *self, PyObject *args) {
     PyObject *heads;
     Py_buffer tail;
     Py_ssize_t max_line;
+    (void)self;
     if (!PyArg_ParseTuple(args, "y*pO!y*in", &body, &json, &PyTuple_Type, &heads, &tail, &prev, &max_line))
         return NULL;
     PyObject *result = NULL;
@@ -386,7 +249,7 @@ static PyObject *render_lines(PyObject *self, PyObject *args) {
     bytes_t head_data[NLEVELS];
     Py_ssize_t head_len[NLEVELS];
     if (PyTuple_GET_SIZE(heads) != NLEVELS || !level_arg(prev)) {
-        PyErr_SetString(PyExc_ValueError, "heads must be a 5-tuple of bytes and prev_level an index into it");
+        PyErr_Format(PyExc_ValueError, "heads must be a %d-tuple of bytes and prev_level an index into it", NLEVELS);
         goto done;
     }
     for (int i = 0; i < NLEVELS; i++) {
@@ -403,30 +266,31 @@ static PyObject *render_lines(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "body must end with a newline");
         goto done;
     }
-    if (out_reserve(&o, (size_t)body.len * (json ? 2 : 3) / 2 + 4096) < 0) goto done; /* MemoryError set */
+    size_t estimate = (size_t)body.len + (json ? 0 : (size_t)body.len / 2) + 4096;
+    if (out_reserve(&o, estimate) < 0) goto done; /* MemoryError set */
     Py_ssize_t count = 0;
     int level = prev;
     while (s < end) {
         bytes_t nl = memchr(s, '\n', (size_t)(end - s));
         Py_ssize_t n = nl - s;
         if (n > max_line) goto exact;
-        Py_ssize_t content = n; /* a CR anywhere, a CRLF ending included, is handed back by copy_escaped */
-        int marked = line_level(s, content);
+        int marked = line_level(s, n);
         if (marked >= 0) {
             level = marked;
         } else {
-            if (is_traceback_start(s, content)) goto exact; /* "  + Exception Group Traceback ..." is indented */
+            if (is_traceback_start(s, n)) goto exact; /* "  + Exception Group Traceback ..." is indented */
             if (marked == NO_MARKER) {
                 /* A Python warnings header ("x.py:3: UserWarning: ...") is WARNING: the exact path parses it. */
-                if (memmem(s, (size_t)content, WARNING_NEEDLE, sizeof(WARNING_NEEDLE) - 1) != NULL) goto exact;
-                level = LV_INFO;
+                if (memmem(s, (size_t)n, GRAMMAR_WARNING_NEEDLE, sizeof(GRAMMAR_WARNING_NEEDLE) - 1) != NULL)
+                    goto exact;
+                level = GRAMMAR_UNMARKED;
             } /* else an indented or empty line: it keeps the level of the line before */
         }
         if (out_reserve(&o, (size_t)head_len[level]) < 0) goto done; /* MemoryError set */
         memcpy(o.data + o.size, head_data[level], (size_t)head_len[level]);
         o.size += (size_t)head_len[level];
-        int rc = copy_escaped(&o, s, s + content, json);
-        if (rc < 0) goto done; /* MemoryError set */
+        int rc = copy_escaped(&o, s, s + n, json); /* a CR anywhere, a CRLF ending included, is handed back */
+        if (rc < 0) goto done;                     /* MemoryError set */
         if (rc > 0) goto exact;
         if (out_reserve(&o, (size_t)tail.len) < 0) goto done; /* MemoryError set */
         memcpy(o.data + o.size, tail.buf, (size_t)tail.len);
@@ -434,9 +298,9 @@ static PyObject *render_lines(PyObject *self, PyObject *args) {
         count++;
         s = nl + 1;
     }
-    if (_PyBytes_Resize(&o.bytes, (Py_ssize_t)o.size) == 0) {
-        result = Py_BuildValue("(Nni)", o.bytes, count, level);
-        o.bytes = NULL; /* the tuple has it */
+    if (_PyBytes_Resize(&o.bytes, (Py_ssize_t)o.size) == 0) { /* on failure: MemoryError set, o.bytes NULL */
+        result = result_tuple(o.bytes, count, level);
+        o.bytes = NULL; /* stolen */
     }
     goto done;
 exact:
@@ -449,12 +313,14 @@ done:
 }
 
 PyDoc_STRVAR(line_level_doc,
-"line_level(line) -> int\n\n"
-"Level index (records.LEVELS) of the structural marker at the start of line (bytes, no newline), -2 for an\n"
-"indented or empty line, -1 when it has no marker. Same grammar as levels.LINE_RE_B.");
+"line_level($module, line, /)\n--\n\n"
+"Level index (records.LEVELS) of the structural marker at the start of line (bytes, no newline).\n\n"
+"CONTINUATION (-2) for an indented or empty line, NO_MARKER (-1) when it has none. Same grammar as\n"
+"levels.LINE_RE_B.");
 
 static PyObject *py_line_level(PyObject *self, PyObject *arg) {
     Py_buffer line;
+    (void)self;
     if (PyObject_GetBuffer(arg, &line, PyBUF_SIMPLE) < 0) return NULL;
     int level = line_level(line.buf, line.len);
     PyBuffer_Release(&line);
@@ -467,12 +333,34 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+/* Multi-phase initialisation (PEP 489): the module keeps no state of its own, so each interpreter gets its own. */
+static int speedups_exec(PyObject *module) {
+    if (PyModule_AddStringConstant(module, "GRAMMAR_DIGEST", GRAMMAR_DIGEST) < 0 ||
+        PyModule_AddStringConstant(module, "SCAN", SCAN) < 0 ||
+        PyModule_AddIntConstant(module, "NO_MARKER", NO_MARKER) < 0 ||
+        PyModule_AddIntConstant(module, "CONTINUATION", CONTINUATION) < 0)
+        return -1;
+    return 0;
+}
+
+static PyModuleDef_Slot slots[] = {
+    {Py_mod_exec, speedups_exec},
+#if PY_VERSION_HEX >= 0x030C0000
+    {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
+#endif
+#if PY_VERSION_HEX >= 0x030D0000
+    {Py_mod_gil, Py_MOD_GIL_NOT_USED}, /* no shared state: the functions read their arguments only */
+#endif
+    {0, NULL},
+};
+
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "mlops_logging._speedups",
     .m_doc = "C speedups for logwrap's framer (optional).",
-    .m_size = -1,
+    .m_size = 0,
     .m_methods = methods,
+    .m_slots = slots,
 };
 
-PyMODINIT_FUNC PyInit__speedups(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__speedups(void) { return PyModuleDef_Init(&module); }

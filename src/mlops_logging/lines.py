@@ -46,7 +46,8 @@ Pure and in-memory (no I/O, no clock of its own except the wall-clock timestamp 
 Speed: a chunk of complete lines without special cases (no ESC, CR, DEL, invalid UTF-8, over-long line, traceback or
 warnings header, open traceback or split line) takes a fast path; anything else takes the exact per-line
 path. The fast path is the optional C extension ``_speedups`` (one pass over the chunk: classify each line with the
-same marker grammar, escape, copy; no Python object per line) when it was built, else a handful of C-level passes from
+marker grammar generated from ``levels``' data, escape, copy; no Python object per line) when it was built from the
+current grammar (its ``GRAMMAR_DIGEST`` is ``levels.GRAMMAR_DIGEST``), else a handful of C-level passes from
 Python (one regex ``findall`` for the levels, or a single ``count`` when every line starts with the same marker; one
 ``orjson.dumps``; ``replace``/``split``/``join``). ``MLOPS_LOG_SPEEDUPS=0`` turns the extension off. All three give
 byte-identical output; the property tests feed each of them and compare, and :attr:`StreamFramer.paths` counts the
@@ -59,6 +60,7 @@ import base64
 import os
 import re
 import time
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -80,12 +82,19 @@ def speedups_requested(env: Mapping[str, str]) -> bool:
 
 
 try:
-    from . import _speedups  # type: ignore[attr-defined]
+    from . import _speedups
 except ImportError:  # built without a C compiler: the pure-Python fast path does the same work
-    _speedups = None
+    _speedups = None  # type: ignore[assignment]  # the module or None, as MarkupSafe does
+if _speedups is not None and getattr(_speedups, "GRAMMAR_DIGEST", None) != _lv.GRAMMAR_DIGEST:
+    # Built from another grammar than levels.py's (an editable install whose data changed since the last build): it
+    # would classify lines differently, so it is not used.
+    warnings.warn("mlops_logging._speedups was built from another level grammar than levels.py's: the framer runs "
+                  "in pure Python (regenerate with `make grammar`, rebuild with `pip install -e .`)", RuntimeWarning,
+                  stacklevel=1)
+    _speedups = None  # type: ignore[assignment]
 try:
     if not speedups_requested(os.environ):
-        _speedups = None
+        _speedups = None  # type: ignore[assignment]
 except LogSetupError:
     pass  # importing never fails on it: logwrap refuses the value at start (exit 2); a library keeps the default
 
@@ -115,7 +124,7 @@ _WARNING_NEEDLE = _lv.WARNING_NEEDLE.encode()
 _TOKEN_LEVELS_B = {token.encode(): level for token, level in _lv.TOKEN_LEVELS.items()}
 _CONT = _lv.CONTINUATION
 #: findall item -> level for the fast path: no marker -> INFO, indented -> CONTINUATION.
-_CHUNK_LEVELS: dict[bytes, str] = {key: (level or "INFO") for key, level in _lv.CHUNK_KEYS.items()}
+_CHUNK_LEVELS: dict[bytes, str] = {key: (level or _lv.UNMARKED_LEVEL) for key, level in _lv.CHUNK_KEYS.items()}
 
 def clean_line(text: str) -> str:
     """Remove ANSI sequences and trailing CRs; a CR left in the middle keeps only what follows it (the final redraw)."""
@@ -133,16 +142,8 @@ def clean_line(text: str) -> str:
 MAX_INTERRUPTIONS = 16
 # group states: a Python traceback (body, after its exception line, after a chain marker), a vLLM multi-line message
 _NONE, _BODY, _AFTER, _CHAIN, _MULTI = 0, 1, 2, 3, 4
-# vLLM's NewLineFormatter writes a message of several lines (a logged traceback, a config dump) as one output line per
-# line of the message, each starting with the same header and all but the last ending in "\r\n":
-#   (APIServer pid=1) ERROR 11-26 12:51:15 [async_llm.py:906] AsyncLLM output_handler failed.\r
-#   (APIServer pid=1) ERROR 11-26 12:51:15 [async_llm.py:906] Traceback (most recent call last):\r
-#   ...
-#   (APIServer pid=1) ERROR 11-26 12:51:15 [async_llm.py:906] RuntimeError: engine step failed
-_VLLM_HEADER = re.compile(
-    rb"(?:\([ -'*-~]{1,128}\) )?(DEBUG|INFO|WARNING|ERROR|CRITICAL) [0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2} "
-    rb"\[[^\]\n]{1,256}\] "
-)
+# vLLM's multi-line messages: every line starts with the same header (see levels.VLLM_HEADER).
+_VLLM_HEADER = _lv.VLLM_HEADER_RE_B
 
 
 class StreamFramer:
@@ -196,8 +197,8 @@ class StreamFramer:
 
         self._pending = b""  # unterminated bytes (at most max_line_bytes)
         self._cont = False  # the pending bytes continue a line of which a piece was already emitted
-        self._cont_level = "INFO"
-        self._prev_level = "INFO"  # level of the last line, inherited by indented/empty lines
+        self._cont_level = _lv.UNMARKED_LEVEL
+        self._prev_level = _lv.UNMARKED_LEVEL  # level of the last line, inherited by indented/empty lines
         self._last_data: float | None = None  # monotonic time of the last feed that brought bytes
         # traceback group (JSON) / state (both formats)
         self._tb = _NONE
@@ -328,7 +329,7 @@ class StreamFramer:
                 self._heads = {lv: f'{{"timestamp":"{ts}","level":"{lv}","message":"'.encode() for lv in LEVELS}
             else:
                 self._heads = {lv: f"{ts} {lv}{self._text_stream}".encode() for lv in LEVELS}
-            self._heads[None] = self._heads["INFO"]
+            self._heads[None] = self._heads[_lv.UNMARKED_LEVEL]
             self._head_seq = tuple(self._heads[lv] for lv in LEVELS)
             self._heads_ts = ts
         return self._heads
@@ -377,8 +378,9 @@ class StreamFramer:
         first = None
         if self._try_prefix:
             first = _lv.LINE_RE_B.match(body, 0, body.find(b"\n"))
-        if first is not None and body.count(b"\n" + body[: first.end() + 1]) == body.count(b"\n") - 1:
-            single = _TOKEN_LEVELS_B[first.group(1)]
+        # (The match ends after the token's `after`, so every byte the marker grammar looked at is in the prefix.)
+        if first is not None and body.count(b"\n" + body[: first.end()]) == body.count(b"\n") - 1:
+            single = _TOKEN_LEVELS_B[_lv.marker_token(first)]
             count = body.count(b"\n")
         else:
             # Not one prefix: try again only every 8th chunk, as long as chunks are mixed.
@@ -507,7 +509,7 @@ class StreamFramer:
             self._flush_group(out, final=True)
             level = _lv.line_key_level(text)
             if level is None:
-                level = "INFO"
+                level = _lv.UNMARKED_LEVEL
             elif level == _lv.CONTINUATION:
                 level = self._prev_level
             self._cont_level = self._prev_level = level
@@ -518,7 +520,7 @@ class StreamFramer:
         """A line outside any traceback."""
         level = _lv.line_key_level(text)
         if level is None:
-            level = "INFO"
+            level = _lv.UNMARKED_LEVEL
         elif level == _lv.CONTINUATION:
             level = self._prev_level
         self._prev_level = level

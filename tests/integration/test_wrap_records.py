@@ -217,6 +217,19 @@ def test_the_startup_record_says_whether_the_c_framer_runs_and_both_write_the_sa
         ("INFO", "INFO: a"), ("INFO", "  indented"), ("WARNING", 'WARNING: b "q"'), ("INFO", "plain")]
 
 
+def test_the_runs_choice_of_framer_reaches_every_logwrap_the_tests_start(tmp_path: Path) -> None:
+    """``make test`` runs this suite twice, the second time with MLOPS_LOG_SPEEDUPS=0: the logwraps of that run must
+    frame in pure Python (the environment a test inherits keeps the variable), those of the first in C."""
+    from mlops_logging import lines
+
+    logs = tmp_path / "logs"
+    assert run_wrap(logs, "--service", "choice", command=["echo", "hi"]).returncode == 0
+    records = wrapper_records(logs / "choice.log")
+    requested = lines.speedups_requested(os.environ)
+    assert records[0]["speedups"] is lines.speedups_enabled() is requested
+    assert records[-1]["framer_chunks"]["native" if requested else "python"] == 1
+
+
 def test_stdin_is_inherited_by_the_child(tmp_path: Path) -> None:
     logs = tmp_path / "logs"
     result = run_wrap(logs, "--service", "cat", command=["cat"], input=b"from stdin\n", stdin=None)

@@ -70,6 +70,9 @@ FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
         ("I1126 08:17:04.841561  1234 server.cc:12] listening", "INFO"),
         ("E1126 08:17:04.841561  1234 server.cc:12] failed", "ERROR"),
         ("F1126 08:17:04.841561  1234 server.cc:12] check failed", "CRITICAL"),
+        # Ray (ray.init() and Ray's own loggers: asctime, a TAB, the level), as in tests/fixtures/ray-2.60-driver.log
+        ("2026-12-01 23:31:14,443\tINFO worker.py:2038 -- Started a local Ray instance.", "INFO"),
+        ("2026-12-01 23:31:11,290\tWARNING authentication_token_setup.py:85 -- Token authentication is enabled", "WARNING"),
     ],
 )
 def test_structural_markers_give_the_level(line: str, level: str) -> None:
@@ -218,10 +221,18 @@ def _levels_from_framer(data: bytes, fmt: str, chunk: int) -> list[str]:
     return [line.split(" ", 2)[1] for line in lines]
 
 
+RAY_EXPECTED = [
+    (1, 1, "WARNING"),  # Ray's own logger: asctime, TAB, WARNING
+    (2, 3, "INFO"),
+    (4, 4, "WARNING"),  # the driver's logging.getLogger("ray").warning(...)
+    (5, 6, "INFO"),  # a print, then a task's print behind Ray's coloured "(task pid=N)" prefix
+]
+
 SAMPLES = [
     ("vllm-0.32-cpu-serve.log", VLLM_EXPECTED, 161),
     ("mlflow-3.17-server.stdout.log", MLFLOW_STDOUT_EXPECTED, 4),
     ("mlflow-3.17-server.stderr.log", MLFLOW_STDERR_EXPECTED, 31),
+    ("ray-2.60-driver.log", RAY_EXPECTED, 6),
 ]
 
 

@@ -114,6 +114,14 @@ def test_continuation_lines_inherit_the_level_of_the_line_they_continue() -> Non
     assert [line.split()[1] for line in texts(data)] == expected
 
 
+@pytest.mark.parametrize("native", [True, False], ids=["c-fast-path", "python-fast-path"])
+def test_a_line_that_only_starts_like_the_chunks_first_glog_line_is_not_given_its_level(native: bool) -> None:
+    """The one-prefix shortcut compares every byte the marker grammar looked at, the glog letter's tail included."""
+    data = b"W1126 08:17:04.841561 12 f.cc:3] x\nW11 is not a glog line\n"
+    assert [line.split()[1] for line in texts(data, native=native)] == ["WARNING", "INFO"]
+    assert run(data, native=native) == run(data, fast=False)
+
+
 def test_continuation_inherits_across_feeds() -> None:
     f = framer()
     f.feed(b"ERROR:    first\n", 1.0)

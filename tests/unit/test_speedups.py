@@ -7,17 +7,27 @@ every branch of the marker grammar, the escapes, and the cases the extension mus
 
 from __future__ import annotations
 
+import ast
+import inspect
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
+import build_speedups
+import gen_grammar
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlops_logging import levels, lines
+from mlops_logging import _pattern as pt
+from mlops_logging import levels as lv
+from mlops_logging import lines
 from mlops_logging.records import LEVELS
+from tests.support import grammar
+from tests.support.grammar import reference_level
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 speedups = lines._speedups  # None when not built; the first test says so
@@ -40,69 +50,25 @@ def test_mlops_log_speedups_0_turns_the_extension_off() -> None:
 needs_c = pytest.mark.skipif(speedups is None, reason="C extension not built (see the test above)")
 
 
-def reference_level(line: bytes) -> int:
-    """What the Python grammar says: level index, -2 indented/empty, -1 no marker."""
-    match = levels.LINE_RE_B.match(line)
-    if match is not None:
-        return LEVELS.index(levels.TOKEN_LEVELS[match.group(1).decode()])
-    if not line or line[:1] in (b" ", b"\t"):
-        return -2
-    return -1
-
-
-# Pieces of every alternative of the marker grammar, valid and almost valid, so that random concatenations reach the
-# backtracking corners (fractions of 1-10 digits, time zones with and without colon, " - name - " separators,
-# gunicorn's bracketed prefix, process tags around the 128-character bound, glog letters and their 6-9 digit tails).
-GRAMMAR_PIECES = [
-    b"(", b")", b" ", b"  ", b"(APIServer pid=1) ", b"(EngineCore_DP0 pid=7)", b"(" + b"a" * 127, b"a" * 128 + b") ",
-    b"2026/11/26 08:19:10", b"2026-11-26T08:19:10", b"2026-11-26 08:16:47", b"[2026-11-26 08:19:10", b"2026",
-    b"11", b"08:19:10", b"-", b"/", b":", b".", b",", b"T", b"Z", b"+", b"+0000", b"+00:00", b"-05:00", b" +0000",
-    b"123", b"123456", b"123456789", b"1234567890", b"] [", b"[123] [", b"] ", b"[", b"]", b" - ", b" - vllm - ",
-    b" - a - b - ", b"DEBUG", b"INFO", b"WARNING", b"WARN", b"WARNI", b"ERROR", b"CRITICAL", b"FATAL", b"TRACE",
-    b"info", b"Traceback", b"I1126 08:17:04.841561 ", b"W1126 08:17:04.", b"E0101 00:00:00.", b"W1", b"E0", b"F9",
-    b"1126 08:17:04.", b"I", b"W", b"E", b"F",
-    b"x", b"\t", b"\xc3\xa9", b"\xff",
-]
-grammar_lines = st.lists(st.sampled_from(GRAMMAR_PIECES), max_size=12).map(b"".join)
-VALID_LINES = [
-    b"(APIServer pid=6892) INFO 11-26 08:16:47 [api_server.py:1204] Starting",
-    b"(EngineCore_DP0 pid=7) WARNING 11-26 08:16:48 [core.py:66] x",
-    b"INFO 11-26 08:16:47 [__init__.py:241] Automatically detected platform cpu.",
-    b"WARNING:  Invalid HTTP request received.",
-    b"INFO:root:x",
-    b"2026/11/26 08:19:10 ERROR mlflow.server: x",
-    b"2026/11/26 08:19:24 INFO:     127.0.0.1 - x",
-    b"2026-11-26 08:16:47,123 - vllm.engine - CRITICAL - boom",
-    b"2026-11-26T08:16:47.123456789+00:00  DEBUG x",
-    b"[2026-11-26 08:19:10 +0000] [123] [INFO] Booting worker",
-    b"[2026-11-26T08:19:10.5Z] [1] [FATAL] x",
-    b"[W1126 08:17:04.841561457 utils.cpp:68] Warning: x",
-    b"E1126 08:17:04.841561  12 file.cc:3] x",
-    b"[ERROR] x",
-]
-
-
-def mutations(line: bytes) -> list[bytes]:
-    """The line cut at every length, and with each of its first 48 bytes replaced by a digit, a space, a letter and
-    each separator of the grammar."""
-    out = [line[:k] for k in range(len(line) + 1)]
-    for k in range(min(len(line), 48)):
-        for byte in (b"0", b" ", b"x", b"/", b"-", b":", b".", b"]", b")"):
-            out.append(line[:k] + byte + line[k + 1 :])
-    return out
-
-
 @needs_c
 @settings(max_examples=3000, suppress_health_check=[HealthCheck.too_slow])
-@given(line=st.one_of(grammar_lines, st.binary(max_size=40)))
+@given(line=st.one_of(grammar.grammar_lines(), st.binary(max_size=40)))
 def test_the_c_classifier_agrees_with_the_python_grammar(line: bytes) -> None:
     assert speedups.line_level(line) == reference_level(line)
 
 
 @needs_c
-def test_the_c_classifier_agrees_on_every_cut_and_mutation_of_well_formed_lines() -> None:
-    for valid in VALID_LINES:
-        for line in mutations(valid):
+@settings(max_examples=2000, suppress_health_check=[HealthCheck.too_slow])
+@given(line=grammar.marked_lines())
+def test_the_c_classifier_agrees_on_well_formed_lines_of_every_format(line: bytes) -> None:
+    assert speedups.line_level(line) == reference_level(line) >= 0
+
+
+@needs_c
+def test_the_c_classifier_agrees_on_every_cut_and_mutation_of_every_formats_examples() -> None:
+    for valid in grammar.examples():
+        assert reference_level(valid) >= 0, valid
+        for line in grammar.mutations(valid):
             assert speedups.line_level(line) == reference_level(line), line
 
 
@@ -114,8 +80,7 @@ def test_process_tags_are_bounded_at_128_characters(length: int) -> None:
 
 
 @needs_c
-@pytest.mark.parametrize("sample", ["vllm-0.32-cpu-serve.log", "mlflow-3.17-server.stderr.log",
-                                    "mlflow-3.17-server.stdout.log"])
+@pytest.mark.parametrize("sample", sorted(path.name for path in FIXTURES.glob("*.log")))
 def test_the_c_classifier_agrees_on_every_line_of_the_real_server_samples(sample: str) -> None:
     for line in (FIXTURES / sample).read_bytes().split(b"\n"):
         line = line.removesuffix(b"\r")
@@ -209,3 +174,119 @@ def test_mlops_log_speedups_0_makes_the_framer_run_the_python_fast_path() -> Non
     env = {**os.environ, "MLOPS_LOG_SPEEDUPS": "0"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False {'native': 0, 'python': 1, 'exact': 0}"
+
+
+# --- the extension as built elsewhere: the portable scan, another grammar, the stub ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def portable(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
+    """The extension built with the bytewise scan a big-endian machine (or a compiler without ctz) gets."""
+    return build_speedups.load(build_speedups.build(tmp_path_factory.mktemp("portable"), cflags=["-O1"],
+                                                    defines=["MLOPS_SPEEDUPS_PORTABLE_SCAN"]))
+
+
+@needs_c
+def test_the_installed_build_scans_words_on_this_little_endian_machine(portable: ModuleType) -> None:
+    assert (speedups.SCAN, portable.SCAN) == ("word" if sys.byteorder == "little" else "byte", "byte")
+
+
+@needs_c
+@settings(max_examples=600, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(lines_=st.lists(st.one_of(grammar.marked_lines(), grammar.grammar_lines(), st.binary(max_size=40)), min_size=1,
+                       max_size=30), json=st.booleans(), prev=st.integers(0, 4),
+       max_line=st.sampled_from([0, 1, 8, 64, 65536]))
+def test_the_portable_bytewise_scan_renders_exactly_what_the_word_scan_does(
+        portable: ModuleType, lines_: list[bytes], json: bool, prev: int, max_line: int) -> None:
+    body = b"\n".join(line.replace(b"\n", b" ") for line in lines_) + b"\n"
+    heads = tuple(b"<%d>" % level for level in range(len(LEVELS)))
+    args = (body, json, heads, b"|\n", prev, max_line)
+    assert portable.render_lines(*args) == speedups.render_lines(*args)
+    for line in lines_:
+        assert portable.line_level(line) == speedups.line_level(line)
+
+
+# A format none of the real servers writes, made to need backtracking: the greedy run of a/b must give back a "b", the
+# lazy name must stop at the first ": " after which a token follows; and a token kind with a greedy tail of its own.
+SYNTHETIC = lv.Format("synthetic", pt.seq(
+    pt.lit("<"), pt.chars(pt.DIGITS, 1, 3), pt.lit(">"), pt.chars("ab", 1, 6), pt.alt(pt.lit("b"), pt.lit("bb")),
+    pt.chars(pt.span(" ", "~"), 1, 12, lazy=True), pt.lit(": ")), ("<13>abbb x: y: WARNING: z",))
+ANGLE = lv.Tokens("angle", {"<3>": "ERROR", "<4>": "WARNING", "<6>": "INFO"}, after=pt.chars(" ", 1, None))
+
+
+SYNTHETIC_FORMATS, SYNTHETIC_TOKENS = (*lv.FORMATS, SYNTHETIC), (*lv.TOKENS, ANGLE)
+_synthetic_pieces = st.lists(st.sampled_from([*grammar.pieces(), b"<", b">", b"ab", b"bb", b"b", b": ", b"<4>",
+                                              b"<3> "]), max_size=10).map(b"".join)
+_synthetic_token = st.one_of(grammar.tokens(), st.tuples(st.sampled_from(sorted(ANGLE.levels)).map(str.encode),
+                                                         grammar.matching(ANGLE.after)).map(b"".join))
+synthetic_lines = st.one_of(st.tuples(grammar.matching(SYNTHETIC.prefix), _synthetic_token, _synthetic_pieces)
+                            .map(b"".join), _synthetic_pieces)
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory: pytest.TempPathFactory) -> tuple[ModuleType, re.Pattern[bytes], dict[str, str]]:
+    """The extension built from the generator's header for the data plus SYNTHETIC and ANGLE, and the regex the same
+    data builds."""
+    header = gen_grammar.render(SYNTHETIC_FORMATS, SYNTHETIC_TOKENS)
+    module = build_speedups.load(build_speedups.build(tmp_path_factory.mktemp("synthetic"), cflags=["-O1"],
+                                                      header=header))
+    return (module, *grammar.marker_regex(SYNTHETIC_FORMATS, SYNTHETIC_TOKENS))
+
+
+@needs_c
+@settings(max_examples=1500, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(line=synthetic_lines)
+def test_a_new_format_is_one_data_entry_the_generated_c_then_matches_as_the_regex_does(
+        synthetic: tuple[ModuleType, re.Pattern[bytes], dict[str, str]], line: bytes) -> None:
+    """Adding a format (and a kind of token) to the data: no C edit, the generator's header built as is."""
+    module, line_re, token_levels = synthetic
+    assert module.line_level(line) == reference_level(line, line_re, token_levels)
+
+
+@needs_c
+def test_a_build_from_other_data_carries_that_datas_digest(
+        synthetic: tuple[ModuleType, re.Pattern[bytes], dict[str, str]]) -> None:
+    assert synthetic[0].GRAMMAR_DIGEST == lv.grammar_digest(SYNTHETIC_FORMATS, SYNTHETIC_TOKENS) != lv.GRAMMAR_DIGEST
+    assert synthetic[0].line_level(SYNTHETIC.examples[0].encode()) == LEVELS.index("WARNING")
+
+
+@needs_c
+def test_the_stub_declares_exactly_what_the_module_has() -> None:
+    stub = ast.parse(Path(lines.__file__).with_name("_speedups.pyi").read_text())
+    functions = {node.name: [arg.arg for arg in node.args.posonlyargs + node.args.args] for node in stub.body
+                 if isinstance(node, ast.FunctionDef)}
+    constants = {node.target.id for node in stub.body if isinstance(node, ast.AnnAssign)
+                 and isinstance(node.target, ast.Name)}
+    assert set(functions) | constants == {name for name in dir(speedups) if not name.startswith("_")}
+    for name, params in functions.items():
+        assert list(inspect.signature(getattr(speedups, name)).parameters) == params, name
+    for name in constants:
+        assert isinstance(getattr(speedups, name), (str, int))
+
+
+@needs_c
+def test_every_failed_allocation_is_a_memory_error_that_leaks_no_reference() -> None:
+    """Each allocation render_lines makes (the output, its growth, the final shrink, the result) made to fail in turn
+    (CPython's _testcapi.set_nomemory): a MemoryError, the arguments' references as they were, else the same result."""
+    testcapi = pytest.importorskip("_testcapi")
+    if not hasattr(testcapi, "set_nomemory"):
+        pytest.skip("this CPython's _testcapi cannot make allocations fail")
+    body = b"(APIServer pid=1) INFO 11-26 08:16:47 [a.py:1] x\n  indented \"q\"\n" * 500
+    heads = tuple(b"<%d>" % level * 20 for level in range(len(LEVELS)))
+    tail = b"|tail\n"
+    expected = speedups.render_lines(body, True, heads, tail, 1, 65536)
+    before = [sys.getrefcount(obj) for obj in (body, heads, tail, *heads)]
+    outcomes = set()
+    for nth in range(40):
+        testcapi.set_nomemory(nth, nth + 1)
+        try:
+            result = speedups.render_lines(body, True, heads, tail, 1, 65536)
+        except MemoryError:
+            outcomes.add("MemoryError")
+        else:
+            outcomes.add("ok")
+            assert result == expected
+        finally:
+            testcapi.remove_mem_hooks()
+    assert outcomes == {"MemoryError", "ok"}
+    assert [sys.getrefcount(obj) for obj in (body, heads, tail, *heads)] == before
