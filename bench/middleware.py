@@ -17,7 +17,7 @@ from typing import Any
 from fastapi import FastAPI
 
 import mlops_logging.fastapi as mf
-from mlops_logging import output
+from mlops_logging import _output as output
 
 SCOPE: dict[str, Any] = {
     "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",

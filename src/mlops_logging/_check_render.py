@@ -21,7 +21,7 @@ import orjson
 
 from ._check_config import CheckSettings, duration_text
 from ._check_trace import Trace
-from .records import format_timestamp
+from ._records import format_timestamp
 
 __all__ = ["Output", "activity", "print_report", "print_trace", "report_document", "sparkline", "trace_document"]
 

@@ -39,10 +39,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ._check_config import DEFAULT_SERVICES, CheckSettings, duration_text, load_config, resolve
-from ._check_files import STREAMS, LogPath, NotAuditable, describe, list_service_files, read_tail
+from ._check_files import STREAMS, LogPath, NotAuditable, list_service_files, read_tail
 from ._check_records import LossSeen, Sample, judge_lines, parse_time
 from ._check_trace import ProbeResult, TraceHit, probe, trace
-from .errors import LogSetupError
+from ._errors import LogSetupError, describe_os_error
 
 __all__ = [
     "DEFAULT_SERVICES",
@@ -342,7 +342,7 @@ def audit(settings: CheckSettings, *, now: float | None = None) -> Report:
     except FileNotFoundError:
         what = "does not exist"
     except OSError as exc:
-        what = f"cannot be reached ({describe(exc)})"
+        what = f"cannot be reached ({describe_os_error(exc)})"
     if what:
         report.findings.append(Finding(f"log root {root} {what} (set --root or MLOPS_LOG_ROOT)", True))
     for service in settings.services:

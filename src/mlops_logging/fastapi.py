@@ -35,10 +35,10 @@ from urllib.parse import unquote_plus
 
 from structlog.contextvars import bind_contextvars
 
-from . import output
-from .context import REGISTRY, bound_context
-from .config import configure_logging
-from .records import (
+from . import _output as output
+from ._context import REGISTRY, bound_context
+from ._config import configure_logging
+from ._records import (
     REDACTED,
     RESERVED,
     add_fields,

@@ -22,8 +22,8 @@ from typing import Any
 
 from gunicorn.glogging import Logger
 
-from . import output
-from .config import configure_logging
+from . import _output as output
+from ._config import configure_logging
 from .fastapi import disable_server_access_logs
 
 __all__ = ["GunicornLogger", "accesslog", "logger_class", "post_fork", "worker_class"]

@@ -65,10 +65,10 @@ from typing import Any
 import orjson
 
 from . import levels as _lv
-from .errors import LogSetupError
-from .records import _CONTROL, LEVELS, _escape, _escape_char, _text_value, format_timestamp, normalize_level, redact
-from .records import render_json
-from .settings import parse_bool, validate_service
+from ._errors import LogSetupError
+from ._records import _CONTROL, LEVELS, _escape, _escape_char, _text_value, format_timestamp, normalize_level, redact
+from ._records import render_json
+from ._settings import parse_bool, validate_service
 
 __all__ = ["StreamFramer", "render_wrapper_record", "clean_line", "speedups_enabled", "speedups_requested"]
 

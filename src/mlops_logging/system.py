@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import LogSetupError
+from ._errors import LogSetupError
 from .wrap import redact_argv
 
 __all__ = ["GpuReader", "Sampler", "main"]
@@ -262,7 +262,7 @@ def parse_args(argv: Sequence[str] | None, env: Mapping[str, str]) -> argparse.N
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Sample until SIGTERM/SIGINT (or ``--count`` samples); exit 0 after a last record."""
-    from .config import configure_logging, get_logger
+    from ._config import configure_logging, get_logger
 
     args = parse_args(argv, os.environ)
     try:

@@ -46,11 +46,11 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from .errors import LogSetupError
-from .files import LogFile, PartialWrite, ensure_log_dir
-from .records import REDACTED, format_timestamp, is_secret_key
-from .settings import LogSettings, parse_size, resolve_settings
-from .sink import Loss
+from ._errors import LogSetupError, describe_os_error
+from ._files import LogFile, PartialWrite, ensure_log_dir
+from ._records import REDACTED, format_timestamp, is_secret_key
+from ._settings import LogSettings, parse_size, resolve_settings
+from ._sink import Loss
 
 __all__ = [
     "EXIT_CANNOT_EXECUTE",
@@ -449,10 +449,6 @@ def _say(message: str) -> None:
         pass
 
 
-def _describe(exc: OSError) -> str:
-    return f"[Errno {exc.errno}] {exc.strerror}" if exc.errno else str(exc)
-
-
 def _signal_name(sig: int) -> str:
     if signal.SIGRTMIN < sig < signal.SIGRTMAX:
         return f"SIGRTMIN+{sig - signal.SIGRTMIN}"
@@ -473,7 +469,7 @@ def become_subreaper() -> str | None:
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
             err = ctypes.get_errno()
-            return f"[Errno {err}] {os.strerror(err)}"
+            return describe_os_error(OSError(err, os.strerror(err)))
     except (OSError, AttributeError) as exc:
         return str(exc)
     return None
@@ -617,7 +613,7 @@ class RecordSink:
         try:
             self._write_whole(self._note("WARNING", message, **fields))
         except _TornWrite as torn:
-            self._error = _describe(torn.error)
+            self._error = describe_os_error(torn.error)
             self._retry_at = now + RETRY_INTERVAL
             return False
         self._failing_since = None
@@ -628,7 +624,7 @@ class RecordSink:
     def _fail(self, error: OSError, now: float) -> None:
         if self._failing_since is None:
             self._failing_since = time.time()
-        self._error = _describe(error)
+        self._error = describe_os_error(error)
         self._retry_at = now + RETRY_INTERVAL
         if self._pending_bytes > self.buffer_bytes:
             self._drop_oldest()
@@ -743,7 +739,7 @@ class SignalInbox:
             self.mode = "signalfd"
             return None
         except OSError as exc:
-            problem = _describe(exc)
+            problem = describe_os_error(exc)
         self._fd, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
         for sig in self._handled - PYTHON_IGNORED:  # our own EPIPE and EFBIG raise these: left ignored
@@ -1003,10 +999,10 @@ class Passthrough:
             return
         self._note(
             "WARNING",
-            f"passthrough of {self.stream} failed ({_describe(exc)}): turned off for the rest of the run "
+            f"passthrough of {self.stream} failed ({describe_os_error(exc)}): turned off for the rest of the run "
             f"({lost} queued bytes not passed through); the log file keeps every line",
             stream=self.stream,
-            error=_describe(exc),
+            error=describe_os_error(exc),
         )
 
     def close(self) -> None:
@@ -1177,7 +1173,7 @@ class Supervisor:
         try:
             master, slave = os.openpty()
         except OSError as exc:
-            return f"no pseudo-terminal for the child ({_describe(exc)}): it gets pipes"
+            return f"no pseudo-terminal for the child ({describe_os_error(exc)}): it gets pipes"
         term = _Terminal(master, slave, os.ttyname(slave))
         try:
             termios.tcsetattr(slave, termios.TCSANOW, termios.tcgetattr(0))  # the user's settings (erase, intr...)
@@ -1488,7 +1484,7 @@ class Supervisor:
             return True
         except OSError as exc:
             if not (stream.tty and exc.errno == errno.EIO):  # EIO: every descriptor of the terminal is closed
-                self.note("WARNING", f"reading the child's {stream.name} failed ({_describe(exc)}): treated as its "
+                self.note("WARNING", f"reading the child's {stream.name} failed ({describe_os_error(exc)}): treated as its "
                           "end", stream=stream.name)
             data = b""
         if not data:
@@ -1561,7 +1557,7 @@ class Supervisor:
         except ProcessLookupError:
             return
         except OSError as exc:
-            self.note("WARNING", f"could not forward {_signal_name(sig)} to the child: {_describe(exc)}",
+            self.note("WARNING", f"could not forward {_signal_name(sig)} to the child: {describe_os_error(exc)}",
                       signal=_signal_name(sig))
             return
         if sig != signal.SIGWINCH:
@@ -1624,7 +1620,7 @@ class Supervisor:
                 left = []
             except OSError as exc:
                 self.note("WARNING", f"could not send {_signal_name(sig)} to what the child left in its process group: "
-                          f"{_describe(exc)}", left_in_group=left)
+                          f"{describe_os_error(exc)}", left_in_group=left)
                 left = []
         self._group_left = bool(left)
         self._group_check_at = now + GROUP_POLL_INTERVAL if left else None

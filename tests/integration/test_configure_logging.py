@@ -328,7 +328,7 @@ def test_log_file_descriptor_is_close_on_exec_also_after_a_reopen(log_root: Path
     out = run_python("""
         import fcntl
         from mlops_logging import configure_logging
-        from mlops_logging.config import _open_files
+        from mlops_logging._config import _open_files
         configure_logging("svc")
         (logfile,) = _open_files.values()
         print(bool(fcntl.fcntl(logfile.fileno(), fcntl.F_GETFD) & fcntl.FD_CLOEXEC))

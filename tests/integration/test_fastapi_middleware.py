@@ -147,7 +147,7 @@ def test_instrument_fastapi_once_ids_and_levels(logfile: Path) -> None:
 
 
 def test_without_configure_logging_records_go_to_stdlib_logging(caplog: pytest.LogCaptureFixture) -> None:
-    from mlops_logging import output
+    from mlops_logging import _output as output
 
     async def app(scope: dict, receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 204, "headers": []})
@@ -200,7 +200,7 @@ def _serve(app: Any, count: int = 1, **scope: Any) -> None:
 
 
 def test_access_lines_are_render_json_of_their_record_and_generated_ids_unique(logfile: Path) -> None:
-    from mlops_logging.records import render_json
+    from mlops_logging._records import render_json
     from support.records import read_lines
 
     _serve(RequestLoggingMiddleware(_ok_app), 600)  # more ids than one os.urandom batch makes

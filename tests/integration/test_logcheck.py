@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from mlops_logging import format_timestamp, render_json
+from mlops_logging._records import format_timestamp, render_json
 from mlops_logging.check import Status, audit, audit_service
 from mlops_logging._check_config import DEFAULT_SERVICES, CheckSettings
 from mlops_logging._check_render import report_document  # imported before a test forks and drops privileges
-from mlops_logging.output import Output
-from mlops_logging.sink import Loss
+from mlops_logging._output import Output
+from mlops_logging._sink import Loss
 from support.procs import run_python
 
 REPO = Path(__file__).resolve().parents[2]

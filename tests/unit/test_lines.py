@@ -87,7 +87,7 @@ def test_the_timestamp_is_the_wall_clock_at_read_time() -> None:
 
 
 def test_bad_arguments_are_refused() -> None:
-    from mlops_logging.errors import LogSetupError
+    from mlops_logging._errors import LogSetupError
 
     with pytest.raises(LogSetupError):
         StreamFramer(service="../etc", stream="stdout")

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mlops_logging.records import (
+from mlops_logging._records import (
     REDACTED,
     format_timestamp,
     is_secret_key,

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mlops_logging import levels, lines
-from mlops_logging.records import LEVELS
+from mlops_logging._records import LEVELS
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 speedups = lines._speedups  # None when not built; the first test says so

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops_logging.files import LogFile
+from mlops_logging._files import LogFile
 from mlops_logging.wrap import (
     DEFAULT_BUFFER_BYTES,
     DEFAULT_PASSTHROUGH_TIMEOUT,

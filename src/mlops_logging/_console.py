@@ -23,7 +23,7 @@ import weakref
 from collections.abc import Mapping
 from typing import Any, TextIO
 
-from .records import format_timestamp, render_text, unrenderable_record
+from ._records import format_timestamp, render_text, unrenderable_record
 
 __all__ = ["Console"]
 

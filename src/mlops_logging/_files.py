@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import LogSetupError
-from .records import format_timestamp
+from ._errors import LogSetupError, describe_os_error
+from ._records import format_timestamp
 
 __all__ = ["DIR_FIX", "KEEP_BYTES", "LogFile", "Loss", "PartialWrite", "ensure_log_dir", "open_log_file"]
 
@@ -357,7 +357,7 @@ class LogFile:
                 whole = data.rfind(b"\n", 0, written) + 1
                 self._torn = written > whole
                 loss = Loss(records=data.count(b"\n", whole), bytes=len(data) - whole, first=self._checked_at,
-                            last=time.time(), error=f"[Errno {exc.errno}] {exc.strerror}")
+                            last=time.time(), error=describe_os_error(exc))
                 self._say(f"log file {self.path} was deleted while open; writing again what it swallowed failed: "
                           f"{loss.message()}", loss.as_fields())
             self._size += len(data) - len(view)
@@ -439,7 +439,7 @@ class LogFile:
         if self._rotate_failed:
             return
         self._rotate_failed = True
-        error = f"[Errno {exc.errno}] {exc.strerror}" if exc.errno else str(exc)
+        error = describe_os_error(exc)
         where = f" ({exc.filename})" if exc.filename else ""
         self._say(f"cannot rotate log file {self.path}: {error}{where}; logging goes on into the unrotated file, "
                   f"which grows past max_bytes={self.max_bytes} until this is fixed",

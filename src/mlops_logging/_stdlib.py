@@ -14,9 +14,9 @@ from typing import Any
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.orjson import OrjsonFormatter
 
-from . import output
-from .context import bound_context
-from .records import (
+from . import _output as output
+from ._context import bound_context
+from ._records import (
     add_fields,
     format_timestamp,
     interpolation_failed,

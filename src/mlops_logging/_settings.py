@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import LogSetupError
-from .files import DIR_FIX
-from .records import LEVELS, level_from_number, normalize_level
+from ._errors import LogSetupError
+from ._files import DIR_FIX
+from ._records import LEVELS, level_from_number, normalize_level
 
 __all__ = [
     "ARGUMENT_NAMES",

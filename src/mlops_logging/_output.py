@@ -12,9 +12,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .console import Console
-from .records import format_timestamp, render_json, unrenderable_record
-from .sink import Loss, SafeWriter
+from ._console import Console
+from ._records import format_timestamp, render_json, unrenderable_record
+from ._sink import Loss, SafeWriter
 
 __all__ = ["Output", "current", "install", "current_service", "current_pid"]
 

@@ -14,16 +14,16 @@ from pathlib import Path
 
 import structlog
 
-from . import output
-from .console import Console
-from .errors import LogSetupError
-from .files import LogFile, ensure_log_dir
-from .output import Output
-from .records import render_json, render_text
-from .settings import LogSettings, resolve_settings
-from .sink import SafeWriter
-from .stdlib import RecordHandler
-from .structlog_chain import SinkLoggerFactory, bound_logger_class, processors
+from . import _output as output
+from ._console import Console
+from ._errors import LogSetupError
+from ._files import LogFile, ensure_log_dir
+from ._output import Output
+from ._records import render_json, render_text
+from ._settings import LogSettings, resolve_settings
+from ._sink import SafeWriter
+from ._stdlib import RecordHandler
+from ._structlog import SinkLoggerFactory, bound_logger_class, processors
 
 __all__ = ["configure_logging", "get_logger", "TAKEOVER_LOGGERS"]
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from .files import LogFile, Loss, Notice, PartialWrite
+from ._errors import describe_os_error
+from ._files import LogFile, Loss, Notice, PartialWrite
 
 __all__ = ["Loss", "SafeWriter"]
 
@@ -59,7 +60,7 @@ class SafeWriter:
             loss.bytes += len(data)
             loss.last = now
             if exc is not None:
-                loss.error = f"{exc.strerror or exc}" if not exc.errno else f"[Errno {exc.errno}] {exc.strerror}"
+                loss.error = describe_os_error(exc)
 
     def _flush_report(self) -> bool:
         """Try to write the loss report; True once it is on disk (and the loss is cleared)."""
@@ -70,7 +71,7 @@ class SafeWriter:
             try:
                 self.logfile.write(self._report(loss))
             except OSError as exc:
-                loss.error = f"[Errno {exc.errno}] {exc.strerror}" if exc.errno else str(exc)
+                loss.error = describe_os_error(exc)
                 return False
             self._loss = None
             return True

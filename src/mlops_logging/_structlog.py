@@ -15,9 +15,9 @@ from typing import Any
 import structlog
 from structlog.typing import EventDict, WrappedLogger
 
-from . import output
-from .context import merge_bound_context
-from .records import (
+from . import _output as output
+from ._context import merge_bound_context
+from ._records import (
     add_fields,
     format_timestamp,
     interpolation_failed,
