@@ -22,14 +22,13 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ._errors import LogSetupError, describe_os_error
-from ._records import format_timestamp
+from ._records import Loss, loss_notice
 
-__all__ = ["DIR_FIX", "KEEP_BYTES", "LogFile", "Loss", "PartialWrite", "ensure_log_dir", "open_log_file"]
+__all__ = ["DIR_FIX", "KEEP_BYTES", "LogFile", "Notice", "PartialWrite", "ensure_log_dir", "open_log_file"]
 
 DIR_MODE = 0o750
 FILE_MODE = 0o640
@@ -40,32 +39,6 @@ DIR_FIX = "choose another --log-dir / MLOPS_LOG_DIR"
 #: kept in memory until then: what a deleted file swallowed is written again into the new one, none lost.
 KEEP_BYTES = 1 << 20
 _MAX_SYMLINKS = 40  # what the kernel allows on one path (ELOOP)
-
-
-@dataclass
-class Loss:
-    """What could not be written: counts, first and last failure time, the last error."""
-
-    records: int = 0
-    bytes: int = 0
-    first: float = 0.0
-    last: float = 0.0
-    error: str = ""
-
-    def as_fields(self) -> dict[str, object]:
-        """The fields of the WARNING record that reports this loss."""
-        return {
-            "lost_records": self.records,
-            "lost_bytes": self.bytes,
-            "lost_since": format_timestamp(self.first),
-            "lost_until": format_timestamp(self.last),
-            "error": self.error,
-        }
-
-    def message(self) -> str:
-        """The one-line text of that record."""
-        return (f"{self.records} log records ({self.bytes} bytes) lost between {format_timestamp(self.first)} and "
-                f"{format_timestamp(self.last)}: {self.error}")
 
 
 #: Renders a WARNING record of the package (logger ``mlops_logging``) from a message and fields.
@@ -358,8 +331,8 @@ class LogFile:
                 self._torn = written > whole
                 loss = Loss(records=data.count(b"\n", whole), bytes=len(data) - whole, first=self._checked_at,
                             last=time.time(), error=describe_os_error(exc))
-                self._say(f"log file {self.path} was deleted while open; writing again what it swallowed failed: "
-                          f"{loss.message()}", loss.as_fields())
+                self._say(*loss_notice(loss, self.path, cause="was deleted while open, and writing again what it "
+                                                                "swallowed failed"))
             self._size += len(data) - len(view)
         self._checked()
 

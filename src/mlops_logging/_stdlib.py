@@ -14,14 +14,14 @@ from typing import Any
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.orjson import OrjsonFormatter
 
-from . import _output as output
+from . import _output
 from ._context import bound_context
 from ._records import (
-    add_fields,
+    THIS_PROCESS,
+    build_record,
     format_timestamp,
     interpolation_failed,
     level_from_number,
-    redact,
     render_json,
     unrenderable_record,
 )
@@ -61,14 +61,6 @@ class JsonFormatter(OrjsonFormatter):
                 if not record.args:
                     raise  # str(msg) itself failed: RecordHandler.emit writes the record that says so
                 message = interpolation_failed(msg, record.args, exc)
-        rec: dict[str, Any] = {
-            "timestamp": format_timestamp(record.created),
-            "level": level_from_number(record.levelno),
-            "message": message,
-            "service": self.service or output._current.service,
-            "logger": record.name,
-            "pid": record.process or output._pid,  # None when logging.logProcesses is off
-        }
         # Same order and precedence as structlog's merge_contextvars: the call's own fields, then bound context
         # (a call's field wins over a bound one), then the traceback.
         fields: dict[str, Any] = {}
@@ -91,9 +83,9 @@ class JsonFormatter(OrjsonFormatter):
             fields["exception"] = record.exc_text
         if record.stack_info:
             fields["stack"] = self.formatStack(record.stack_info)
-        if fields:
-            add_fields(rec, redact(fields))
-        return rec
+        return build_record(level_from_number(record.levelno), message, self.service or _output.current.service,
+                            record.name, record.process or THIS_PROCESS,  # None when logging.logProcesses is off
+                            fields, format_timestamp(record.created))
 
     def format(self, record: logging.LogRecord) -> str:
         """One JSON line, without the trailing newline (``logging`` handlers add their own)."""
@@ -122,7 +114,7 @@ class RecordHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         """Write ``record``; one that cannot be built becomes the record that says so (as on the structlog path)."""
-        current = output._current
+        current = _output.current
         formatter: JsonFormatter = self.formatter  # type: ignore[assignment]
         try:
             built = formatter.to_record(record)
@@ -133,7 +125,7 @@ class RecordHandler(logging.Handler):
                 "message": record.msg if isinstance(record.msg, str) else None,
                 "service": formatter.service or current.service,
                 "logger": record.name,
-                "pid": record.process or output._pid,
+                "pid": record.process or THIS_PROCESS,
             }
             built = unrenderable_record(known, exc)
         current.emit(built)

@@ -35,14 +35,15 @@ from urllib.parse import unquote_plus
 
 from structlog.contextvars import bind_contextvars
 
-from . import _output as output
+from . import _output
+from ._config import configure_logging, silence_loggers
 from ._context import REGISTRY, bound_context
-from ._config import configure_logging
 from ._records import (
+    THIS_PROCESS,
     REDACTED,
     RESERVED,
     add_fields,
-    format_timestamp,
+    build_record,
     is_secret_key,
     level_from_number,
     redact,
@@ -118,9 +119,6 @@ def redact_query(query_string: bytes | str) -> str:
     return "&".join(parts) if changed else text
 
 
-_LEVEL_NAMES = {logging.INFO: "INFO", logging.WARNING: "WARNING", logging.ERROR: "ERROR"}
-
-
 _ID_BATCH = 256
 _spare_ids: list[str] = []  # generated ids not handed out yet; emptied in a forked child (see below)
 
@@ -151,7 +149,7 @@ def _content_length(headers: list[tuple[bytes, bytes]]) -> int:
 
 
 def _is_configured() -> bool:
-    current = output.current()
+    current = _output.current
     return current.writer is not None or current.console is not None
 
 
@@ -160,30 +158,23 @@ def _emit(logger: logging.Logger, levelno: int, message: str, fields: dict[str, 
     """Write one record straight to the configured output (no LogRecord), or through stdlib logging if unconfigured."""
     if not logger.isEnabledFor(levelno):
         return
-    current = output.current()
+    current = _output.current
     if current.writer is None and current.console is None:
         # Nobody called configure_logging: hand the record to whatever stdlib logging the app set up.
         logger.log(levelno, message, extra=fields, exc_info=exc)
         return
-    record: dict[str, Any] = {
-        "timestamp": format_timestamp(),
-        "level": level_from_number(levelno),
-        "message": message,
-        "service": current.service,
-        "logger": logger.name,
-        "pid": output.current_pid(),
-    }
+    # The request id first among the context fields, whatever else the app bound; the middleware's own fields win
+    # over bound ones of the same name.
+    context: dict[str, Any] = {}
     request_id = _REQUEST_ID.get(...)
     if request_id is not ...:
-        record["request_id"] = request_id  # first among the context fields, whatever else the app bound
-    context = bound_context()
-    add_fields(record, context)  # a bound `level` or `service` is kept as `level_`, `service_`
-    record.update(fields)
+        context["request_id"] = request_id
+    context.update(bound_context())
+    context.update(fields)
     if exc is not None:
-        record["exception"] = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip("\n")
-    if len(context) > 1:  # the app bound more than request_id: it may be a secret
-        redact(record)
-    current.emit(record)
+        context["exception"] = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip("\n")
+    current.emit(build_record(level_from_number(levelno), message, current.service, logger.name, THIS_PROCESS,
+                              context))
 
 
 class RequestLoggingMiddleware:
@@ -324,14 +315,10 @@ class RequestLoggingMiddleware:
         path = scope["path"]
         client = scope.get("client")
         query = scope.get("query_string")
-        current = output._current
-        record: dict[str, Any] = {
-            "timestamp": format_timestamp(),
-            "level": _LEVEL_NAMES[levelno],
-            "message": f"{method} {path} {status}",
-            "service": current.service,
-            "logger": access.name,
-            "pid": output._pid,
+        current = _output.current
+        record = build_record(level_from_number(levelno), f"{method} {path} {status}", current.service, access.name,
+                              THIS_PROCESS)
+        record.update({  # the middleware's own fields: their types are the schema's
             "request_id": request_id,
             "method": method,
             "path": path,
@@ -342,7 +329,7 @@ class RequestLoggingMiddleware:
             "bytes_sent": sent,
             "client": client[0] if client else None,
             "user_agent": user_agent.decode("latin-1"),
-        }
+        })
         if disconnected:
             record["disconnected"] = True
         # request_id is in structlog's registry from import on and keys are never removed: a registry of one key
@@ -354,7 +341,7 @@ class RequestLoggingMiddleware:
                 redact(record)
         writer = current.writer
         if writer is not None and levelno == logging.INFO and not self._access_console:
-            writer.write(current.render(record))  # SafeWriter: never raises, counts and reports a failed write
+            writer.submit(current.render(record))  # the file's sink: never raises, counts and reports a failed write
         elif writer is None and current.console is None:
             fields = {k: v for k, v in record.items() if k not in RESERVED}
             access.log(levelno, record["message"], extra=fields)
@@ -372,14 +359,10 @@ def _is_client_disconnect(exc: BaseException) -> bool:
 def disable_server_access_logs() -> None:
     """Silence uvicorn's and gunicorn's own access logs (the middleware's record replaces them).
 
-    ``disabled`` survives a later ``configure_logging`` (which re-attaches these loggers to the root handler);
-    no handler and no propagation makes uvicorn skip even formatting its access line.
+    :func:`configure_logging` keeps them silenced when it runs again later (one place decides how its takeover
+    loggers are routed); no handler and no propagation makes uvicorn skip even formatting its access line.
     """
-    for name in SERVER_ACCESS_LOGGERS:
-        logger = logging.getLogger(name)
-        logger.handlers.clear()
-        logger.propagate = False
-        logger.disabled = True
+    silence_loggers(SERVER_ACCESS_LOGGERS)
 
 
 def instrument(app: Any, service: str | None = None, *, access_console: bool = False, **configure_kwargs: Any) -> Any:
@@ -394,7 +377,7 @@ def instrument(app: Any, service: str | None = None, *, access_console: bool = F
     added; any other ASGI callable comes back wrapped). Calling it twice on one app is a no-op.
     """
     service = service or os.environ.get("MLOPS_SERVICE") or "fastapi"
-    if configure_kwargs or not (_is_configured() and output.current_service() == service):
+    if configure_kwargs or not (_is_configured() and _output.current.service == service):
         configure_logging(service, **configure_kwargs)
     disable_server_access_logs()
     if getattr(app, "_mlops_logging_instrumented", False):

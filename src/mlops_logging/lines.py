@@ -66,11 +66,20 @@ import orjson
 
 from . import levels as _lv
 from ._errors import LogSetupError
-from ._records import _CONTROL, LEVELS, _escape, _escape_char, _text_value, format_timestamp, normalize_level, redact
-from ._records import render_json
+from ._records import (
+    LEVELS,
+    TEXT_SPECIAL_ASCII,
+    TEXT_SPECIAL_UTF8,
+    build_record,
+    escape_lines,
+    format_timestamp,
+    render_json,
+    render_stream_text,
+    text_head,
+)
 from ._settings import parse_bool, validate_service
 
-__all__ = ["StreamFramer", "render_wrapper_record", "clean_line", "speedups_enabled", "speedups_requested"]
+__all__ = ["StreamFramer", "clean_line", "speedups_enabled", "speedups_requested"]
 
 
 def speedups_requested(env: Mapping[str, str]) -> bool:
@@ -104,12 +113,6 @@ _ANSI_RE = re.compile(
     r"|\x1b[()*+][0-9A-Za-z]"
     r"|\x1b[@-Z\\^_`a-z{|}~=>]"
 )
-#: records' text escaper on a chunk of lines: everything it escapes but the newlines between them.
-_TEXT_ESCAPE_NO_NL = re.compile(r"(?!\n)" + _CONTROL.pattern)
-#: The ASCII characters the escaper takes (besides the newline): ``translate`` deletes them to detect them in one pass.
-_TEXT_SPECIAL = bytes(c for c in range(128) if c != 10 and _CONTROL.match(chr(c)))
-#: Its non-ASCII ones in UTF-8 (NEL, U+2028, U+2029; undecodable bytes never reach the fast path).
-_TEXT_SPECIAL_UTF8 = ("\x85".encode(), "\u2028".encode(), "\u2029".encode())
 _TB_NEEDLE = _lv.TRACEBACK_NEEDLE.encode()
 _WARNING_NEEDLE = _lv.WARNING_NEEDLE.encode()
 _TOKEN_LEVELS_B = {token.encode(): level for token, level in _lv.TOKEN_LEVELS.items()}
@@ -143,6 +146,11 @@ _VLLM_HEADER = re.compile(
     rb"(?:\([ -'*-~]{1,128}\) )?(DEBUG|INFO|WARNING|ERROR|CRITICAL) [0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2} "
     rb"\[[^\]\n]{1,256}\] "
 )
+
+
+# Stand-ins rendered once to cut the fast path's record heads out of a real record (see StreamFramer.__init__).
+_TS_MARK, _LEVEL_MARK, _MESSAGE_MARK = "\x00ts\x00", "\x00level\x00", "\x00message\x00"
+_TS_MARK_B, _LEVEL_MARK_B = orjson.dumps(_TS_MARK)[1:-1], orjson.dumps(_LEVEL_MARK)[1:-1]
 
 
 class StreamFramer:
@@ -211,18 +219,13 @@ class StreamFramer:
         self._multi_header = b""  # the header every line of an open vLLM multi-line message starts with
         self._tentative: list[tuple[bytes, str, bool]] = []  # blank lines after an exception line (JSON)
 
-        # Fixed parts of every record.
-        tail: dict[str, Any] = {"service": service}
-        if logger is not None:
-            tail["logger"] = logger
-        if pid is not None:
-            tail["pid"] = pid
-        tail["stream"] = stream
-        self._tail_fields = tail
-        self._text_stream = f" [{stream}] "
-        # Pre-rendered record parts for the fast path: JSON head (up to the message's opening quote) per level and
-        # the tail after its closing quote; text head per level. Rebuilt when the timestamp changes.
-        self._json_tail = b'",' + orjson.dumps(tail)[1:] + b"\n"
+        # Pre-rendered record parts for the fast path, cut out of a record of the one builder rendered by the one
+        # renderer (so they cannot drift from the exact path): the JSON head (up to the message's opening quote),
+        # with a timestamp and a level to fill in, and the tail after its closing quote; text: records.text_head.
+        marked = render_json(self._record(_TS_MARK, _LEVEL_MARK, _MESSAGE_MARK))
+        head, _, tail = marked.partition(orjson.dumps(_MESSAGE_MARK)[1:-1])
+        self._json_head = head
+        self._json_tail = tail
         self._heads_ts = ""
         self._heads: dict[str | None, bytes] = {}
         self._head_seq: tuple[bytes, ...] = ()  # the same heads in LEVELS order, for the C path
@@ -304,30 +307,32 @@ class StreamFramer:
     def _render(self, ts: str, level: str, message: str, raw: bytes | None, partial: bool, out: list[bytes]) -> None:
         """One record; ``raw``: the bytes it covers when ``message`` does not give them back (kept as raw_b64)."""
         self.records_out += 1
+        raw_b64 = base64.b64encode(raw).decode("ascii") if raw is not None else None
         if self.json:
-            record: dict[str, Any] = {"timestamp": ts, "level": level, "message": message}
-            record.update(self._tail_fields)
+            record = self._record(ts, level, message)
             if partial:
                 record["partial"] = True
-            if raw is not None:
-                record["raw_b64"] = base64.b64encode(raw).decode("ascii")
+            if raw_b64 is not None:
+                record["raw_b64"] = raw_b64
             out.append(render_json(record))
             return
-        # The fields after the line are TAB-separated: the escaped line never holds a TAB, so they cannot be confused
-        # with its text (a space would need every line checked for ending like one).
-        line = f"{ts} {level}{self._text_stream}{_escape(message)}"
-        if raw is not None:
-            line += "\traw_b64=" + base64.b64encode(raw).decode("ascii")
-        out.append((line + "\tpartial=true\n" if partial else line + "\n").encode("utf-8"))
+        out.append(render_stream_text(ts, level, self.stream, message, raw_b64, partial))
+
+    def _record(self, ts: str, level: str, message: str) -> dict[str, Any]:
+        """The record of one line (the one builder), before ``partial`` and ``raw_b64``."""
+        record = build_record(level, message, self.service, self.logger, self.pid, None, ts)
+        record["stream"] = self.stream
+        return record
 
     # --- fast path: whole chunks, no per-line Python --------------------------------------------------------------
 
     def _head_table(self, ts: str) -> dict[str | None, bytes]:
         if ts != self._heads_ts:
             if self.json:
-                self._heads = {lv: f'{{"timestamp":"{ts}","level":"{lv}","message":"'.encode() for lv in LEVELS}
+                head = self._json_head.replace(_TS_MARK_B, ts.encode())
+                self._heads = {lv: head.replace(_LEVEL_MARK_B, lv.encode()) for lv in LEVELS}
             else:
-                self._heads = {lv: f"{ts} {lv}{self._text_stream}".encode() for lv in LEVELS}
+                self._heads = {lv: text_head(ts, lv, self.stream).encode() for lv in LEVELS}
             self._heads[None] = self._heads["INFO"]
             self._head_seq = tuple(self._heads[lv] for lv in LEVELS)
             self._heads_ts = ts
@@ -429,11 +434,11 @@ class StreamFramer:
                     body.decode()
                 except UnicodeDecodeError:
                     return None
-                needs_escape = any(special in body for special in _TEXT_SPECIAL_UTF8)
+                needs_escape = any(special in body for special in TEXT_SPECIAL_UTF8)
             else:
                 needs_escape = False
-            if needs_escape or len(body.translate(None, _TEXT_SPECIAL)) != len(body):
-                body = _TEXT_ESCAPE_NO_NL.sub(_escape_char, body.decode()).encode()
+            if needs_escape or len(body.translate(None, TEXT_SPECIAL_ASCII)) != len(body):
+                body = escape_lines(body.decode()).encode()
             if single is not None:
                 head = heads[single]
                 rendered = head + body[:-1].replace(b"\n", b"\n" + head) + b"\n"
@@ -635,29 +640,3 @@ class StreamFramer:
                 self._plain(raw, text, lossy, self._group_ts, out)
         else:
             self._emit_group(partial=True, out=out)
-
-
-def render_wrapper_record(*, service: str, level: str, message: str, fmt: str = "json", **fields: Any) -> bytes:
-    """A record logwrap itself emits (startup, child exit, loss report): logger ``logwrap``, same schema, redacted.
-
-    Text format: ``<timestamp> <LEVEL> [logwrap] <message> key=value...`` on one line.
-    """
-    record: dict[str, Any] = {
-        "timestamp": format_timestamp(),
-        "level": normalize_level(level),
-        "message": message,
-        "service": service,
-        "logger": "logwrap",
-    }
-    for key, value in fields.items():
-        if key not in record:
-            record[key] = value
-    redact(record)
-    if fmt == "json":
-        return render_json(record)
-    parts = [f"{record['timestamp']} {record['level']} [logwrap] {_escape(str(message))}"]
-    for key, value in record.items():
-        if key not in ("timestamp", "level", "message", "service", "logger"):
-            parts.append(f" {_escape(str(key))}={_text_value(value)}")
-    parts.append("\n")
-    return "".join(parts).encode("utf-8", "backslashreplace")

@@ -25,7 +25,6 @@ import ctypes
 import errno
 import fcntl
 import gc
-import itertools
 import os
 import re
 import select
@@ -47,10 +46,10 @@ from enum import Enum
 from typing import Any
 
 from ._errors import LogSetupError, describe_os_error
-from ._files import LogFile, PartialWrite, ensure_log_dir
-from ._records import REDACTED, format_timestamp, is_secret_key
+from ._files import LogFile, ensure_log_dir
+from ._records import REDACTED, format_timestamp, is_secret_key, render_wrapper_record
 from ._settings import LogSettings, parse_size, resolve_settings
-from ._sink import Loss
+from ._sink import WRITE_SLICE, FileSink
 
 __all__ = [
     "EXIT_CANNOT_EXECUTE",
@@ -59,7 +58,6 @@ __all__ = [
     "EXIT_USAGE",
     "Options",
     "Passthrough",
-    "RecordSink",
     "SignalInbox",
     "State",
     "Supervisor",
@@ -101,8 +99,6 @@ GROUP_POLL_INTERVAL = 0.05  #: how often the process group of an exited child is
 DEFAULT_BUFFER_BYTES = 16 * 1024 * 1024
 DEFAULT_DRAIN_TIMEOUT = 2.0
 DEFAULT_MAX_LINE_BYTES = 64 * 1024
-RETRY_INTERVAL = 1.0  #: seconds between attempts to write a failing log file
-WRITE_SLICE = 1024 * 1024  #: at most this much per write() when catching up after an outage
 PR_SET_CHILD_SUBREAPER = 36
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
@@ -475,209 +471,6 @@ def become_subreaper() -> str | None:
     return None
 
 
-# --- the log file with the failure policy ---------------------------------------------------------------------------
-
-
-class _TornWrite(Exception):
-    """A write failed after ``done`` bytes (whole records) of the batch reached the file."""
-
-    def __init__(self, done: int, error: OSError) -> None:
-        super().__init__(done, error)
-        self.done = done
-        self.error = error
-
-
-class RecordSink:
-    """One log file plus the failure policy: whole-record batches, a bounded retry buffer, drop-oldest, loss report.
-
-    ``submit`` queues rendered records (each ending ``\\n``); ``flush`` writes what is queued with one ``write()`` per
-    batch of at most ``slice_bytes``. When the file refuses (ENOSPC, EIO, EDQUOT, removed directory...) the records
-    stay queued and a retry is due every :data:`RETRY_INTERVAL` seconds; past ``buffer_bytes`` the oldest are dropped
-    and counted. The first write that works again is a WARNING record giving the outage, the error and how many
-    lines/bytes were lost.
-    """
-
-    def __init__(
-        self,
-        logfile: LogFile,
-        *,
-        buffer_bytes: int,
-        note: Callable[..., bytes],
-        slice_bytes: int = WRITE_SLICE,
-    ) -> None:
-        self.logfile = logfile
-        self.path = logfile.path
-        self.buffer_bytes = buffer_bytes
-        self.slice_bytes = slice_bytes
-        self._note = note
-        self._pending: deque[bytes] = deque()
-        self._pending_bytes = 0
-        self._failing_since: float | None = None  # wall-clock time of the first failed write of this outage
-        self._retry_at = 0.0
-        self._error = ""
-        self._loss = Loss()
-
-    @property
-    def pending_bytes(self) -> int:
-        """Bytes of records queued and not yet in the file."""
-        return self._pending_bytes
-
-    @property
-    def failing(self) -> bool:
-        """True while the file refuses writes."""
-        return self._failing_since is not None
-
-    @property
-    def error(self) -> str:
-        """The last write error of the current outage ('' when healthy)."""
-        return self._error
-
-    @property
-    def loss(self) -> Loss:
-        """Records dropped in the current outage (not yet reported)."""
-        return self._loss
-
-    def next_deadline(self) -> float | None:
-        """Monotonic time of the next retry while failing."""
-        return self._retry_at if self._failing_since is not None else None
-
-    def submit(self, data: bytes) -> None:
-        """Queue whole rendered records."""
-        if data:
-            self._pending.append(data)
-            self._pending_bytes += len(data)
-            if self._failing_since is not None and self._pending_bytes > self.buffer_bytes:
-                self._drop_oldest()
-
-    def flush(self, now: float, *, force: bool = False) -> bool:
-        """Write what is queued; while failing only once the retry is due (or ``force``). True when nothing is left."""
-        if self._failing_since is not None:
-            if now < self._retry_at and not force:
-                return False
-            if not self._recover(now):
-                return False
-        limit = self.slice_bytes
-        while self._pending:
-            head = self._pending[0]
-            if len(head) > limit:  # cut a big batch at a record boundary: rotation checks happen between writes
-                cut = (head.rfind(b"\n", 0, limit) + 1) or (head.find(b"\n", limit) + 1) or len(head)
-                if cut < len(head):
-                    self._pending[0] = head[cut:]
-                    self._pending.appendleft(head[:cut])
-            batch = [self._pending[0]]
-            size = len(batch[0])
-            for chunk in itertools.islice(self._pending, 1, None):
-                if size + len(chunk) > limit:
-                    break
-                batch.append(chunk)
-                size += len(chunk)
-            data = batch[0] if len(batch) == 1 else b"".join(batch)
-            try:
-                self._write_whole(data)
-            except _TornWrite as torn:
-                self._consume(torn.done)
-                self._fail(torn.error, now)
-                return False
-            self._consume(len(data))
-        return True
-
-    def close(self) -> None:
-        """Close the file (queued records are not written: call ``flush(force=True)`` first)."""
-        self.logfile.close()
-
-    # -- internals ------------------------------------------------------------------------------------------------
-
-    def _recover(self, now: float) -> bool:
-        """Write the WARNING record about the outage; on success the sink is healthy again."""
-        since = self._failing_since or time.time()
-        loss = self._loss
-        late = sum(chunk.count(b"\n") for chunk in self._pending)
-        if loss.records:
-            message = (f"log file {self.path} could not be written from {format_timestamp(since)} ({self._error}): "
-                       f"{loss.records} lines ({loss.bytes} bytes) were lost between {format_timestamp(loss.first)} "
-                       f"and {format_timestamp(loss.last)} (--buffer-bytes {self.buffer_bytes}); "
-                       f"{late} lines held in memory follow, written late")
-        else:
-            message = (f"log file {self.path} could not be written from {format_timestamp(since)} ({self._error}): "
-                       f"no lines lost; {late} lines held in memory follow, written late")
-        fields: dict[str, Any] = {
-            "lost_records": loss.records,
-            "lost_bytes": loss.bytes,
-            "outage_since": format_timestamp(since),
-            "error": self._error,
-            "late_records": late,
-        }
-        if loss.records:
-            fields["lost_since"] = format_timestamp(loss.first)
-            fields["lost_until"] = format_timestamp(loss.last)
-        try:
-            self._write_whole(self._note("WARNING", message, **fields))
-        except _TornWrite as torn:
-            self._error = describe_os_error(torn.error)
-            self._retry_at = now + RETRY_INTERVAL
-            return False
-        self._failing_since = None
-        self._loss = Loss()
-        self._error = ""
-        return True
-
-    def _fail(self, error: OSError, now: float) -> None:
-        if self._failing_since is None:
-            self._failing_since = time.time()
-        self._error = describe_os_error(error)
-        self._retry_at = now + RETRY_INTERVAL
-        if self._pending_bytes > self.buffer_bytes:
-            self._drop_oldest()
-
-    def _drop_oldest(self) -> None:
-        """Drop the oldest queued batches until the queue fits ``buffer_bytes``; count lines, bytes and times."""
-        loss = self._loss
-        wall = time.time()
-        while self._pending and self._pending_bytes > self.buffer_bytes:
-            chunk = self._pending.popleft()
-            self._pending_bytes -= len(chunk)
-            overflow = self._pending_bytes + len(chunk) - self.buffer_bytes
-            if overflow < len(chunk):
-                # Drop only the oldest whole records of this batch that are needed to fit.
-                cut = chunk.find(b"\n", overflow - 1) + 1
-                if 0 < cut < len(chunk):
-                    kept = chunk[cut:]
-                    self._pending.appendleft(kept)
-                    self._pending_bytes += len(kept)
-                    chunk = chunk[:cut]
-            if not loss.records:
-                loss.first = wall
-            loss.records += chunk.count(b"\n")
-            loss.bytes += len(chunk)
-            loss.last = wall
-
-    def _consume(self, done: int) -> None:
-        """Remove the first ``done`` bytes (a record boundary) from the queue: they are in the file."""
-        while done and self._pending:
-            chunk = self._pending[0]
-            if len(chunk) <= done:
-                self._pending.popleft()
-                self._pending_bytes -= len(chunk)
-                done -= len(chunk)
-            else:
-                self._pending[0] = chunk[done:]
-                self._pending_bytes -= done
-                done = 0
-
-    def _write_whole(self, data: bytes) -> None:
-        """Append ``data`` (whole records) with one LogFile.write; raise :class:`_TornWrite` with how much got in.
-
-        The file is ``exclusive`` (we are its only writer), so a write the disk cuts short leaves only whole
-        records behind: LogFile trims the cut one and says how many bytes of ``data`` are safely in the file.
-        """
-        try:
-            self.logfile.write(data)
-        except PartialWrite as exc:
-            raise _TornWrite(exc.kept, exc) from None
-        except OSError as exc:
-            raise _TornWrite(0, exc) from None
-
-
 # --- signals ------------------------------------------------------------------------------------------------------
 
 
@@ -1029,7 +822,7 @@ class _Stream:
     name: str
     fd: int
     framer: Any  # lines.StreamFramer, or None without a log file
-    sink: RecordSink | None
+    sink: FileSink | None
     passthrough: Passthrough
     open: bool = True
     tty: bool = False  # the child's pseudo-terminal: EIO on read is its end (every slave descriptor closed)
@@ -1061,7 +854,7 @@ class Supervisor:
         self.child_status: int | None = None  # raw wait status of the direct child
         self.orphans_reaped = 0
         self._children_left = True  # until waitpid says otherwise
-        self.sinks: dict[str, RecordSink] = {}  # stream -> sink (both streams share one unless --split-streams)
+        self.sinks: dict[str, FileSink] = {}  # stream -> sink (both streams share one unless --split-streams)
         self.streams: list[_Stream] = []
         self.signals = SignalInbox()
         self._pid = os.getpid()
@@ -1100,8 +893,8 @@ class Supervisor:
         for sink in self._unique_sinks():
             sink.submit(data)
 
-    def _unique_sinks(self) -> list[RecordSink]:
-        seen: list[RecordSink] = []
+    def _unique_sinks(self) -> list[FileSink]:
+        seen: list[FileSink] = []
         for sink in self.sinks.values():
             if sink not in seen:
                 seen.append(sink)
@@ -1147,17 +940,18 @@ class Supervisor:
                 raise
         except LogSetupError as exc:
             return str(exc)
-        from .lines import render_wrapper_record
-
         service, fmt = s.service, s.fmt
 
         def render(level: str, message: str, **fields: Any) -> bytes:
             return render_wrapper_record(service=service, level=level, message=message, fmt=fmt, **fields)
 
+        def notice(message: str, fields: dict[str, Any]) -> bytes:
+            return render("WARNING", message, **fields)
+
         self._render = render
         # With size rotation, write at most 1/16 of --max-bytes at a time, so a file overshoots it by little.
         slice_bytes = min(WRITE_SLICE, max(4096, s.max_bytes // 16)) if s.max_bytes else WRITE_SLICE
-        sinks = {k: RecordSink(v, buffer_bytes=self.opts.buffer_bytes, note=render, slice_bytes=slice_bytes)
+        sinks = {k: FileSink(v, notice=notice, buffer_bytes=self.opts.buffer_bytes, slice_bytes=slice_bytes)
                  for k, v in opened.items()}
         if self.opts.split_streams:
             self.sinks = {"stdout": sinks["stdout"], "stderr": sinks["stderr"]}

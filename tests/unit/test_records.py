@@ -19,6 +19,7 @@ from mlops_logging._records import (
     redact,
     render_json,
     render_text,
+    render_wrapper_record,
 )
 from support.records import assert_valid
 
@@ -144,3 +145,21 @@ def test_any_text_renders_as_exactly_one_line(message: str, logger: str, key: st
     line = render_text({"timestamp": "t", "level": "INFO", "logger": logger, "message": message, key or "k": value,
                         "extra": [value]}).decode()
     assert len(line.splitlines()) == 1 and line.endswith("\n"), repr(line)
+
+
+# --- wrapper records -------------------------------------------------------------------------------------------------
+
+
+def test_wrapper_record_has_logger_logwrap_and_is_redacted() -> None:
+    record = json.loads(render_wrapper_record(service="vllm", level="warn", message="child exited", exit_code=3,
+                                              api_key="sk-123", pid=77))
+    assert_valid(record)
+    assert list(record)[:5] == ["timestamp", "level", "message", "service", "logger"]
+    assert (record["level"], record["logger"], record["exit_code"], record["api_key"], record["pid"]) == (
+        "WARNING", "logwrap", 3, "[REDACTED]", 77)
+
+
+def test_wrapper_record_in_text_format_is_one_line() -> None:
+    line = render_wrapper_record(service="vllm", level="INFO", message="start\nnow", fmt="text", argv=["a b"])
+    assert line.count(b"\n") == 1
+    assert b" INFO [logwrap] start\\nnow argv=" in line

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 
 from mlops_logging._files import LogFile
+from mlops_logging._sink import FileSink
 from mlops_logging.wrap import (
     DEFAULT_BUFFER_BYTES,
     DEFAULT_PASSTHROUGH_TIMEOUT,
     FORWARDED_SIGNALS,
     Passthrough,
     Options,
-    RecordSink,
     UsageError,
     parse_args,
     redact_argv,
@@ -100,8 +100,8 @@ class _FlakyFile(LogFile):
         raise OSError(self.fail_with, "simulated")
 
 
-def _note(level: str, message: str, **fields: object) -> bytes:
-    return json.dumps({"level": level, "message": message, **fields}).encode() + b"\n"
+def _note(message: str, fields: dict[str, object]) -> bytes:
+    return json.dumps({"level": "WARNING", "message": message, **fields}).encode() + b"\n"
 
 
 def _records(n: int, start: int = 0) -> bytes:
@@ -110,7 +110,7 @@ def _records(n: int, start: int = 0) -> bytes:
 
 def test_sink_buffers_while_failing_then_reports_and_writes_late(tmp_path: Path) -> None:
     log = _FlakyFile(tmp_path / "s.log", check_interval=0.0, exclusive=True)
-    sink = RecordSink(log, buffer_bytes=1 << 20, note=_note)
+    sink = FileSink(log, buffer_bytes=1 << 20, notice=_note)
     sink.submit(_records(2))
     assert sink.flush(0.0)
     log.fail_with = errno.ENOSPC
@@ -130,7 +130,7 @@ def test_sink_buffers_while_failing_then_reports_and_writes_late(tmp_path: Path)
 def test_sink_drops_the_oldest_whole_records_past_the_bound_and_counts_them(tmp_path: Path) -> None:
     log = _FlakyFile(tmp_path / "s.log", check_interval=0.0, exclusive=True)
     one = len(_records(1))
-    sink = RecordSink(log, buffer_bytes=3 * one, note=_note)
+    sink = FileSink(log, buffer_bytes=3 * one, notice=_note)
     log.fail_with = errno.EIO
     for i in range(10):
         sink.submit(_records(1, i))
@@ -146,7 +146,7 @@ def test_sink_drops_the_oldest_whole_records_past_the_bound_and_counts_them(tmp_
 
 def test_sink_trims_a_torn_write_back_to_whole_records(tmp_path: Path) -> None:
     log = _FlakyFile(tmp_path / "s.log", check_interval=0.0, exclusive=True)
-    sink = RecordSink(log, buffer_bytes=1 << 20, note=_note)
+    sink = FileSink(log, buffer_bytes=1 << 20, notice=_note)
     batch = _records(4)
     log.fail_with = errno.ENOSPC
     log.let_through = len(_records(2)) + 3  # two whole records and 3 bytes of the third reach the disk
