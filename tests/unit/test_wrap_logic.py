@@ -11,17 +11,10 @@ import pytest
 
 from mlops_logging._files import LogFile
 from mlops_logging._sink import FileSink
-from mlops_logging.wrap import (
-    DEFAULT_BUFFER_BYTES,
-    DEFAULT_PASSTHROUGH_TIMEOUT,
-    FORWARDED_SIGNALS,
-    Passthrough,
-    Options,
-    UsageError,
-    parse_args,
-    redact_argv,
-    service_from_command,
-)
+from mlops_logging.wrap._cli import DEFAULT_BUFFER_BYTES, Options, UsageError, parse_args
+from mlops_logging.wrap._command import redact_argv, service_from_command
+from mlops_logging.wrap._passthrough import DEFAULT_PASSTHROUGH_TIMEOUT, Passthrough
+from mlops_logging.wrap._process import FORWARDED_SIGNALS
 
 
 def test_parse_args_defaults_and_values() -> None:
