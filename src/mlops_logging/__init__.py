@@ -11,6 +11,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from ._version import __version__
+
 if TYPE_CHECKING:
     from structlog.contextvars import (
         bind_contextvars,
@@ -24,6 +26,8 @@ if TYPE_CHECKING:
     from ._errors import LogSetupError
 
 __all__ = [
+    "LogSetupError",
+    "TAKEOVER_LOGGERS",
     "__version__",
     "bind_contextvars",
     "bound_contextvars",
@@ -31,12 +35,9 @@ __all__ = [
     "configure_logging",
     "get_contextvars",
     "get_logger",
-    "LogSetupError",
-    "TAKEOVER_LOGGERS",
     "unbind_contextvars",
 ]
 
-__version__ = "0.1.0"
 
 # Public name -> the module that defines it, imported on first use (PEP 562): ``logwrap`` needs neither structlog nor
 # the stdlib logging setup, so it starts in a few milliseconds instead of the ~70 ms importing structlog takes.

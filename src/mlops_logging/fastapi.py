@@ -52,8 +52,8 @@ from ._records import (
 __all__ = [
     "ACCESS_LOGGER",
     "REQUEST_ID_HEADER",
-    "SERVER_ACCESS_LOGGERS",
     "RequestLoggingMiddleware",
+    "SERVER_ACCESS_LOGGERS",
     "current_request_id",
     "disable_server_access_logs",
     "instrument",
@@ -61,11 +61,11 @@ __all__ = [
     "valid_request_id",
 ]
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+_Scope = MutableMapping[str, Any]
+_Message = MutableMapping[str, Any]
+_Receive = Callable[[], Awaitable[_Message]]
+_Send = Callable[[_Message], Awaitable[None]]
+_ASGIApp = Callable[[_Scope, _Receive, _Send], Awaitable[None]]
 
 #: The logger of the one-per-request access record (set its level to silence or filter it).
 ACCESS_LOGGER = "mlops_logging.access"
@@ -184,14 +184,14 @@ class RequestLoggingMiddleware:
     as one dict and written with one ``write()``.
     """
 
-    def __init__(self, app: ASGIApp, *, access_logger: str = ACCESS_LOGGER, access_console: bool = False) -> None:
+    def __init__(self, app: _ASGIApp, *, access_logger: str = ACCESS_LOGGER, access_console: bool = False) -> None:
         self.app = app
         self._access = logging.getLogger(access_logger)
         # INFO access records go to the file only unless asked: one line per request on stdout costs as much again.
         self._access_console = access_console
         self._log = logging.getLogger("mlops_logging.fastapi")
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: _Scope, receive: _Receive, send: _Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -218,7 +218,7 @@ class RequestLoggingMiddleware:
         end = 0.0
         headers: list[tuple[bytes, bytes]] = []
 
-        async def send_wrapper(message: Message) -> None:
+        async def send_wrapper(message: _Message) -> None:
             nonlocal status, sent, end, headers
             kind = message["type"]
             if kind == "http.response.body":
@@ -251,7 +251,7 @@ class RequestLoggingMiddleware:
 
         gone_early = False  # the client hung up before a response started (an aborted upload): a 499
 
-        async def receive_wrapper() -> Message:
+        async def receive_wrapper() -> _Message:
             nonlocal gone_early
             message = await receive()
             if message["type"] == "http.disconnect" and not status:
@@ -304,7 +304,7 @@ class RequestLoggingMiddleware:
         finally:
             _REQUEST_ID.reset(token)
 
-    def _access_record(self, scope: Scope, request_id: str, status: int, start: float, end: float, sent: int,
+    def _access_record(self, scope: _Scope, request_id: str, status: int, start: float, end: float, sent: int,
                        user_agent: bytes, disconnected: bool) -> None:
         levelno = logging.ERROR if status >= 500 else logging.WARNING if status >= 400 or disconnected \
             else logging.INFO

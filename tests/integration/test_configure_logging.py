@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from support.procs import run_python
-from support.records import assert_valid, read_lines, read_records
+from mlops_logging.testing import assert_valid, read_records
+from support.records import read_lines
 
 
 def test_every_record_of_every_kind_matches_the_schema(log_root: Path) -> None:

@@ -25,7 +25,7 @@ from mlops_logging.fastapi import (
     valid_request_id,
 )
 from mlops_logging.uvicorn_conf import LOG_CONFIG, LOG_CONFIG_FILE, log_config
-from support.records import read_records
+from mlops_logging.testing import read_records
 
 
 @pytest.fixture

@@ -16,7 +16,8 @@ import pytest
 from support.procs import run_python, wait_for
 from support.tmpfs import mounted_tmpfs
 from mlops_logging._records import render_json
-from support.records import assert_valid, read_lines, read_records
+from mlops_logging.testing import assert_valid, read_records
+from support.records import read_lines
 
 WRITER = """
 import sys

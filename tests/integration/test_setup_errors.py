@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from support.procs import run_python
-from support.records import read_records
+from mlops_logging.testing import read_records
 
 WRAP = [sys.executable, "-m", "mlops_logging.wrap"]
 

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mlops_logging.lines import StreamFramer, clean_line
-from tests.support.records import assert_valid
+from mlops_logging.testing import assert_valid
 
 TS = 1_795_680_000.25  # a fixed wall clock, so outputs of different runs compare byte for byte
 

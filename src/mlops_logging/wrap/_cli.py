@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .. import __version__
+from .._version import __version__
 from .._errors import LogSetupError
 from .._settings import LogSettings, parse_size, resolve_settings
 from ..lines import speedups_requested
