@@ -61,7 +61,8 @@ def duration_text(seconds: float) -> str:
 
 def _names(value: Any, *, name: str) -> list[str]:
     """A list of service names from ``"a,b"`` or ``["a", "b"]`` (or several of either), each validated."""
-    items: Iterable[Any] = [value] if isinstance(value, str) else value if isinstance(value, (list, tuple)) else None
+    items: Iterable[Any] | None = ([value] if isinstance(value, str) else value if isinstance(value, (list, tuple))
+                                   else None)
     if items is None:
         raise LogSetupError(f"{name}={value!r} is not a list of service names: use e.g. \"fastapi,vllm\"")
     out: list[str] = []

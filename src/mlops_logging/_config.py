@@ -94,7 +94,8 @@ def get_logger(name: str | None = None, **initial_values: object) -> structlog.t
     """A structlog logger whose records land in the configured file; ``name`` becomes the ``logger`` field."""
     if name is None:
         name = sys._getframe(1).f_globals.get("__name__", "root")
-    return structlog.get_logger(name, **initial_values)  # type: ignore[no-any-return]
+    logger: structlog.typing.FilteringBoundLogger = structlog.get_logger(name, **initial_values)
+    return logger
 
 
 def _open(settings: LogSettings) -> LogFile:

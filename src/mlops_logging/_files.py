@@ -184,7 +184,7 @@ class LogFile:
         # if that one turns out deleted (None: not kept; with check_interval=0 every write checks first).
         self._kept: bytearray | None = bytearray() if check_interval > 0 else None
         self._next_check = time.monotonic() + check_interval
-        self._check_at = self._size  # set by _checked: the size at which the next check is due
+        self._check_at: float = self._size  # set by _checked: the size at which the next check is due
         self._checked_at = 0.0  # and when it last found the file at its path (wall clock)
         self._checked()
         self._maintaining = False
@@ -280,7 +280,7 @@ class LogFile:
 
         The next check is due after ``check_interval`` seconds, at the rotation size, or once :data:`KEEP_BYTES`
         more are written: so what a deleted file swallowed is always still in memory, bounded."""
-        kept_limit = float("inf")
+        kept_limit: float = float("inf")
         if self._kept is not None:
             self._kept.clear()
             self._checked_at = time.time()

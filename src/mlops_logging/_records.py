@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -180,7 +180,7 @@ _CHECKED = RESERVED | frozenset(TYPED_FIELDS)
 
 
 def build_record(level: str, message: str, service: str, logger: str | None, pid: int | None,
-                 fields: dict[str, Any] | None = None, timestamp: str | None = None) -> dict[str, Any]:
+                 fields: MutableMapping[str, Any] | None = None, timestamp: str | None = None) -> dict[str, Any]:
     """The record every writer starts from: the required fields, ``logger`` and ``pid`` (left out when None;
     :data:`THIS_PROCESS`: this process's) in the schema's order, then ``fields`` (the call's own data: redacted in
     place, added by :func:`add_fields`' rule). ``timestamp`` defaults to now.
@@ -387,7 +387,7 @@ _SCALARS = frozenset({str, int, float, bool, type(None)})
 _plain_keys: set[str] = set()  # keys already known not to be secret: the fast path is one set lookup
 
 
-def redact(record: dict[str, Any]) -> dict[str, Any]:
+def redact(record: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """Replace, in place, the value of every secret-looking key with ``[REDACTED]``, also inside nested mappings and
     in header lists (``[("authorization", "Bearer x")]``, ASGI's ``[(b"cookie", b"...")]``)."""
     plain = _plain_keys
@@ -599,6 +599,9 @@ def render_wrapper_record(*, service: str, level: str, message: str, fmt: str = 
 # --- loss records: one shape for every writer ------------------------------------------------------------------------
 
 
+_Bytes = bytes  # Loss has a field named bytes
+
+
 @dataclass
 class Loss:
     """What could not be written: counts, first and last failure time (wall clock), the last error."""
@@ -609,7 +612,7 @@ class Loss:
     last: float = 0.0
     error: str = ""
 
-    def count(self, data: bytes, now: float) -> None:
+    def count(self, data: _Bytes, now: float) -> None:
         """Count ``data`` (whole records; a torn one counts as one) as lost at ``now``."""
         if not self.records:
             self.first = now

@@ -78,7 +78,8 @@ class JsonFormatter(OrjsonFormatter):
             for key, value in context.items():
                 fields.setdefault(key, value)
         if record.exc_info and not record.exc_text:
-            record.exc_text = self.formatException(record.exc_info)
+            text = self.formatException(record.exc_info)  # python-json-logger's may give a list of lines
+            record.exc_text = text if isinstance(text, str) else "\n".join(text)
         if record.exc_text:
             fields["exception"] = record.exc_text
         if record.stack_info:
@@ -105,7 +106,7 @@ class RecordHandler(logging.Handler):
         super().__init__(level)
         self.formatter = JsonFormatter(service=service)
 
-    def handle(self, record: logging.LogRecord) -> bool:  # type: ignore[override]
+    def handle(self, record: logging.LogRecord) -> bool:
         # No handler lock: the output does one write() per record, which is atomic with O_APPEND.
         if self.filters and not self.filter(record):
             return False
@@ -115,7 +116,8 @@ class RecordHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         """Write ``record``; one that cannot be built becomes the record that says so (as on the structlog path)."""
         current = _output.current
-        formatter: JsonFormatter = self.formatter  # type: ignore[assignment]
+        formatter = self.formatter
+        assert isinstance(formatter, JsonFormatter)  # set in __init__, never replaced
         try:
             built = formatter.to_record(record)
         except Exception as exc:  # noqa: BLE001 - logging never takes the service down

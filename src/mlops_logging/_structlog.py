@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import sys
 import traceback
+from types import FrameType
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -42,7 +43,8 @@ def _exc_info(value: Any) -> Any:
     return None
 
 
-def to_record(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> tuple[tuple[dict[str, Any]], dict]:
+def to_record(logger: WrappedLogger, method_name: str,
+              event_dict: EventDict) -> tuple[tuple[dict[str, Any]], dict[str, Any]]:
     """The chain's last processor: structlog's event dict -> the record (:func:`records.build_record`, the same
     builder as the stdlib path's), handed to :class:`SinkLogger` as its one argument.
 
@@ -156,8 +158,8 @@ class SinkLoggerFactory:
     def __call__(self, *args: Any) -> SinkLogger:
         name = args[0] if args and isinstance(args[0], str) else None
         if name is None:
-            frame = sys._getframe(1)
+            frame: FrameType | None = sys._getframe(1)
             while frame is not None and frame.f_globals.get("__name__", "").startswith("structlog"):
-                frame = frame.f_back  # type: ignore[assignment]
+                frame = frame.f_back
             name = frame.f_globals.get("__name__") if frame is not None else None
         return SinkLogger(name)

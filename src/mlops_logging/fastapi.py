@@ -184,6 +184,8 @@ class RequestLoggingMiddleware:
     as one dict and written with one ``write()``.
     """
 
+    _mlops_logging_instrumented = False  # set on a middleware instrument() made
+
     def __init__(self, app: _ASGIApp, *, access_logger: str = ACCESS_LOGGER, access_console: bool = False) -> None:
         self.app = app
         self._access = logging.getLogger(access_logger)
@@ -385,7 +387,7 @@ def instrument(app: Any, service: str | None = None, *, access_console: bool = F
     add_middleware = getattr(app, "add_middleware", None)
     if add_middleware is None:
         wrapped = RequestLoggingMiddleware(app, access_console=access_console)
-        wrapped._mlops_logging_instrumented = True  # type: ignore[attr-defined]
+        wrapped._mlops_logging_instrumented = True
         return wrapped
     add_middleware(RequestLoggingMiddleware, access_console=access_console)
     app._mlops_logging_instrumented = True

@@ -36,7 +36,7 @@ def _configure() -> None:
     disable_server_access_logs()
 
 
-class GunicornLogger(Logger):
+class GunicornLogger(Logger):  # type: ignore[misc]  # gunicorn ships no type information
     """gunicorn's logger, writing through ``configure_logging`` instead of its own stderr/file handlers."""
 
     def setup(self, cfg: Any) -> None:

@@ -89,7 +89,7 @@ def speedups_requested(env: Mapping[str, str]) -> bool:
 
 
 try:
-    from . import _speedups  # type: ignore[attr-defined]
+    from . import _speedups
 except ImportError:  # built without a C compiler: the pure-Python fast path does the same work
     _speedups = None
 try:
@@ -363,6 +363,7 @@ class StreamFramer:
                                   self.max_line_bytes)
             if result is None:
                 return None
+            rendered: bytes
             rendered, count, last = result
             self._prev_level = LEVELS[last]
             self.lines_in += count
@@ -425,7 +426,7 @@ class StreamFramer:
             else:
                 parts = inner.split(b"\x7f")
                 seq = [tail] * (3 * count)
-                seq[0::3] = map(heads.__getitem__, levels)  # type: ignore[arg-type]
+                seq[0::3] = map(heads.__getitem__, levels)  # type: ignore[arg-type]  # levels is set here
                 seq[1::3] = parts
                 rendered = b"".join(seq)
         else:
@@ -445,10 +446,10 @@ class StreamFramer:
             else:
                 lines = body[:-1].split(b"\n")
                 seq = [b"\n"] * (3 * count)
-                seq[0::3] = map(heads.__getitem__, levels)  # type: ignore[arg-type]
+                seq[0::3] = map(heads.__getitem__, levels)  # type: ignore[arg-type]  # levels is set here
                 seq[1::3] = lines
                 rendered = b"".join(seq)
-        self._prev_level = single if single is not None else levels[-1]  # type: ignore[index]
+        self._prev_level = single if single is not None else levels[-1]  # type: ignore[index]  # set if no single
         self.lines_in += count
         self.records_out += count
         self.python_chunks += 1
@@ -506,6 +507,7 @@ class StreamFramer:
     def _piece(self, raw: bytes, ts: str, out: list[bytes], *, partial: bool) -> None:
         """One piece of a line that is split (too long, or flushed before its newline)."""
         text, lossy = self._decode(raw)
+        level: str | None
         if self._cont:
             level = self._cont_level
         else:

@@ -57,3 +57,12 @@ def test_each_public_module_lists_exactly_its_public_names(name: str) -> None:
     assert set(module.__all__) - set(defined) <= _private_imports(module)
     for member in module.__all__:
         assert hasattr(module, member)
+
+
+def test_the_version_is_the_one_pyproject_declares() -> None:
+    import tomllib
+
+    from conftest import REPO
+
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    assert mlops_logging.__version__ == declared

@@ -173,7 +173,7 @@ def test_a_wrapper_record_keeps_a_clashing_field_under_another_name() -> None:
                                                                                               "both")
 
 
-# --- the builder and its field rules -----------------------------------------------------------------------------------
+# --- the builder and its field rules ---------------------------------------------------------------------------
 
 
 def test_a_field_named_like_a_typed_schema_field_is_renamed_only_when_its_value_does_not_fit() -> None:
@@ -202,6 +202,6 @@ def test_one_level_map_serves_every_name_and_number() -> None:
     from mlops_logging._records import LEVEL_NAMES, LEVEL_NUMBERS, METHOD_LEVELS, level_named
 
     assert set(LEVEL_NAMES.values()) == set(LEVEL_NUMBERS) == {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
-    assert METHOD_LEVELS["exception"] == "ERROR" and METHOD_LEVELS["msg"] == "INFO" and METHOD_LEVELS["warn"] == "WARNING"
+    assert (METHOD_LEVELS["exception"], METHOD_LEVELS["msg"], METHOD_LEVELS["warn"]) == ("ERROR", "INFO", "WARNING")
     assert level_named("Severe") == "ERROR" and level_named("loud") is None
     assert all(level_from_number(number) == level for level, number in LEVEL_NUMBERS.items())

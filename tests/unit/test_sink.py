@@ -1,4 +1,4 @@
-"""The one failure policy of a log file (_sink.FileSink): logwrap's budget, configure_logging's none, one loss record."""
+"""The one failure policy of a log file (_sink.FileSink): logwrap's budget, configure_logging's none, one record."""
 
 from __future__ import annotations
 

@@ -247,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         settings = settings_for(opts, os.environ)
-        speedups_requested(os.environ)  # MLOPS_LOG_SPEEDUPS=2 is a bad setting too, refused here (the import is lenient)
+        speedups_requested(os.environ)  # MLOPS_LOG_SPEEDUPS=2 is a bad setting, refused here (the import is lenient)
     except LogSetupError as exc:
         say(f"{exc}")
         return EXIT_USAGE

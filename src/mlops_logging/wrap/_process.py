@@ -249,7 +249,7 @@ class SignalInbox:
 
 def process_group_members(pgid: int) -> list[int]:
     """The live (not zombie) processes of process group ``pgid``, from /proc."""
-    members = []
+    members: list[int] = []
     try:
         names = os.listdir("/proc")
     except OSError:

@@ -16,7 +16,7 @@ import shlex
 import signal
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any
@@ -457,8 +457,8 @@ class Supervisor:
             return True
         except OSError as exc:
             if not (stream.tty and exc.errno == errno.EIO):  # EIO: every descriptor of the terminal is closed
-                self.note("WARNING", f"reading the child's {stream.name} failed ({describe_os_error(exc)}): treated as its "
-                          "end", stream=stream.name)
+                self.note("WARNING", f"reading the child's {stream.name} failed ({describe_os_error(exc)}): treated "
+                          "as its end", stream=stream.name)
             data = b""
         if not data:
             self._close_stream(stream, now)
