@@ -342,3 +342,18 @@ def test_a_client_disconnect_raised_mid_stream_keeps_the_status_and_is_no_error(
     [record] = access(records)
     assert (record["status_code"], record["level"], record["disconnected"], record["bytes_sent"]) == (
         200, "WARNING", True, 5)
+
+
+def test_a_later_configure_logging_keeps_the_servers_access_logs_silenced(log_root: Path,
+                                                                          restore_logging: None) -> None:
+    """One place (configure_logging's routing) decides: the middleware silenced them, reconfiguring keeps it so."""
+    from mlops_logging.fastapi import SERVER_ACCESS_LOGGERS, disable_server_access_logs
+
+    disable_server_access_logs()
+    path = configure_logging("fastapi", stdout=False)
+    for name in SERVER_ACCESS_LOGGERS:
+        logger = logging.getLogger(name)
+        assert logger.disabled and not logger.propagate and not logger.handlers
+        logger.info('127.0.0.1 - "GET / HTTP/1.1" 200')
+    logging.getLogger("uvicorn.error").info("Application startup complete.")
+    assert [r["logger"] for r in read_records(path)] == ["uvicorn.error"]
