@@ -6,7 +6,7 @@ VLLM_VENV := .venv-vllm
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: all setup setup-vllm setup-system test test-fast test-sanitize grammar demo bench clean
+.PHONY: all setup setup-vllm setup-system typecheck test test-fast test-sanitize grammar demo bench clean
 
 all: test
 
@@ -33,9 +33,13 @@ setup-system:
 	    echo "note: could not install logrotate: the real-logrotate test will be skipped"; \
 	  else echo "note: logrotate is not installed (needs root and apt-get): the real-logrotate test will be skipped"; fi
 
-## The whole suite, real vLLM included; then the integration tests again with the framer's C extension turned off
-## (MLOPS_LOG_SPEEDUPS=0: what an install without a C compiler runs), as MarkupSafe tests both implementations.
-test: setup setup-vllm setup-system
+## mypy --strict over src/ ([tool.mypy] in pyproject.toml): the package ships py.typed.
+typecheck: setup
+	$(PY) -m mypy
+
+## The type check, then the whole suite, real vLLM included; then the integration tests again with the framer's C
+## extension turned off (MLOPS_LOG_SPEEDUPS=0: what an install without a C compiler runs), as MarkupSafe tests both.
+test: setup setup-vllm setup-system typecheck
 	$(PY) -m pytest $(PYTEST_ARGS)
 	MLOPS_LOG_SPEEDUPS=0 $(PY) -m pytest tests/integration $(PYTEST_ARGS)
 

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from mlops_logging import format_timestamp, render_json
+from mlops_logging._records import format_timestamp, render_json
 from mlops_logging._check_config import CheckSettings
 from mlops_logging.check import audit
 

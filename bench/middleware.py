@@ -17,7 +17,7 @@ from typing import Any
 from fastapi import FastAPI
 
 import mlops_logging.fastapi as mf
-from mlops_logging import output
+from mlops_logging import _output as output
 
 SCOPE: dict[str, Any] = {
     "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
@@ -61,8 +61,8 @@ def per_request_us(app: FastAPI, requests: int) -> float:
 
 
 class _NoWrite:
-    def write(self, data: bytes) -> bool:
-        return True
+    def submit(self, data: bytes) -> None:
+        return None
 
 
 def main() -> None:
@@ -71,15 +71,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
     plain, instrumented = make_app(False), make_app(True)
-    writer = output.current().writer
+    writer = output.current.writer
     access_record = mf.RequestLoggingMiddleware._access_record
     results: dict[str, list[float]] = {"plain": [], "instrumented": [], "no write": [], "no access record": []}
     for _ in range(args.rounds):
         results["plain"].append(per_request_us(plain, args.requests))
-        output.current().writer = writer
+        output.current.writer = writer
         mf.RequestLoggingMiddleware._access_record = access_record  # type: ignore[method-assign]
         results["instrumented"].append(per_request_us(instrumented, args.requests))
-        output.current().writer = _NoWrite()  # type: ignore[assignment]
+        output.current.writer = _NoWrite()  # type: ignore[assignment]
         results["no write"].append(per_request_us(instrumented, args.requests))
         mf.RequestLoggingMiddleware._access_record = lambda *a, **k: None  # type: ignore[method-assign]
         results["no access record"].append(per_request_us(instrumented, args.requests))

@@ -39,7 +39,7 @@ import gen_grammar  # noqa: E402
 from mlops_logging import _pattern as pt  # noqa: E402
 from mlops_logging import levels as lv  # noqa: E402
 from mlops_logging import lines  # noqa: E402
-from mlops_logging.records import LEVELS  # noqa: E402
+from mlops_logging._records import LEVELS  # noqa: E402
 from tests.support import grammar  # noqa: E402
 
 SPECIAL = [

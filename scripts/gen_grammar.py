@@ -31,7 +31,7 @@ sys.path.append(str(ROOT / "src"))  # last: an installed mlops_logging (the venv
 
 from mlops_logging import _pattern as pt  # noqa: E402
 from mlops_logging import levels as lv  # noqa: E402
-from mlops_logging.records import LEVELS  # noqa: E402
+from mlops_logging._records import LEVELS  # noqa: E402
 
 HEADER = ROOT / "src" / "mlops_logging" / "_grammar.h"
 

@@ -1,7 +1,9 @@
 """mlops-logging: timestamped, levelled, structured log files for every service of an MLOps stack.
 
 ``configure_logging(service)`` for Python services, ``logwrap`` for servers we do not control, ``logcheck`` to prove
-every service wrote its logs.
+every service wrote its logs. The public modules are this package and :mod:`.fastapi`, :mod:`.gunicorn_conf`,
+:mod:`.uvicorn_conf`, :mod:`.wrap`, :mod:`.check`, :mod:`.system` and :mod:`.testing`; every ``_module`` is private
+(``docs/architecture.md`` maps them).
 """
 
 from __future__ import annotations
@@ -9,62 +11,55 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from .config import TAKEOVER_LOGGERS, configure_logging, get_logger
-    from .errors import LogSetupError
-    from .files import LogFile
-    from .records import LEVELS, REQUIRED_FIELDS, format_timestamp, redact, render_json, render_text
-    from .settings import LogSettings, resolve_settings, validate_service
-    from .stdlib import JsonFormatter, RecordHandler
+from ._version import __version__
 
-# Public name -> module. Imported on first use (PEP 562), so that ``logwrap``, which needs neither structlog nor the
-# stdlib logging setup, starts in a few milliseconds instead of the ~70 ms importing structlog takes.
-_EXPORTS = {
-    "TAKEOVER_LOGGERS": "config",
-    "configure_logging": "config",
-    "get_logger": "config",
-    "LogSetupError": "errors",
-    "LogFile": "files",
-    "LEVELS": "records",
-    "REQUIRED_FIELDS": "records",
-    "format_timestamp": "records",
-    "redact": "records",
-    "render_json": "records",
-    "render_text": "records",
-    "LogSettings": "settings",
-    "resolve_settings": "settings",
-    "validate_service": "settings",
-    "JsonFormatter": "stdlib",
-    "RecordHandler": "stdlib",
-}
+if TYPE_CHECKING:
+    from structlog.contextvars import (
+        bind_contextvars,
+        bound_contextvars,
+        clear_contextvars,
+        get_contextvars,
+        unbind_contextvars,
+    )
+
+    from ._config import TAKEOVER_LOGGERS, configure_logging, get_logger
+    from ._errors import LogSetupError
 
 __all__ = [
-    "LEVELS",
-    "REQUIRED_FIELDS",
-    "TAKEOVER_LOGGERS",
-    "JsonFormatter",
-    "LogFile",
-    "LogSettings",
     "LogSetupError",
-    "RecordHandler",
+    "TAKEOVER_LOGGERS",
+    "__version__",
+    "bind_contextvars",
+    "bound_contextvars",
+    "clear_contextvars",
     "configure_logging",
-    "format_timestamp",
+    "get_contextvars",
     "get_logger",
-    "redact",
-    "render_json",
-    "render_text",
-    "resolve_settings",
-    "validate_service",
+    "unbind_contextvars",
 ]
 
-__version__ = "0.1.0"
+
+# Public name -> the module that defines it, imported on first use (PEP 562): ``logwrap`` needs neither structlog nor
+# the stdlib logging setup, so it starts in a few milliseconds instead of the ~70 ms importing structlog takes.
+# The binding helpers are structlog's own: a value bound with them is in every record of both logging paths.
+_EXPORTS = {
+    "TAKEOVER_LOGGERS": "._config",
+    "configure_logging": "._config",
+    "get_logger": "._config",
+    "LogSetupError": "._errors",
+    "bind_contextvars": "structlog.contextvars",
+    "bound_contextvars": "structlog.contextvars",
+    "clear_contextvars": "structlog.contextvars",
+    "get_contextvars": "structlog.contextvars",
+    "unbind_contextvars": "structlog.contextvars",
+}
 
 
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    value = getattr(importlib.import_module(module, __name__), name)
     globals()[name] = value  # later lookups are plain attribute reads
     return value
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import LogSetupError
-from .settings import parse_size, validate_service
+from ._errors import LogSetupError
+from ._settings import parse_size, validate_service
 
 __all__ = ["DEFAULT_SERVICES", "CheckSettings", "duration_text", "load_config", "parse_duration", "resolve"]
 
@@ -61,7 +61,8 @@ def duration_text(seconds: float) -> str:
 
 def _names(value: Any, *, name: str) -> list[str]:
     """A list of service names from ``"a,b"`` or ``["a", "b"]`` (or several of either), each validated."""
-    items: Iterable[Any] = [value] if isinstance(value, str) else value if isinstance(value, (list, tuple)) else None
+    items: Iterable[Any] | None = ([value] if isinstance(value, str) else value if isinstance(value, (list, tuple))
+                                   else None)
     if items is None:
         raise LogSetupError(f"{name}={value!r} is not a list of service names: use e.g. \"fastapi,vllm\"")
     out: list[str] = []

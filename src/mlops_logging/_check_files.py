@@ -14,6 +14,8 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from ._errors import describe_os_error
+
 __all__ = ["LogPath", "Listing", "TailRead", "list_service_files", "read_tail", "open_log"]
 
 #: The streams a service's files carry: ``None`` for ``S.log``, else logwrap's ``--split-streams`` names.
@@ -73,7 +75,7 @@ def list_service_files(directory: Path, service: str) -> Listing:
     except FileNotFoundError:
         return Listing(directory, exists=False)
     except OSError as exc:
-        return Listing(directory, exists=False, error=describe(exc))
+        return Listing(directory, exists=False, error=describe_os_error(exc))
     if not stat.S_ISDIR(st.st_mode):
         return Listing(directory, exists=False, error="is not a directory")
     pattern = _file_re(service)
@@ -82,7 +84,7 @@ def list_service_files(directory: Path, service: str) -> Listing:
     try:
         entries = list(os.scandir(directory))
     except OSError as exc:
-        return Listing(directory, exists=True, error=f"cannot be listed ({describe(exc)})")
+        return Listing(directory, exists=True, error=f"cannot be listed ({describe_os_error(exc)})")
     for entry in entries:
         match = pattern.match(entry.name)
         if match is None:
@@ -123,13 +125,6 @@ class TailRead:
     mtime: float
 
 
-def describe(exc: OSError) -> str:
-    """``[Errno 13] Permission denied`` style text for an OSError."""
-    if exc.errno:
-        return f"[Errno {exc.errno}] {exc.strerror or os.strerror(exc.errno)}"
-    return str(exc) or type(exc).__name__
-
-
 class NotAuditable(Exception):
     """A file that cannot be read as a log: a symlink, a FIFO or device, unreadable. ``str()`` says why."""
 
@@ -144,12 +139,12 @@ def open_log(path: Path) -> tuple[int, os.stat_result]:
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise NotAuditable("is a symlink (not followed: a log file is never a link)") from None
-        raise NotAuditable(f"cannot be opened ({describe(exc)})") from None
+        raise NotAuditable(f"cannot be opened ({describe_os_error(exc)})") from None
     try:
         st = os.fstat(fd)
     except OSError as exc:
         os.close(fd)
-        raise NotAuditable(f"cannot be read ({describe(exc)})") from None
+        raise NotAuditable(f"cannot be read ({describe_os_error(exc)})") from None
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
         raise NotAuditable("is not a regular file (a FIFO, socket, device or directory)")
@@ -168,7 +163,7 @@ def read_tail(path: Path, max_bytes: int) -> TailRead:
             try:
                 chunk = os.pread(fd, want, at)
             except OSError as exc:
-                raise NotAuditable(f"cannot be read ({describe(exc)})") from None
+                raise NotAuditable(f"cannot be read ({describe_os_error(exc)})") from None
             if not chunk:
                 break  # truncated while we read (copytruncate): what we have is what there is
             chunks.append(chunk)

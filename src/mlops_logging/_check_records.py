@@ -35,7 +35,7 @@ from .levels import (
     is_traceback_start,
     line_key_level,
 )
-from .records import LEVELS, level_from_number
+from ._records import LEVELS, level_from_number
 
 __all__ = ["ErrorSeen", "LossSeen", "Sample", "judge_lines", "parse_time"]
 

@@ -21,7 +21,7 @@ import orjson
 
 from ._check_config import CheckSettings, duration_text
 from ._check_trace import Trace
-from .records import format_timestamp
+from ._records import format_timestamp
 
 __all__ = ["Output", "activity", "print_report", "print_trace", "report_document", "sparkline", "trace_document"]
 
@@ -77,11 +77,12 @@ def _activity_cell(times: Sequence[float]) -> str:
 # --- small formats --------------------------------------------------------------------------------------------------
 
 
-def _size(n: int) -> str:
+def _size(count: int) -> str:
+    n = float(count)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if n < 1024 or unit == "TiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
+        n /= 1024
     return f"{n} B"
 
 
@@ -116,7 +117,7 @@ class Output:
 
     def __init__(self, *, plain: bool = False, file: TextIO | None = None) -> None:
         self.file = file if file is not None else sys.stdout
-        self.rich = None if plain else _load_rich()
+        self.rich: Any = None if plain else _load_rich()  # the rich package (untyped: an optional extra)
         self.hint = not plain and self.rich is None
         self._copy = io.StringIO()
         self.console: Any = None

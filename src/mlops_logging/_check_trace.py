@@ -26,8 +26,9 @@ from typing import Any
 
 import orjson
 
-from ._check_files import NotAuditable, describe, list_service_files, open_log
+from ._check_files import NotAuditable, list_service_files, open_log
 from ._check_records import parse_time
+from ._errors import describe_os_error
 from .levels import detect_level
 
 __all__ = ["ProbeResult", "Trace", "TraceHit", "carries_id", "probe", "trace"]
@@ -163,7 +164,7 @@ def trace(root: Path, request_id: str, services: Sequence[str] | None = None, *,
         try:
             names = sorted(e.name for e in os.scandir(root) if e.is_dir() and _SERVICE_DIR.match(e.name))
         except OSError as exc:
-            result.skipped.append(f"{root}: {describe(exc)}")
+            result.skipped.append(f"{root}: {describe_os_error(exc)}")
             return result
     else:
         names = list(services)

@@ -39,14 +39,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ._check_config import DEFAULT_SERVICES, CheckSettings, duration_text, load_config, resolve
-from ._check_files import STREAMS, LogPath, NotAuditable, describe, list_service_files, read_tail
+from ._check_files import STREAMS, LogPath, NotAuditable, list_service_files, read_tail
 from ._check_records import LossSeen, Sample, judge_lines, parse_time
 from ._check_trace import ProbeResult, TraceHit, probe, trace
-from .errors import LogSetupError
+from ._errors import LogSetupError, describe_os_error
 
 __all__ = [
-    "DEFAULT_SERVICES",
     "CheckSettings",
+    "DEFAULT_SERVICES",
     "FileReport",
     "Finding",
     "ProbeResult",
@@ -342,7 +342,7 @@ def audit(settings: CheckSettings, *, now: float | None = None) -> Report:
     except FileNotFoundError:
         what = "does not exist"
     except OSError as exc:
-        what = f"cannot be reached ({describe(exc)})"
+        what = f"cannot be reached ({describe_os_error(exc)})"
     if what:
         report.findings.append(Finding(f"log root {root} {what} (set --root or MLOPS_LOG_ROOT)", True))
     for service in settings.services:
@@ -354,7 +354,7 @@ def audit(settings: CheckSettings, *, now: float | None = None) -> Report:
 # --- the command line -----------------------------------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _build_parser() -> argparse.ArgumentParser:
     """logcheck's options (defaults are None: the config file and the built-in defaults fill them in)."""
     parser = argparse.ArgumentParser(
         prog="logcheck", description="Audit the log files of every service: there, fresh, parseable, complete?",
@@ -384,7 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def settings_from_args(args: argparse.Namespace, *, cwd: Path | None = None) -> CheckSettings:
+def _settings_from_args(args: argparse.Namespace, *, cwd: Path | None = None) -> CheckSettings:
     """Resolve the parsed command line with the config file and the environment."""
     config, config_file = load_config(args.config, cwd or Path.cwd())
     cli = {key: getattr(args, key) for key in ("root", "services", "unused", "max_age", "min_complete",
@@ -397,10 +397,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run logcheck; return its exit status."""
     from . import _check_render as render
 
-    parser = build_parser()
+    parser = _build_parser()
     args = parser.parse_args(argv)
     try:
-        settings = settings_from_args(args)
+        settings = _settings_from_args(args)
     except LogSetupError as exc:
         print(f"logcheck: {exc}", file=sys.stderr)
         return 2

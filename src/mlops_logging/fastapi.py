@@ -35,14 +35,15 @@ from urllib.parse import unquote_plus
 
 from structlog.contextvars import bind_contextvars
 
-from . import output
-from .context import REGISTRY, bound_context
-from .config import configure_logging
-from .records import (
+from . import _output
+from ._config import configure_logging, silence_loggers
+from ._context import REGISTRY, bound_context
+from ._records import (
+    THIS_PROCESS,
     REDACTED,
     RESERVED,
     add_fields,
-    format_timestamp,
+    build_record,
     is_secret_key,
     level_from_number,
     redact,
@@ -51,8 +52,8 @@ from .records import (
 __all__ = [
     "ACCESS_LOGGER",
     "REQUEST_ID_HEADER",
-    "SERVER_ACCESS_LOGGERS",
     "RequestLoggingMiddleware",
+    "SERVER_ACCESS_LOGGERS",
     "current_request_id",
     "disable_server_access_logs",
     "instrument",
@@ -60,11 +61,11 @@ __all__ = [
     "valid_request_id",
 ]
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+_Scope = MutableMapping[str, Any]
+_Message = MutableMapping[str, Any]
+_Receive = Callable[[], Awaitable[_Message]]
+_Send = Callable[[_Message], Awaitable[None]]
+_ASGIApp = Callable[[_Scope, _Receive, _Send], Awaitable[None]]
 
 #: The logger of the one-per-request access record (set its level to silence or filter it).
 ACCESS_LOGGER = "mlops_logging.access"
@@ -118,9 +119,6 @@ def redact_query(query_string: bytes | str) -> str:
     return "&".join(parts) if changed else text
 
 
-_LEVEL_NAMES = {logging.INFO: "INFO", logging.WARNING: "WARNING", logging.ERROR: "ERROR"}
-
-
 _ID_BATCH = 256
 _spare_ids: list[str] = []  # generated ids not handed out yet; emptied in a forked child (see below)
 
@@ -151,7 +149,7 @@ def _content_length(headers: list[tuple[bytes, bytes]]) -> int:
 
 
 def _is_configured() -> bool:
-    current = output.current()
+    current = _output.current
     return current.writer is not None or current.console is not None
 
 
@@ -160,30 +158,23 @@ def _emit(logger: logging.Logger, levelno: int, message: str, fields: dict[str, 
     """Write one record straight to the configured output (no LogRecord), or through stdlib logging if unconfigured."""
     if not logger.isEnabledFor(levelno):
         return
-    current = output.current()
+    current = _output.current
     if current.writer is None and current.console is None:
         # Nobody called configure_logging: hand the record to whatever stdlib logging the app set up.
         logger.log(levelno, message, extra=fields, exc_info=exc)
         return
-    record: dict[str, Any] = {
-        "timestamp": format_timestamp(),
-        "level": level_from_number(levelno),
-        "message": message,
-        "service": current.service,
-        "logger": logger.name,
-        "pid": output.current_pid(),
-    }
+    # The request id first among the context fields, whatever else the app bound; the middleware's own fields win
+    # over bound ones of the same name.
+    context: dict[str, Any] = {}
     request_id = _REQUEST_ID.get(...)
     if request_id is not ...:
-        record["request_id"] = request_id  # first among the context fields, whatever else the app bound
-    context = bound_context()
-    add_fields(record, context)  # a bound `level` or `service` is kept as `level_`, `service_`
-    record.update(fields)
+        context["request_id"] = request_id
+    context.update(bound_context())
+    context.update(fields)
     if exc is not None:
-        record["exception"] = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip("\n")
-    if len(context) > 1:  # the app bound more than request_id: it may be a secret
-        redact(record)
-    current.emit(record)
+        context["exception"] = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip("\n")
+    current.emit(build_record(level_from_number(levelno), message, current.service, logger.name, THIS_PROCESS,
+                              context))
 
 
 class RequestLoggingMiddleware:
@@ -193,14 +184,16 @@ class RequestLoggingMiddleware:
     as one dict and written with one ``write()``.
     """
 
-    def __init__(self, app: ASGIApp, *, access_logger: str = ACCESS_LOGGER, access_console: bool = False) -> None:
+    _mlops_logging_instrumented = False  # set on a middleware instrument() made
+
+    def __init__(self, app: _ASGIApp, *, access_logger: str = ACCESS_LOGGER, access_console: bool = False) -> None:
         self.app = app
         self._access = logging.getLogger(access_logger)
         # INFO access records go to the file only unless asked: one line per request on stdout costs as much again.
         self._access_console = access_console
         self._log = logging.getLogger("mlops_logging.fastapi")
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: _Scope, receive: _Receive, send: _Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -227,7 +220,7 @@ class RequestLoggingMiddleware:
         end = 0.0
         headers: list[tuple[bytes, bytes]] = []
 
-        async def send_wrapper(message: Message) -> None:
+        async def send_wrapper(message: _Message) -> None:
             nonlocal status, sent, end, headers
             kind = message["type"]
             if kind == "http.response.body":
@@ -260,7 +253,7 @@ class RequestLoggingMiddleware:
 
         gone_early = False  # the client hung up before a response started (an aborted upload): a 499
 
-        async def receive_wrapper() -> Message:
+        async def receive_wrapper() -> _Message:
             nonlocal gone_early
             message = await receive()
             if message["type"] == "http.disconnect" and not status:
@@ -313,7 +306,7 @@ class RequestLoggingMiddleware:
         finally:
             _REQUEST_ID.reset(token)
 
-    def _access_record(self, scope: Scope, request_id: str, status: int, start: float, end: float, sent: int,
+    def _access_record(self, scope: _Scope, request_id: str, status: int, start: float, end: float, sent: int,
                        user_agent: bytes, disconnected: bool) -> None:
         levelno = logging.ERROR if status >= 500 else logging.WARNING if status >= 400 or disconnected \
             else logging.INFO
@@ -324,14 +317,10 @@ class RequestLoggingMiddleware:
         path = scope["path"]
         client = scope.get("client")
         query = scope.get("query_string")
-        current = output._current
-        record: dict[str, Any] = {
-            "timestamp": format_timestamp(),
-            "level": _LEVEL_NAMES[levelno],
-            "message": f"{method} {path} {status}",
-            "service": current.service,
-            "logger": access.name,
-            "pid": output._pid,
+        current = _output.current
+        record = build_record(level_from_number(levelno), f"{method} {path} {status}", current.service, access.name,
+                              THIS_PROCESS)
+        record.update({  # the middleware's own fields: their types are the schema's
             "request_id": request_id,
             "method": method,
             "path": path,
@@ -342,7 +331,7 @@ class RequestLoggingMiddleware:
             "bytes_sent": sent,
             "client": client[0] if client else None,
             "user_agent": user_agent.decode("latin-1"),
-        }
+        })
         if disconnected:
             record["disconnected"] = True
         # request_id is in structlog's registry from import on and keys are never removed: a registry of one key
@@ -354,7 +343,7 @@ class RequestLoggingMiddleware:
                 redact(record)
         writer = current.writer
         if writer is not None and levelno == logging.INFO and not self._access_console:
-            writer.write(current.render(record))  # SafeWriter: never raises, counts and reports a failed write
+            writer.submit(current.render(record))  # the file's sink: never raises, counts and reports a failed write
         elif writer is None and current.console is None:
             fields = {k: v for k, v in record.items() if k not in RESERVED}
             access.log(levelno, record["message"], extra=fields)
@@ -372,14 +361,10 @@ def _is_client_disconnect(exc: BaseException) -> bool:
 def disable_server_access_logs() -> None:
     """Silence uvicorn's and gunicorn's own access logs (the middleware's record replaces them).
 
-    ``disabled`` survives a later ``configure_logging`` (which re-attaches these loggers to the root handler);
-    no handler and no propagation makes uvicorn skip even formatting its access line.
+    :func:`configure_logging` keeps them silenced when it runs again later (one place decides how its takeover
+    loggers are routed); no handler and no propagation makes uvicorn skip even formatting its access line.
     """
-    for name in SERVER_ACCESS_LOGGERS:
-        logger = logging.getLogger(name)
-        logger.handlers.clear()
-        logger.propagate = False
-        logger.disabled = True
+    silence_loggers(SERVER_ACCESS_LOGGERS)
 
 
 def instrument(app: Any, service: str | None = None, *, access_console: bool = False, **configure_kwargs: Any) -> Any:
@@ -394,7 +379,7 @@ def instrument(app: Any, service: str | None = None, *, access_console: bool = F
     added; any other ASGI callable comes back wrapped). Calling it twice on one app is a no-op.
     """
     service = service or os.environ.get("MLOPS_SERVICE") or "fastapi"
-    if configure_kwargs or not (_is_configured() and output.current_service() == service):
+    if configure_kwargs or not (_is_configured() and _output.current.service == service):
         configure_logging(service, **configure_kwargs)
     disable_server_access_logs()
     if getattr(app, "_mlops_logging_instrumented", False):
@@ -402,7 +387,7 @@ def instrument(app: Any, service: str | None = None, *, access_console: bool = F
     add_middleware = getattr(app, "add_middleware", None)
     if add_middleware is None:
         wrapped = RequestLoggingMiddleware(app, access_console=access_console)
-        wrapped._mlops_logging_instrumented = True  # type: ignore[attr-defined]
+        wrapped._mlops_logging_instrumented = True
         return wrapped
     add_middleware(RequestLoggingMiddleware, access_console=access_console)
     app._mlops_logging_instrumented = True

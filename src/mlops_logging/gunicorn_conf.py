@@ -16,14 +16,12 @@ To combine with settings of your own, ``from mlops_logging.gunicorn_conf import 
 from __future__ import annotations
 
 import os
-import sys
 import threading
 from typing import Any
 
 from gunicorn.glogging import Logger
 
-from . import output
-from .config import configure_logging
+from ._config import configure_logging, reopen_log_file
 from .fastapi import disable_server_access_logs
 
 __all__ = ["GunicornLogger", "accesslog", "logger_class", "post_fork", "worker_class"]
@@ -38,7 +36,7 @@ def _configure() -> None:
     disable_server_access_logs()
 
 
-class GunicornLogger(Logger):
+class GunicornLogger(Logger):  # type: ignore[misc]  # gunicorn ships no type information
     """gunicorn's logger, writing through ``configure_logging`` instead of its own stderr/file handlers."""
 
     def setup(self, cfg: Any) -> None:
@@ -57,22 +55,9 @@ class GunicornLogger(Logger):
         holds the log file's lock.
         """
         super().reopen_files()
-        writer = output.current().writer
-        if writer is None:
-            return
-        thread = threading.Thread(target=_reopen, args=(writer.logfile,), name="mlops-logging-reopen", daemon=True)
+        thread = threading.Thread(target=reopen_log_file, name="mlops-logging-reopen", daemon=True)
         thread.start()
         thread.join(timeout=1.0)
-
-
-def _reopen(logfile: Any) -> None:
-    try:
-        logfile.reopen()
-    except OSError as exc:
-        try:
-            sys.stderr.write(f"mlops_logging: cannot reopen {logfile.path}: {exc}\n")
-        except (OSError, ValueError):
-            pass
 
 
 def post_fork(server: Any, worker: Any) -> None:

@@ -67,12 +67,21 @@ from typing import Any
 import orjson
 
 from . import levels as _lv
-from .errors import LogSetupError
-from .records import _CONTROL, LEVELS, _escape, _escape_char, _text_value, format_timestamp, normalize_level, redact
-from .records import render_json
-from .settings import parse_bool, validate_service
+from ._errors import LogSetupError
+from ._records import (
+    LEVELS,
+    TEXT_SPECIAL_ASCII,
+    TEXT_SPECIAL_UTF8,
+    build_record,
+    escape_lines,
+    format_timestamp,
+    render_json,
+    render_stream_text,
+    text_head,
+)
+from ._settings import parse_bool, validate_service
 
-__all__ = ["StreamFramer", "render_wrapper_record", "clean_line", "speedups_enabled", "speedups_requested"]
+__all__ = ["StreamFramer", "clean_line", "speedups_enabled", "speedups_requested"]
 
 
 def speedups_requested(env: Mapping[str, str]) -> bool:
@@ -113,12 +122,6 @@ _ANSI_RE = re.compile(
     r"|\x1b[()*+][0-9A-Za-z]"
     r"|\x1b[@-Z\\^_`a-z{|}~=>]"
 )
-#: records' text escaper on a chunk of lines: everything it escapes but the newlines between them.
-_TEXT_ESCAPE_NO_NL = re.compile(r"(?!\n)" + _CONTROL.pattern)
-#: The ASCII characters the escaper takes (besides the newline): ``translate`` deletes them to detect them in one pass.
-_TEXT_SPECIAL = bytes(c for c in range(128) if c != 10 and _CONTROL.match(chr(c)))
-#: Its non-ASCII ones in UTF-8 (NEL, U+2028, U+2029; undecodable bytes never reach the fast path).
-_TEXT_SPECIAL_UTF8 = ("\x85".encode(), "\u2028".encode(), "\u2029".encode())
 _TB_NEEDLE = _lv.TRACEBACK_NEEDLE.encode()
 _WARNING_NEEDLE = _lv.WARNING_NEEDLE.encode()
 _TOKEN_LEVELS_B = {token.encode(): level for token, level in _lv.TOKEN_LEVELS.items()}
@@ -144,6 +147,11 @@ MAX_INTERRUPTIONS = 16
 _NONE, _BODY, _AFTER, _CHAIN, _MULTI = 0, 1, 2, 3, 4
 # vLLM's multi-line messages: every line starts with the same header (see levels.VLLM_HEADER).
 _VLLM_HEADER = _lv.VLLM_HEADER_RE_B
+
+
+# Stand-ins rendered once to cut the fast path's record heads out of a real record (see StreamFramer.__init__).
+_TS_MARK, _LEVEL_MARK, _MESSAGE_MARK = "\x00ts\x00", "\x00level\x00", "\x00message\x00"
+_TS_MARK_B, _LEVEL_MARK_B = orjson.dumps(_TS_MARK)[1:-1], orjson.dumps(_LEVEL_MARK)[1:-1]
 
 
 class StreamFramer:
@@ -212,18 +220,13 @@ class StreamFramer:
         self._multi_header = b""  # the header every line of an open vLLM multi-line message starts with
         self._tentative: list[tuple[bytes, str, bool]] = []  # blank lines after an exception line (JSON)
 
-        # Fixed parts of every record.
-        tail: dict[str, Any] = {"service": service}
-        if logger is not None:
-            tail["logger"] = logger
-        if pid is not None:
-            tail["pid"] = pid
-        tail["stream"] = stream
-        self._tail_fields = tail
-        self._text_stream = f" [{stream}] "
-        # Pre-rendered record parts for the fast path: JSON head (up to the message's opening quote) per level and
-        # the tail after its closing quote; text head per level. Rebuilt when the timestamp changes.
-        self._json_tail = b'",' + orjson.dumps(tail)[1:] + b"\n"
+        # Pre-rendered record parts for the fast path, cut out of a record of the one builder rendered by the one
+        # renderer (so they cannot drift from the exact path): the JSON head (up to the message's opening quote),
+        # with a timestamp and a level to fill in, and the tail after its closing quote; text: records.text_head.
+        marked = render_json(self._record(_TS_MARK, _LEVEL_MARK, _MESSAGE_MARK))
+        head, _, tail = marked.partition(orjson.dumps(_MESSAGE_MARK)[1:-1])
+        self._json_head = head
+        self._json_tail = tail
         self._heads_ts = ""
         self._heads: dict[str | None, bytes] = {}
         self._head_seq: tuple[bytes, ...] = ()  # the same heads in LEVELS order, for the C path
@@ -305,30 +308,32 @@ class StreamFramer:
     def _render(self, ts: str, level: str, message: str, raw: bytes | None, partial: bool, out: list[bytes]) -> None:
         """One record; ``raw``: the bytes it covers when ``message`` does not give them back (kept as raw_b64)."""
         self.records_out += 1
+        raw_b64 = base64.b64encode(raw).decode("ascii") if raw is not None else None
         if self.json:
-            record: dict[str, Any] = {"timestamp": ts, "level": level, "message": message}
-            record.update(self._tail_fields)
+            record = self._record(ts, level, message)
             if partial:
                 record["partial"] = True
-            if raw is not None:
-                record["raw_b64"] = base64.b64encode(raw).decode("ascii")
+            if raw_b64 is not None:
+                record["raw_b64"] = raw_b64
             out.append(render_json(record))
             return
-        # The fields after the line are TAB-separated: the escaped line never holds a TAB, so they cannot be confused
-        # with its text (a space would need every line checked for ending like one).
-        line = f"{ts} {level}{self._text_stream}{_escape(message)}"
-        if raw is not None:
-            line += "\traw_b64=" + base64.b64encode(raw).decode("ascii")
-        out.append((line + "\tpartial=true\n" if partial else line + "\n").encode("utf-8"))
+        out.append(render_stream_text(ts, level, self.stream, message, raw_b64, partial))
+
+    def _record(self, ts: str, level: str, message: str) -> dict[str, Any]:
+        """The record of one line (the one builder), before ``partial`` and ``raw_b64``."""
+        record = build_record(level, message, self.service, self.logger, self.pid, None, ts)
+        record["stream"] = self.stream
+        return record
 
     # --- fast path: whole chunks, no per-line Python --------------------------------------------------------------
 
     def _head_table(self, ts: str) -> dict[str | None, bytes]:
         if ts != self._heads_ts:
             if self.json:
-                self._heads = {lv: f'{{"timestamp":"{ts}","level":"{lv}","message":"'.encode() for lv in LEVELS}
+                head = self._json_head.replace(_TS_MARK_B, ts.encode())
+                self._heads = {lv: head.replace(_LEVEL_MARK_B, lv.encode()) for lv in LEVELS}
             else:
-                self._heads = {lv: f"{ts} {lv}{self._text_stream}".encode() for lv in LEVELS}
+                self._heads = {lv: text_head(ts, lv, self.stream).encode() for lv in LEVELS}
             self._heads[None] = self._heads[_lv.UNMARKED_LEVEL]
             self._head_seq = tuple(self._heads[lv] for lv in LEVELS)
             self._heads_ts = ts
@@ -359,6 +364,7 @@ class StreamFramer:
                                   self.max_line_bytes)
             if result is None:
                 return None
+            rendered: bytes
             rendered, count, last = result
             self._prev_level = LEVELS[last]
             self.lines_in += count
@@ -422,7 +428,7 @@ class StreamFramer:
             else:
                 parts = inner.split(b"\x7f")
                 seq = [tail] * (3 * count)
-                seq[0::3] = map(heads.__getitem__, levels)  # type: ignore[arg-type]
+                seq[0::3] = map(heads.__getitem__, levels)  # type: ignore[arg-type]  # levels is set here
                 seq[1::3] = parts
                 rendered = b"".join(seq)
         else:
@@ -431,21 +437,21 @@ class StreamFramer:
                     body.decode()
                 except UnicodeDecodeError:
                     return None
-                needs_escape = any(special in body for special in _TEXT_SPECIAL_UTF8)
+                needs_escape = any(special in body for special in TEXT_SPECIAL_UTF8)
             else:
                 needs_escape = False
-            if needs_escape or len(body.translate(None, _TEXT_SPECIAL)) != len(body):
-                body = _TEXT_ESCAPE_NO_NL.sub(_escape_char, body.decode()).encode()
+            if needs_escape or len(body.translate(None, TEXT_SPECIAL_ASCII)) != len(body):
+                body = escape_lines(body.decode()).encode()
             if single is not None:
                 head = heads[single]
                 rendered = head + body[:-1].replace(b"\n", b"\n" + head) + b"\n"
             else:
                 lines = body[:-1].split(b"\n")
                 seq = [b"\n"] * (3 * count)
-                seq[0::3] = map(heads.__getitem__, levels)  # type: ignore[arg-type]
+                seq[0::3] = map(heads.__getitem__, levels)  # type: ignore[arg-type]  # levels is set here
                 seq[1::3] = lines
                 rendered = b"".join(seq)
-        self._prev_level = single if single is not None else levels[-1]  # type: ignore[index]
+        self._prev_level = single if single is not None else levels[-1]  # type: ignore[index]  # set if no single
         self.lines_in += count
         self.records_out += count
         self.python_chunks += 1
@@ -503,6 +509,7 @@ class StreamFramer:
     def _piece(self, raw: bytes, ts: str, out: list[bytes], *, partial: bool) -> None:
         """One piece of a line that is split (too long, or flushed before its newline)."""
         text, lossy = self._decode(raw)
+        level: str | None
         if self._cont:
             level = self._cont_level
         else:
@@ -637,29 +644,3 @@ class StreamFramer:
                 self._plain(raw, text, lossy, self._group_ts, out)
         else:
             self._emit_group(partial=True, out=out)
-
-
-def render_wrapper_record(*, service: str, level: str, message: str, fmt: str = "json", **fields: Any) -> bytes:
-    """A record logwrap itself emits (startup, child exit, loss report): logger ``logwrap``, same schema, redacted.
-
-    Text format: ``<timestamp> <LEVEL> [logwrap] <message> key=value...`` on one line.
-    """
-    record: dict[str, Any] = {
-        "timestamp": format_timestamp(),
-        "level": normalize_level(level),
-        "message": message,
-        "service": service,
-        "logger": "logwrap",
-    }
-    for key, value in fields.items():
-        if key not in record:
-            record[key] = value
-    redact(record)
-    if fmt == "json":
-        return render_json(record)
-    parts = [f"{record['timestamp']} {record['level']} [logwrap] {_escape(str(message))}"]
-    for key, value in record.items():
-        if key not in ("timestamp", "level", "message", "service", "logger"):
-            parts.append(f" {_escape(str(key))}={_text_value(value)}")
-    parts.append("\n")
-    return "".join(parts).encode("utf-8", "backslashreplace")

@@ -28,14 +28,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import LogSetupError
-from .wrap import redact_argv
+from ._errors import LogSetupError
+from .wrap._command import redact_argv
 
 __all__ = ["GpuReader", "Sampler", "main"]
 
-DEFAULT_INTERVAL = 10.0
+_DEFAULT_INTERVAL = 10.0
 #: At most this many processes are listed per sample (largest RSS first); the per-pattern totals count all.
-MAX_PROCESSES = 50
+_MAX_PROCESSES = 50
 
 
 def _psutil() -> Any:
@@ -226,18 +226,18 @@ class Sampler:
                           "cpu_percent": cpu, "cmdline": " ".join(redact_argv(argv))[:200]})
         self._procs = seen
         found.sort(key=lambda p: -p["rss_bytes"])
-        return found[:MAX_PROCESSES], totals
+        return found[:_MAX_PROCESSES], totals
 
 
 def _split(value: str | None) -> list[str]:
     return [part.strip() for part in (value or "").split(",") if part.strip()]
 
 
-def parse_args(argv: Sequence[str] | None, env: Mapping[str, str]) -> argparse.Namespace:
+def _parse_args(argv: Sequence[str] | None, env: Mapping[str, str]) -> argparse.Namespace:
     """Command line over ``MLOPS_SYSTEM_*`` over the defaults; exit 2 with one line for a bad value."""
     parser = argparse.ArgumentParser(prog="python -m mlops_logging.system", description=__doc__.splitlines()[0])
     parser.add_argument("--interval", help=f"seconds between samples (MLOPS_SYSTEM_INTERVAL, default "
-                                           f"{DEFAULT_INTERVAL:g})")
+                                           f"{_DEFAULT_INTERVAL:g})")
     parser.add_argument("--processes", help="comma-separated name/command-line patterns whose processes' RSS is "
                                             "recorded (MLOPS_SYSTEM_PROCESSES), e.g. vllm,mlflow,gunicorn,uvicorn")
     parser.add_argument("--disk", action="append", help="a path whose file system usage is recorded "
@@ -245,7 +245,7 @@ def parse_args(argv: Sequence[str] | None, env: Mapping[str, str]) -> argparse.N
     parser.add_argument("--count", type=int, help="stop after this many samples (default: run until TERM)")
     parser.add_argument("--log-dir", help="log directory (default: MLOPS_LOG_DIR, else $MLOPS_LOG_ROOT/system)")
     args = parser.parse_args(argv)
-    raw = args.interval if args.interval is not None else env.get("MLOPS_SYSTEM_INTERVAL", str(DEFAULT_INTERVAL))
+    raw = args.interval if args.interval is not None else env.get("MLOPS_SYSTEM_INTERVAL", str(_DEFAULT_INTERVAL))
     source = "--interval" if args.interval is not None else "MLOPS_SYSTEM_INTERVAL"
     try:
         args.interval = float(raw)
@@ -262,9 +262,9 @@ def parse_args(argv: Sequence[str] | None, env: Mapping[str, str]) -> argparse.N
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Sample until SIGTERM/SIGINT (or ``--count`` samples); exit 0 after a last record."""
-    from .config import configure_logging, get_logger
+    from ._config import configure_logging, get_logger
 
-    args = parse_args(argv, os.environ)
+    args = _parse_args(argv, os.environ)
     try:
         sampler = Sampler(processes=args.processes, disks=args.disk, gpu=GpuReader())
     except LogSetupError as exc:

@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .config import configure_logging
+from ._config import configure_logging
 
 __all__ = ["LOG_CONFIG", "LOG_CONFIG_FILE", "handler", "log_config"]
 

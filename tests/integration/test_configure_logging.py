@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from support.procs import run_python
-from support.records import assert_valid, read_lines, read_records
+from mlops_logging.testing import assert_valid, read_records
+from support.records import read_lines
 
 
 def test_every_record_of_every_kind_matches_the_schema(log_root: Path) -> None:
@@ -328,7 +329,7 @@ def test_log_file_descriptor_is_close_on_exec_also_after_a_reopen(log_root: Path
     out = run_python("""
         import fcntl
         from mlops_logging import configure_logging
-        from mlops_logging.config import _open_files
+        from mlops_logging._config import _open_files
         configure_logging("svc")
         (logfile,) = _open_files.values()
         print(bool(fcntl.fcntl(logfile.fileno(), fcntl.F_GETFD) & fcntl.FD_CLOEXEC))

@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 
 from support.procs import wait_for
-from support.records import read_records
+from mlops_logging.testing import read_records
 
 LINE = re.compile(rb"\S+ INFO t: L(\d+)-(\d+):(\d+):(x*):E\n")
 

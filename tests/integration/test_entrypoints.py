@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from support.records import read_records
+from mlops_logging.testing import read_records
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

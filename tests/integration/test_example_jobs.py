@@ -15,7 +15,7 @@ from fastapi_support import free_port
 from vllm_server import stop_process, wait_for_http
 
 from support.procs import wait_for
-from support.records import read_records
+from mlops_logging.testing import read_records
 
 mlflow = pytest.importorskip("mlflow", reason="the training job needs MLflow: pip install -e '.[mlflow]'")
 from mlflow.tracking import MlflowClient  # noqa: E402

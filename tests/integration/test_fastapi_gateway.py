@@ -15,7 +15,7 @@ import httpx
 import pytest
 from fastapi_support import BIN, CLEAN_EXIT, REPO, free_port, start, stop, wait_ready
 
-from support.records import read_records
+from mlops_logging.testing import read_records
 
 pytestmark = pytest.mark.timeout(120)
 GATEWAY_DIR = REPO / "examples" / "gateway"

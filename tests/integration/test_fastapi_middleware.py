@@ -25,7 +25,7 @@ from mlops_logging.fastapi import (
     valid_request_id,
 )
 from mlops_logging.uvicorn_conf import LOG_CONFIG, LOG_CONFIG_FILE, log_config
-from support.records import read_records
+from mlops_logging.testing import read_records
 
 
 @pytest.fixture
@@ -147,7 +147,7 @@ def test_instrument_fastapi_once_ids_and_levels(logfile: Path) -> None:
 
 
 def test_without_configure_logging_records_go_to_stdlib_logging(caplog: pytest.LogCaptureFixture) -> None:
-    from mlops_logging import output
+    from mlops_logging import _output as output
 
     async def app(scope: dict, receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 204, "headers": []})
@@ -200,7 +200,7 @@ def _serve(app: Any, count: int = 1, **scope: Any) -> None:
 
 
 def test_access_lines_are_render_json_of_their_record_and_generated_ids_unique(logfile: Path) -> None:
-    from mlops_logging.records import render_json
+    from mlops_logging._records import render_json
     from support.records import read_lines
 
     _serve(RequestLoggingMiddleware(_ok_app), 600)  # more ids than one os.urandom batch makes
@@ -342,3 +342,18 @@ def test_a_client_disconnect_raised_mid_stream_keeps_the_status_and_is_no_error(
     [record] = access(records)
     assert (record["status_code"], record["level"], record["disconnected"], record["bytes_sent"]) == (
         200, "WARNING", True, 5)
+
+
+def test_a_later_configure_logging_keeps_the_servers_access_logs_silenced(log_root: Path,
+                                                                          restore_logging: None) -> None:
+    """One place (configure_logging's routing) decides: the middleware silenced them, reconfiguring keeps it so."""
+    from mlops_logging.fastapi import SERVER_ACCESS_LOGGERS, disable_server_access_logs
+
+    disable_server_access_logs()
+    path = configure_logging("fastapi", stdout=False)
+    for name in SERVER_ACCESS_LOGGERS:
+        logger = logging.getLogger(name)
+        assert logger.disabled and not logger.propagate and not logger.handlers
+        logger.info('127.0.0.1 - "GET / HTTP/1.1" 200')
+    logging.getLogger("uvicorn.error").info("Application startup complete.")
+    assert [r["logger"] for r in read_records(path)] == ["uvicorn.error"]

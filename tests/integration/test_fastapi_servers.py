@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 from fastapi_support import BIN, HERE, REPO, Call, free_port, send_all, start, stop, wait_ready
 
-from support.records import read_lines, read_records
+from mlops_logging.testing import read_records
+from support.records import read_lines
 
 pytestmark = pytest.mark.timeout(180)
 

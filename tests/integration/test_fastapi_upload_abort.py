@@ -11,7 +11,7 @@ import pytest
 from fastapi_support import BIN, CLEAN_EXIT, HERE, REPO, free_port, start, stop, wait_ready
 
 from support.procs import wait_for
-from support.records import read_records
+from mlops_logging.testing import read_records
 
 pytestmark = pytest.mark.timeout(120)
 

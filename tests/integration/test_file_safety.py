@@ -15,8 +15,9 @@ import pytest
 
 from support.procs import run_python, wait_for
 from support.tmpfs import mounted_tmpfs
-from mlops_logging.records import render_json
-from support.records import assert_valid, read_lines, read_records
+from mlops_logging._records import render_json
+from mlops_logging.testing import assert_valid, read_records
+from support.records import read_lines
 
 WRITER = """
 import sys
@@ -77,7 +78,7 @@ def test_reopen_on_demand_switches_to_the_new_file_at_once(tmp_path: Path) -> No
     run_python(f"""
         import os
         from mlops_logging import configure_logging, get_logger
-        from mlops_logging.config import _open_files
+        from mlops_logging._config import _open_files
         path = configure_logging("svc", log_dir={str(tmp_path)!r}, stdout=False)
         get_logger().info("old")
         os.rename(path, str(path) + ".old")
@@ -245,7 +246,7 @@ def test_more_than_a_second_of_records_after_a_delete_are_not_lost_either(tmp_pa
 def test_when_the_new_file_refuses_what_a_deleted_file_swallowed_the_loss_is_counted(tmp_path: Path) -> None:
     out = run_python(f"""
         import errno, os, time
-        from mlops_logging import configure_logging, get_logger, files
+        from mlops_logging import configure_logging, get_logger, _files as files
         plan = []
         def write(fd, data):
             if plan:
@@ -367,7 +368,7 @@ def test_when_rotation_is_impossible_logging_goes_on_unrotated_and_says_so_once(
 def test_the_loss_report_counts_exactly_what_refused_and_cut_writes_lost(tmp_path: Path) -> None:
     out = run_python(f"""
         import errno, os
-        from mlops_logging import configure_logging, get_logger, files
+        from mlops_logging import configure_logging, get_logger, _files as files
         plan = []      # what the next write() syscalls do: "full" (ENOSPC) or a byte count (a short write)
         def write(fd, data):
             if plan:

@@ -16,12 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from mlops_logging import format_timestamp, render_json
+from mlops_logging._records import Loss, format_timestamp, loss_notice, render_json
 from mlops_logging.check import Status, audit, audit_service
 from mlops_logging._check_config import DEFAULT_SERVICES, CheckSettings
 from mlops_logging._check_render import report_document  # imported before a test forks and drops privileges
-from mlops_logging.output import Output
-from mlops_logging.sink import Loss
+from mlops_logging._output import Output
 from support.procs import run_python
 
 REPO = Path(__file__).resolve().parents[2]
@@ -108,14 +107,15 @@ def test_fewer_complete_records_than_min_complete_is_incomplete(tmp_path: Path) 
 def test_lost_lines_recorded_by_the_package_make_a_fresh_log_incomplete_until_max_age_passes(tmp_path: Path) -> None:
     now = time.time()
     loss = Loss(records=12, bytes=2400, first=now - 30, last=now - 20, error="[Errno 28] No space left on device")
-    report_line = Output(service="training").loss_report(loss)  # the record configure_logging's writer writes
+    report_line = Output(service="training").notice(*loss_notice(loss, "training.log"))  # configure_logging's
     write_service(tmp_path, "training", [record("training"), report_line, record("training")])
     report = one(tmp_path, "training")
     assert report.status is Status.INCOMPLETE and "12 lines lost" in report.reason
     [finding] = [f for f in report.findings if "lost lines" in f.text]
     assert "mlops_logging recorded 12 lost lines (2400 bytes)" in finding.text and "No space left" in finding.text
     # The same loss an hour ago: listed, no longer failing.
-    old = Output(service="training").loss_report(Loss(records=12, bytes=2400, first=now - 3700, last=now - 3600))
+    old = Output(service="training").notice(*loss_notice(Loss(records=12, bytes=2400, first=now - 3700,
+                                                               last=now - 3600), "training.log"))
     write_service(tmp_path, "inference", [old, record("inference")])
     report = one(tmp_path, "inference")
     assert report.status is Status.OK and any("older than --max-age" in f.text and not f.fails

@@ -18,7 +18,7 @@ from fastapi_support import BIN, CLEAN_EXIT, REPO, free_port, start, wait_ready
 from vllm_server import stop_process
 
 from mlops_logging.check import trace
-from support.records import read_records
+from mlops_logging.testing import read_records
 
 pytestmark = pytest.mark.timeout(180)
 LOGCHECK = [sys.executable, "-m", "mlops_logging.check", "--no-transcript"]

@@ -23,7 +23,7 @@ from vllm_server import (
     wait_for_http,
 )
 
-from support.records import read_records
+from mlops_logging.testing import read_records
 
 pytestmark = [pytest.mark.vllm, pytest.mark.timeout(600)]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from support.procs import run_python
-from support.records import read_records
+from mlops_logging.testing import read_records
 
 WRAP = [sys.executable, "-m", "mlops_logging.wrap"]
 
@@ -47,8 +47,8 @@ def test_a_bad_setting_stops_the_service_at_start_with_one_line_naming_it(
     """, env=env, check=False, cwd=tmp_path)
     assert proc.returncode == 1 and "started" not in proc.stdout
     last = proc.stderr.strip().splitlines()[-1]
-    assert last == f"mlops_logging.errors.LogSetupError: {needle}" or (
-        last.startswith("mlops_logging.errors.LogSetupError: ") and needle in last), last
+    assert last == f"mlops_logging.LogSetupError: {needle}" or (
+        last.startswith("mlops_logging.LogSetupError: ") and needle in last), last
     assert "--log-dir" not in proc.stderr and "--service" not in proc.stderr  # logwrap's options are not Python's
     assert not list(tmp_path.rglob("*.log")), "no file may be opened for a bad configuration"
 
@@ -148,7 +148,7 @@ def test_a_symlink_another_user_owns_on_the_way_to_the_log_file_is_refused(forei
     """, check=False)
     assert strict.returncode == 1
     assert strict.stderr.strip().splitlines()[-1] == (
-        f"mlops_logging.errors.LogSetupError: refusing log directory {link}: {link} is a symlink owned by uid 12345, "
+        f"mlops_logging.LogSetupError: refusing log directory {link}: {link} is a symlink owned by uid 12345, "
         f"neither root nor this user (uid 0); replace it with a real directory or choose another log_dir= / "
         "MLOPS_LOG_DIR")
     lenient = run_python(f"""

@@ -12,7 +12,7 @@ import pytest
 
 from mlops_logging.system import GpuReader
 from support.procs import wait_for
-from support.records import read_records
+from mlops_logging.testing import read_records
 
 pytestmark = pytest.mark.timeout(120)
 

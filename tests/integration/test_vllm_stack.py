@@ -40,7 +40,7 @@ from support.container import (
     not_contained_reason,
     start_twice,
 )
-from support.records import read_records
+from mlops_logging.testing import read_records
 
 pytestmark = [pytest.mark.vllm, pytest.mark.timeout(900)]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from support.records import read_records
+from mlops_logging.testing import read_records
 from support.tmpfs import mounted_tmpfs
 from wrap_helpers import (
     WRAP,

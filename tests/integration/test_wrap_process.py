@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from support.records import read_records
+from mlops_logging.testing import read_records
 from wrap_helpers import (
     PY,
     WRAP as WRAP_PREFIX,

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from support.records import read_lines, read_records
+from mlops_logging.testing import read_records
+from support.records import read_lines
 from wrap_helpers import PY, WRAP, child_records, reassemble, run, run_wrap, script, start_wrap, wrapper_records
 
 

@@ -229,9 +229,9 @@ def test_without_a_signalfd_handlers_forward_signals_and_a_record_says_so(tmp_pa
     """A seccomp profile may refuse signalfd(2): logwrap then catches signals with handlers (PIPE, XFSZ excepted)."""
     logs = tmp_path / "logs"
     got = tmp_path / "got"
-    no_signalfd = ("import sys; from mlops_logging import wrap\n"
+    no_signalfd = ("import sys; from mlops_logging import wrap; from mlops_logging.wrap import _process\n"
                    "def refuse(signals): raise OSError(38, 'Function not implemented')\n"
-                   "wrap._signalfd = refuse\n"
+                   "_process._signalfd = refuse\n"
                    "sys.exit(wrap.main(sys.argv[1:]))")
     command = [PY, "-c", no_signalfd, "--log-dir", str(logs), "--service", "fallback", "--",
                *script(tmp_path, "rec.py", RECORDER), str(got)]

@@ -20,7 +20,7 @@ from typing import Any
 
 import psutil
 
-from support.records import read_records
+from mlops_logging.testing import read_records
 
 WRAP = [sys.executable, "-m", "mlops_logging.wrap"]
 PY = sys.executable

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from support.records import read_records
+from mlops_logging.testing import read_records
 
 MOUNT_POINT = Path("/logs")
 TAG = "CONTAINER_TEST_TAG"  #: environment variable that marks the processes of one host run

@@ -22,8 +22,8 @@ from mlops_logging._check_records import (
 from mlops_logging._check_render import activity, sparkline
 from mlops_logging._check_trace import carries_id
 from mlops_logging.check import sample_file_lines
-from mlops_logging.errors import LogSetupError
-from mlops_logging.records import render_json
+from mlops_logging._errors import LogSetupError
+from mlops_logging._records import render_json
 
 NOW = calendar.timegm((2026, 11, 26, 8, 30, 0, 0, 0, 0))
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"

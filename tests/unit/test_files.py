@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops_logging.files import LogFile, PartialWrite
+from mlops_logging._files import LogFile, PartialWrite
 
 
 class _FillingDisk(LogFile):

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlops_logging.lines import StreamFramer, clean_line, render_wrapper_record
-from tests.support.records import assert_valid
+from mlops_logging.lines import StreamFramer, clean_line
+from mlops_logging.testing import assert_valid
 
 TS = 1_795_680_000.25  # a fixed wall clock, so outputs of different runs compare byte for byte
 
@@ -87,7 +87,7 @@ def test_the_timestamp_is_the_wall_clock_at_read_time() -> None:
 
 
 def test_bad_arguments_are_refused() -> None:
-    from mlops_logging.errors import LogSetupError
+    from mlops_logging._errors import LogSetupError
 
     with pytest.raises(LogSetupError):
         StreamFramer(service="../etc", stream="stdout")
@@ -485,24 +485,6 @@ def test_a_vllm_multi_line_message_cut_by_an_idle_gap_is_partial_and_goes_on() -
 def test_crlf_lines_without_a_vllm_header_stay_one_record_each() -> None:
     got = records(b"INFO:     a\r\nINFO:     b\r\n")
     assert [r["message"] for r in got] == ["INFO:     a", "INFO:     b"]
-
-
-# --- wrapper records -------------------------------------------------------------------------------------------------
-
-
-def test_wrapper_record_has_logger_logwrap_and_is_redacted() -> None:
-    record = json.loads(render_wrapper_record(service="vllm", level="warn", message="child exited", exit_code=3,
-                                              api_key="sk-123", pid=77))
-    assert_valid(record)
-    assert list(record)[:5] == ["timestamp", "level", "message", "service", "logger"]
-    assert (record["level"], record["logger"], record["exit_code"], record["api_key"], record["pid"]) == (
-        "WARNING", "logwrap", 3, "[REDACTED]", 77)
-
-
-def test_wrapper_record_in_text_format_is_one_line() -> None:
-    line = render_wrapper_record(service="vllm", level="INFO", message="start\nnow", fmt="text", argv=["a b"])
-    assert line.count(b"\n") == 1
-    assert b" INFO [logwrap] start\\nnow argv=" in line
 
 
 # --- properties ------------------------------------------------------------------------------------------------------

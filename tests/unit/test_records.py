@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mlops_logging.records import (
+from mlops_logging._records import (
     REDACTED,
     format_timestamp,
     is_secret_key,
@@ -19,8 +19,9 @@ from mlops_logging.records import (
     redact,
     render_json,
     render_text,
+    render_wrapper_record,
 )
-from support.records import assert_valid
+from mlops_logging.testing import assert_valid
 
 RFC3339_MS_Z = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
 
@@ -144,3 +145,63 @@ def test_any_text_renders_as_exactly_one_line(message: str, logger: str, key: st
     line = render_text({"timestamp": "t", "level": "INFO", "logger": logger, "message": message, key or "k": value,
                         "extra": [value]}).decode()
     assert len(line.splitlines()) == 1 and line.endswith("\n"), repr(line)
+
+
+# --- wrapper records -------------------------------------------------------------------------------------------------
+
+
+def test_wrapper_record_has_logger_logwrap_and_is_redacted() -> None:
+    record = json.loads(render_wrapper_record(service="vllm", level="warn", message="child exited", exit_code=3,
+                                              api_key="sk-123", pid=77))
+    assert_valid(record)
+    assert list(record)[:5] == ["timestamp", "level", "message", "service", "logger"]
+    assert (record["level"], record["logger"], record["exit_code"], record["api_key"], record["pid"]) == (
+        "WARNING", "logwrap", 3, "[REDACTED]", 77)
+
+
+def test_wrapper_record_in_text_format_is_one_line() -> None:
+    line = render_wrapper_record(service="vllm", level="INFO", message="start\nnow", fmt="text", argv=["a b"])
+    assert line.count(b"\n") == 1
+    assert b" INFO [logwrap] start\\nnow argv=" in line
+
+
+def test_a_wrapper_record_keeps_a_clashing_field_under_another_name() -> None:
+    record = json.loads(render_wrapper_record(service="vllm", level="INFO", message="m", logger="other",
+                                              timestamp=5, stream="both"))
+    assert_valid(record)
+    assert (record["logger"], record["logger_"], record["timestamp_"], record["stream_"]) == ("logwrap", "other", 5,
+                                                                                              "both")
+
+
+# --- the builder and its field rules ---------------------------------------------------------------------------
+
+
+def test_a_field_named_like_a_typed_schema_field_is_renamed_only_when_its_value_does_not_fit() -> None:
+    from mlops_logging._records import TYPED_FIELDS, build_record
+
+    fits = {"stream": "stderr", "request_id": "r-1", "exception": "Traceback", "partial": True, "raw_b64": "eA=="}
+    wrong = {"stream": "both", "request_id": 7, "exception": ValueError("x"), "partial": "yes", "raw_b64": b"x"}
+    assert set(fits) == set(wrong) == set(TYPED_FIELDS)
+    kept = build_record("INFO", "m", "s", "l", 1, dict(fits))
+    assert {k: kept[k] for k in fits} == fits
+    renamed = build_record("INFO", "m", "s", "l", 1, {"n": 1, **wrong})
+    assert list(renamed)[6:] == ["n", "stream_", "request_id_", "exception_", "partial_", "raw_b64_"]
+    assert_valid(json.loads(render_json(renamed)))
+
+
+def test_the_typed_fields_are_the_schemas_typed_optional_properties() -> None:
+    from importlib import resources
+
+    from mlops_logging._records import RESERVED, TYPED_FIELDS
+
+    schema = json.loads(resources.files("mlops_logging").joinpath("record.schema.json").read_text())
+    assert set(schema["properties"]) == RESERVED | set(TYPED_FIELDS)
+
+
+def test_one_level_map_serves_every_name_and_number() -> None:
+    from mlops_logging._records import LEVEL_NAMES, LEVEL_NUMBERS, METHOD_LEVELS, level_named
+
+    assert set(LEVEL_NAMES.values()) == set(LEVEL_NUMBERS) == {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
+    assert (METHOD_LEVELS["exception"], METHOD_LEVELS["msg"], METHOD_LEVELS["warn"]) == ("ERROR", "INFO", "WARNING")
+    assert level_named("Severe") == "ERROR" and level_named("loud") is None
+    assert all(level_from_number(number) == level for level, number in LEVEL_NUMBERS.items())

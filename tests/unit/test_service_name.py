@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mlops_logging.wrap import Options, service_from_command, settings_for
+from mlops_logging.wrap._cli import Options, settings_for
+from mlops_logging.wrap._command import service_from_command
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from mlops_logging import LogSetupError, resolve_settings, validate_service
+from mlops_logging import LogSetupError
+from mlops_logging._settings import resolve_settings, validate_service
 
 
 def test_log_dir_defaults_to_root_slash_service() -> None:

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from mlops_logging import _pattern as pt
 from mlops_logging import levels as lv
 from mlops_logging import lines
-from mlops_logging.records import LEVELS
+from mlops_logging._records import LEVELS
 from tests.support import grammar
 from tests.support.grammar import reference_level
 

@@ -1,4 +1,4 @@
-"""logwrap's pure pieces: the command line, the default service name, redaction, the record sink's failure policy."""
+"""logwrap's pure pieces: the command line, the default service name, redaction, signals, passthrough."""
 
 from __future__ import annotations
 
@@ -9,19 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from mlops_logging.files import LogFile
-from mlops_logging.wrap import (
-    DEFAULT_BUFFER_BYTES,
-    DEFAULT_PASSTHROUGH_TIMEOUT,
-    FORWARDED_SIGNALS,
-    Passthrough,
-    Options,
-    RecordSink,
-    UsageError,
-    parse_args,
-    redact_argv,
-    service_from_command,
-)
+from mlops_logging.wrap._cli import DEFAULT_BUFFER_BYTES, Options, UsageError, parse_args
+from mlops_logging.wrap._command import redact_argv, service_from_command
+from mlops_logging.wrap._passthrough import DEFAULT_PASSTHROUGH_TIMEOUT, Passthrough
+from mlops_logging.wrap._process import FORWARDED_SIGNALS
 
 
 def test_parse_args_defaults_and_values() -> None:
@@ -84,83 +75,6 @@ def test_redact_argv() -> None:
                                  "--uri", "postgresql://u:[REDACTED]@h/db", "--token"]
 
 
-class _FlakyFile(LogFile):
-    """A LogFile on a disk that fails on demand: the kernel takes ``let_through`` bytes, then refuses the rest."""
-
-    fail_with: int | None = None
-    let_through: int = 0
-
-    def _write(self, fd: int, data: bytes | memoryview) -> int:  # type: ignore[override]
-        if self.fail_with is None:
-            return os.write(fd, data)
-        if self.let_through:  # a short write, as write(2) gives when the disk fills mid-way
-            written = os.write(fd, data[: self.let_through])
-            self.let_through = 0
-            return written
-        raise OSError(self.fail_with, "simulated")
-
-
-def _note(level: str, message: str, **fields: object) -> bytes:
-    return json.dumps({"level": level, "message": message, **fields}).encode() + b"\n"
-
-
-def _records(n: int, start: int = 0) -> bytes:
-    return b"".join(json.dumps({"message": f"r{i}"}).encode() + b"\n" for i in range(start, start + n))
-
-
-def test_sink_buffers_while_failing_then_reports_and_writes_late(tmp_path: Path) -> None:
-    log = _FlakyFile(tmp_path / "s.log", check_interval=0.0, exclusive=True)
-    sink = RecordSink(log, buffer_bytes=1 << 20, note=_note)
-    sink.submit(_records(2))
-    assert sink.flush(0.0)
-    log.fail_with = errno.ENOSPC
-    sink.submit(_records(3, 2))
-    assert not sink.flush(1.0) and sink.failing
-    assert sink.next_deadline() == 2.0
-    sink.submit(_records(1, 5))
-    assert not sink.flush(1.5)  # not yet due: no write attempted
-    log.fail_with = None
-    assert sink.flush(2.0) and not sink.failing
-    lines = [json.loads(line) for line in (tmp_path / "s.log").read_bytes().splitlines()]
-    assert [r["message"] for r in lines[:2]] == ["r0", "r1"]
-    assert lines[2]["level"] == "WARNING" and lines[2]["lost_records"] == 0 and lines[2]["late_records"] == 4
-    assert [r["message"] for r in lines[3:]] == ["r2", "r3", "r4", "r5"]
-
-
-def test_sink_drops_the_oldest_whole_records_past_the_bound_and_counts_them(tmp_path: Path) -> None:
-    log = _FlakyFile(tmp_path / "s.log", check_interval=0.0, exclusive=True)
-    one = len(_records(1))
-    sink = RecordSink(log, buffer_bytes=3 * one, note=_note)
-    log.fail_with = errno.EIO
-    for i in range(10):
-        sink.submit(_records(1, i))
-        sink.flush(float(i))
-    assert sink.pending_bytes <= 3 * one
-    assert sink.loss.records == 7 and sink.loss.bytes == 7 * one
-    log.fail_with = None
-    assert sink.flush(100.0)
-    lines = [json.loads(line) for line in (tmp_path / "s.log").read_bytes().splitlines()]
-    assert lines[0]["lost_records"] == 7 and lines[0]["error"] == "[Errno 5] simulated"
-    assert [r["message"] for r in lines[1:]] == ["r7", "r8", "r9"]
-
-
-def test_sink_trims_a_torn_write_back_to_whole_records(tmp_path: Path) -> None:
-    log = _FlakyFile(tmp_path / "s.log", check_interval=0.0, exclusive=True)
-    sink = RecordSink(log, buffer_bytes=1 << 20, note=_note)
-    batch = _records(4)
-    log.fail_with = errno.ENOSPC
-    log.let_through = len(_records(2)) + 3  # two whole records and 3 bytes of the third reach the disk
-    sink.submit(batch)
-    assert not sink.flush(0.0)
-    assert (tmp_path / "s.log").read_bytes() == _records(2)  # the torn tail was cut off
-    assert sink.pending_bytes == len(_records(2, 2))  # only the records not on disk are retried
-    log.fail_with = None
-    log.let_through = 0
-    assert sink.flush(5.0)
-    lines = [json.loads(line) for line in (tmp_path / "s.log").read_bytes().splitlines()]
-    assert [r.get("message") for r in lines if r.get("level") != "WARNING"] == ["r0", "r1", "r2", "r3"]
-
-
 def test_the_forwarded_signals_are_every_catchable_one_but_chld_and_the_faults() -> None:
     import signal
 
@@ -216,3 +130,31 @@ def test_passthrough_without_a_stuck_bound_only_ever_waits() -> None:
     finally:
         os.close(read_end)
         pt.close()
+
+
+def test_the_supervisor_changes_state_only_along_the_allowed_transitions(tmp_path: Path) -> None:
+    from mlops_logging.wrap._cli import settings_for
+    from mlops_logging.wrap._supervisor import TRANSITIONS, State, Supervisor
+
+    opts = parse_args(["--log-dir", str(tmp_path), "--", "true"])
+    supervisor = Supervisor(opts, settings_for(opts, {}))
+    assert supervisor.state is State.STARTING
+    with pytest.raises(RuntimeError, match="no transition from starting to draining"):
+        supervisor._enter(State.DRAINING, "a bug")
+    assert TRANSITIONS[State.EXITED] == frozenset()
+
+
+def test_a_run_goes_through_starting_running_draining_exited(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom mlops_logging.wrap._cli import parse_args, settings_for\n"
+            "from mlops_logging.wrap._supervisor import Supervisor\n"
+            f"opts = parse_args(['--log-dir', {str(tmp_path)!r}, '--no-passthrough', '--', 'true'])\n"
+            "s = Supervisor(opts, settings_for(opts, {}))\nstatus = s.run()\n"
+            "print(status, [state.value for state, _why in s.transitions])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.split("\n")[-2] == "0 ['running', 'draining', 'exited']"
+    missing = subprocess.run([sys.executable, "-c", code.replace("'true'", "'/nonexistent/x'")], capture_output=True,
+                             text=True, check=True, timeout=60)
+    assert missing.stdout.split("\n")[-2] == "127 ['exited']"

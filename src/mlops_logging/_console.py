@@ -23,7 +23,7 @@ import weakref
 from collections.abc import Mapping
 from typing import Any, TextIO
 
-from .records import format_timestamp, render_text, unrenderable_record
+from ._records import build_record, render_text, unrenderable_record
 
 __all__ = ["Console"]
 
@@ -79,11 +79,7 @@ class Console:
         """Write ``record`` as a text line; disable the console on the first failure instead of raising."""
         if not self.enabled:
             return
-        shown = {k: v for k, v in record.items() if k not in _HIDDEN}
-        try:
-            line = render_text(shown)
-        except Exception as exc:  # noqa: BLE001 - a value the text renderer cannot take
-            line = render_text(unrenderable_record(shown, exc))
+        line = _line(record)
         channel = self._channel
         lock = channel.lock
         lock.acquire()  # (acquire/release: half the cost of a `with` block on this hot path)
@@ -171,9 +167,17 @@ class Console:
 
     @staticmethod
     def _drop_note(channel: _Channel) -> bytes:
-        return render_text({"timestamp": format_timestamp(), "level": "WARNING", "logger": "mlops_logging",
-                            "message": f"{channel.dropped} console lines dropped while stdout was full (the log file "
-                                       "has every record)"})
+        return _line(build_record("WARNING", f"{channel.dropped} console lines dropped while stdout was full (the log "
+                                  "file has every record)", "-", "mlops_logging", None))
+
+
+def _line(record: Mapping[str, Any]) -> bytes:
+    """The console line of ``record``: the text layout without the fields every record has (service, pid)."""
+    shown = {k: v for k, v in record.items() if k not in _HIDDEN}
+    try:
+        return render_text(shown)
+    except Exception as exc:  # noqa: BLE001 - a value the text renderer cannot take
+        return render_text(unrenderable_record(shown, exc))
 
 
 def _writable(fd: int, timeout: float) -> bool:

@@ -1,8 +1,8 @@
 """Stdlib ``logging`` in the shared schema: a python-json-logger formatter and the handler that writes its records.
 
 Third-party loggers (uvicorn, gunicorn, mlflow, httpx) and ``logging.getLogger(__name__)`` go through here; the
-structlog chain (:mod:`mlops_logging.structlog_chain`) builds the same dict, and both render with
-:func:`mlops_logging.records.render_json`, so their lines agree byte for byte on field names and formats.
+structlog chain (:mod:`mlops_logging._structlog`) builds the same dict, and both render with
+:func:`mlops_logging._records.render_json`, so their lines agree byte for byte on field names and formats.
 """
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ from typing import Any
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.orjson import OrjsonFormatter
 
-from . import output
-from .context import bound_context
-from .records import (
-    add_fields,
+from . import _output
+from ._context import bound_context
+from ._records import (
+    THIS_PROCESS,
+    build_record,
     format_timestamp,
     interpolation_failed,
     level_from_number,
-    redact,
     render_json,
     unrenderable_record,
 )
@@ -61,14 +61,6 @@ class JsonFormatter(OrjsonFormatter):
                 if not record.args:
                     raise  # str(msg) itself failed: RecordHandler.emit writes the record that says so
                 message = interpolation_failed(msg, record.args, exc)
-        rec: dict[str, Any] = {
-            "timestamp": format_timestamp(record.created),
-            "level": level_from_number(record.levelno),
-            "message": message,
-            "service": self.service or output._current.service,
-            "logger": record.name,
-            "pid": record.process or output._pid,  # None when logging.logProcesses is off
-        }
         # Same order and precedence as structlog's merge_contextvars: the call's own fields, then bound context
         # (a call's field wins over a bound one), then the traceback.
         fields: dict[str, Any] = {}
@@ -86,14 +78,15 @@ class JsonFormatter(OrjsonFormatter):
             for key, value in context.items():
                 fields.setdefault(key, value)
         if record.exc_info and not record.exc_text:
-            record.exc_text = self.formatException(record.exc_info)
+            text = self.formatException(record.exc_info)  # python-json-logger's may give a list of lines
+            record.exc_text = text if isinstance(text, str) else "\n".join(text)
         if record.exc_text:
             fields["exception"] = record.exc_text
         if record.stack_info:
             fields["stack"] = self.formatStack(record.stack_info)
-        if fields:
-            add_fields(rec, redact(fields))
-        return rec
+        return build_record(level_from_number(record.levelno), message, self.service or _output.current.service,
+                            record.name, record.process or THIS_PROCESS,  # None when logging.logProcesses is off
+                            fields, format_timestamp(record.created))
 
     def format(self, record: logging.LogRecord) -> str:
         """One JSON line, without the trailing newline (``logging`` handlers add their own)."""
@@ -113,7 +106,7 @@ class RecordHandler(logging.Handler):
         super().__init__(level)
         self.formatter = JsonFormatter(service=service)
 
-    def handle(self, record: logging.LogRecord) -> bool:  # type: ignore[override]
+    def handle(self, record: logging.LogRecord) -> bool:
         # No handler lock: the output does one write() per record, which is atomic with O_APPEND.
         if self.filters and not self.filter(record):
             return False
@@ -122,8 +115,9 @@ class RecordHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         """Write ``record``; one that cannot be built becomes the record that says so (as on the structlog path)."""
-        current = output._current
-        formatter: JsonFormatter = self.formatter  # type: ignore[assignment]
+        current = _output.current
+        formatter = self.formatter
+        assert isinstance(formatter, JsonFormatter)  # set in __init__, never replaced
         try:
             built = formatter.to_record(record)
         except Exception as exc:  # noqa: BLE001 - logging never takes the service down
@@ -133,7 +127,7 @@ class RecordHandler(logging.Handler):
                 "message": record.msg if isinstance(record.msg, str) else None,
                 "service": formatter.service or current.service,
                 "logger": record.name,
-                "pid": record.process or output._pid,
+                "pid": record.process or THIS_PROCESS,
             }
             built = unrenderable_record(known, exc)
         current.emit(built)

@@ -22,14 +22,13 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import LogSetupError
-from .records import format_timestamp
+from ._errors import LogSetupError, describe_os_error
+from ._records import Loss, loss_notice
 
-__all__ = ["DIR_FIX", "KEEP_BYTES", "LogFile", "Loss", "PartialWrite", "ensure_log_dir", "open_log_file"]
+__all__ = ["DIR_FIX", "KEEP_BYTES", "LogFile", "Notice", "PartialWrite", "ensure_log_dir", "open_log_file"]
 
 DIR_MODE = 0o750
 FILE_MODE = 0o640
@@ -40,32 +39,6 @@ DIR_FIX = "choose another --log-dir / MLOPS_LOG_DIR"
 #: kept in memory until then: what a deleted file swallowed is written again into the new one, none lost.
 KEEP_BYTES = 1 << 20
 _MAX_SYMLINKS = 40  # what the kernel allows on one path (ELOOP)
-
-
-@dataclass
-class Loss:
-    """What could not be written: counts, first and last failure time, the last error."""
-
-    records: int = 0
-    bytes: int = 0
-    first: float = 0.0
-    last: float = 0.0
-    error: str = ""
-
-    def as_fields(self) -> dict[str, object]:
-        """The fields of the WARNING record that reports this loss."""
-        return {
-            "lost_records": self.records,
-            "lost_bytes": self.bytes,
-            "lost_since": format_timestamp(self.first),
-            "lost_until": format_timestamp(self.last),
-            "error": self.error,
-        }
-
-    def message(self) -> str:
-        """The one-line text of that record."""
-        return (f"{self.records} log records ({self.bytes} bytes) lost between {format_timestamp(self.first)} and "
-                f"{format_timestamp(self.last)}: {self.error}")
 
 
 #: Renders a WARNING record of the package (logger ``mlops_logging``) from a message and fields.
@@ -173,7 +146,7 @@ class LogFile:
     """An append-only log file that survives logrotate, truncation, deletion and size rotation.
 
     ``write`` raises ``OSError`` when the kernel refuses the bytes (disk full, EIO); deciding what to do about it is
-    the caller's policy (see :mod:`mlops_logging.sink`). It is safe to share between threads and across ``fork``.
+    the caller's policy (see :mod:`mlops_logging._sink`). It is safe to share between threads and across ``fork``.
     ``notice``, when set, renders the WARNING records the file writes about itself (a rotation that cannot be done);
     without it those go to stderr only.
     """
@@ -211,7 +184,7 @@ class LogFile:
         # if that one turns out deleted (None: not kept; with check_interval=0 every write checks first).
         self._kept: bytearray | None = bytearray() if check_interval > 0 else None
         self._next_check = time.monotonic() + check_interval
-        self._check_at = self._size  # set by _checked: the size at which the next check is due
+        self._check_at: float = self._size  # set by _checked: the size at which the next check is due
         self._checked_at = 0.0  # and when it last found the file at its path (wall clock)
         self._checked()
         self._maintaining = False
@@ -307,7 +280,7 @@ class LogFile:
 
         The next check is due after ``check_interval`` seconds, at the rotation size, or once :data:`KEEP_BYTES`
         more are written: so what a deleted file swallowed is always still in memory, bounded."""
-        kept_limit = float("inf")
+        kept_limit: float = float("inf")
         if self._kept is not None:
             self._kept.clear()
             self._checked_at = time.time()
@@ -357,9 +330,9 @@ class LogFile:
                 whole = data.rfind(b"\n", 0, written) + 1
                 self._torn = written > whole
                 loss = Loss(records=data.count(b"\n", whole), bytes=len(data) - whole, first=self._checked_at,
-                            last=time.time(), error=f"[Errno {exc.errno}] {exc.strerror}")
-                self._say(f"log file {self.path} was deleted while open; writing again what it swallowed failed: "
-                          f"{loss.message()}", loss.as_fields())
+                            last=time.time(), error=describe_os_error(exc))
+                self._say(*loss_notice(loss, self.path, cause="was deleted while open, and writing again what it "
+                                                                "swallowed failed"))
             self._size += len(data) - len(view)
         self._checked()
 
@@ -439,7 +412,7 @@ class LogFile:
         if self._rotate_failed:
             return
         self._rotate_failed = True
-        error = f"[Errno {exc.errno}] {exc.strerror}" if exc.errno else str(exc)
+        error = describe_os_error(exc)
         where = f" ({exc.filename})" if exc.filename else ""
         self._say(f"cannot rotate log file {self.path}: {error}{where}; logging goes on into the unrotated file, "
                   f"which grows past max_bytes={self.max_bytes} until this is fixed",

@@ -9,38 +9,26 @@ from __future__ import annotations
 import functools
 import sys
 import traceback
+from types import FrameType
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import structlog
 from structlog.typing import EventDict, WrappedLogger
 
-from . import output
-from .context import merge_bound_context
-from .records import (
-    add_fields,
-    format_timestamp,
+from . import _output
+from ._context import merge_bound_context
+from ._records import (
+    THIS_PROCESS,
+    LEVEL_NUMBERS,
+    METHOD_LEVELS,
+    build_record,
     interpolation_failed,
     level_from_number,
-    redact,
     unrenderable_record,
 )
 
-__all__ = ["SinkLogger", "SinkLoggerFactory", "bound_logger_class", "build_record", "processors"]
-
-_METHOD_LEVELS = {
-    "debug": "DEBUG",
-    "info": "INFO",
-    "msg": "INFO",
-    "log": "INFO",
-    "warning": "WARNING",
-    "warn": "WARNING",
-    "error": "ERROR",
-    "exception": "ERROR",
-    "err": "ERROR",
-    "critical": "CRITICAL",
-    "fatal": "CRITICAL",
-}
+__all__ = ["SinkLogger", "SinkLoggerFactory", "bound_logger_class", "processors", "to_record"]
 
 
 def _exc_info(value: Any) -> Any:
@@ -55,42 +43,38 @@ def _exc_info(value: Any) -> Any:
     return None
 
 
-def build_record(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> tuple[tuple[dict[str, Any]], dict]:
-    """Turn structlog's event dict into the schema dict (same field order and formats as the stdlib path).
+def to_record(logger: WrappedLogger, method_name: str,
+              event_dict: EventDict) -> tuple[tuple[dict[str, Any]], dict[str, Any]]:
+    """The chain's last processor: structlog's event dict -> the record (:func:`records.build_record`, the same
+    builder as the stdlib path's), handed to :class:`SinkLogger` as its one argument.
 
     Never raises: an event that cannot be built (a ``__str__`` that raises, a bad ``exc_info``...) becomes the
     record :func:`records.unrenderable_record` makes, at the call's level.
     """
-    current = output._current
-    record: dict[str, Any] = {
-        "timestamp": format_timestamp(),
-        "level": _METHOD_LEVELS.get(method_name, "INFO"),
-        "message": None,  # set below: str() of the event may raise
-        "service": current.service,
-        "logger": getattr(logger, "name", None) or "root",
-        "pid": output._pid,
-    }
+    service = _output.current.service
+    name = getattr(logger, "name", None) or "root"
+    level = METHOD_LEVELS.get(method_name, "INFO")
+    message: Any = None  # str() of the event may raise
     try:
-        message = event_dict.pop("event", "")
-        record["message"] = message if type(message) is str else str(message)
+        event = event_dict.pop("event", "")
+        message = event if type(event) is str else str(event)
         if "exc_info" in event_dict:
             exc_info = _exc_info(event_dict.pop("exc_info"))
             if exc_info is not None:
                 event_dict["exception"] = "".join(traceback.format_exception(*exc_info)).rstrip("\n")
-        if event_dict:
-            add_fields(record, redact(event_dict))
+        return (build_record(level, message, service, name, THIS_PROCESS, event_dict),), {}
     except Exception as exc:  # noqa: BLE001 - logging never raises into the caller
-        return (unrenderable_record(record, exc),), {}
-    return (record,), {}
+        known = {"level": level, "message": message, "service": service, "logger": name, "pid": THIS_PROCESS}
+        return (unrenderable_record(known, exc),), {}
 
 
-processors: list[Any] = [merge_bound_context, build_record]
+processors: list[Any] = [merge_bound_context, to_record]
 
 
 # --- the bound logger: structlog's filtering one, with an interpolation that never raises -----------------------------
 
-_LEVEL_NUMBERS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
-_ALIASES = {"warn": "warning", "fatal": "critical", "msg": "info"}
+_LEVEL_NUMBERS = {level.lower(): number for level, number in LEVEL_NUMBERS.items()}
+_ALIASES = {alias: METHOD_LEVELS[alias].lower() for alias in ("warn", "fatal", "msg")}  # structlog's method aliases
 
 
 def _interpolate(event: Any, args: tuple[Any, ...]) -> Any:
@@ -160,7 +144,7 @@ class SinkLogger:
 
     def msg(self, record: dict[str, Any]) -> None:
         """Write one record."""
-        output._current.emit(record)
+        _output.current.emit(record)
 
     debug = info = warning = warn = error = err = critical = fatal = exception = log = failure = msg
 
@@ -174,8 +158,8 @@ class SinkLoggerFactory:
     def __call__(self, *args: Any) -> SinkLogger:
         name = args[0] if args and isinstance(args[0], str) else None
         if name is None:
-            frame = sys._getframe(1)
+            frame: FrameType | None = sys._getframe(1)
             while frame is not None and frame.f_globals.get("__name__", "").startswith("structlog"):
-                frame = frame.f_back  # type: ignore[assignment]
+                frame = frame.f_back
             name = frame.f_globals.get("__name__") if frame is not None else None
         return SinkLogger(name)

@@ -1,75 +1,111 @@
-"""The one record schema: timestamps, levels, secret redaction and the JSON / text renderers.
+"""The record: the one builder every writer uses, the field rules, levels, redaction and the renderers.
 
-Every writer in the package (structlog chain, stdlib handler, logwrap) builds a plain ``dict`` and renders it here, so
-all six services produce byte-identical field names and formats.
+Every writer in the package (the structlog chain, the stdlib handler, the FastAPI middleware, the loss records and
+notices of the sinks and files, logwrap's own records and its framer's line records) builds its record with
+:func:`build_record` and renders it here (:func:`render_json`; the text layouts :func:`render_text` in-process,
+:func:`render_stream_text` / :func:`render_wrapper_text` for logwrap), so all six services write the same field
+names, order and formats, and every record validates against ``record.schema.json``.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, MutableMapping
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 __all__ = [
     "LEVELS",
+    "LEVEL_NAMES",
+    "LEVEL_NUMBERS",
+    "METHOD_LEVELS",
     "REDACTED",
     "REQUIRED_FIELDS",
     "RESERVED",
     "RESERVED_FIELDS",
+    "TEXT_SPECIAL_ASCII",
+    "THIS_PROCESS",
+    "TEXT_SPECIAL_UTF8",
+    "TYPED_FIELDS",
+    "Loss",
     "add_fields",
+    "build_record",
+    "escape_lines",
+    "escape_text",
     "format_timestamp",
     "interpolation_failed",
     "is_secret_key",
     "key_words",
     "level_from_number",
+    "level_named",
+    "loss_notice",
     "normalize_level",
     "redact",
     "render_json",
+    "render_stream_text",
     "render_text",
+    "render_wrapper_record",
+    "render_wrapper_text",
+    "text_head",
     "unrenderable_record",
 ]
 
+# --- levels: one map for every name and number a level goes by -------------------------------------------------------
+
 #: The five levels a record may carry, lowest first.
 LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-#: Fields every record has, in the order they are written.
-REQUIRED_FIELDS: tuple[str, ...] = ("timestamp", "level", "message", "service")
-#: What a secret value is replaced with.
-REDACTED = "[REDACTED]"
-
-_LEVEL_ALIASES = {
+#: Each level's stdlib ``logging`` number.
+LEVEL_NUMBERS: Mapping[str, int] = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
+#: Every name (upper case) a level goes by -> the level: the five; what other tools write (``WARN``, ``FATAL``,
+#: syslog's ``NOTICE`` / ``EMERG`` / ``ALERT``, Java's ``SEVERE``...); stdlib's ``NOTSET``; structlog's and stdlib's
+#: method names that are not level names (``msg``, ``log``, ``exception``, ``err``).
+LEVEL_NAMES: Mapping[str, str] = {
+    **{level: level for level in LEVELS},
     "WARN": "WARNING",
     "FATAL": "CRITICAL",
     "CRIT": "CRITICAL",
     "ERR": "ERROR",
     "EXCEPTION": "ERROR",
+    "SEVERE": "ERROR",
     "TRACE": "DEBUG",
     "NOTSET": "DEBUG",
     "NOTICE": "INFO",
+    "INFORMATION": "INFO",
     "MSG": "INFO",
+    "LOG": "INFO",
+    "EMERG": "CRITICAL",
+    "EMERGENCY": "CRITICAL",
+    "ALERT": "CRITICAL",
+    "PANIC": "CRITICAL",
 }
+#: The same names in lower case, as structlog passes its method names (``info``, ``warn``, ``exception``).
+METHOD_LEVELS: Mapping[str, str] = {name.lower(): level for name, level in LEVEL_NAMES.items()}
+_BY_NUMBER: tuple[tuple[int, str], ...] = tuple(sorted(((n, lv) for lv, n in LEVEL_NUMBERS.items()), reverse=True))
+_AT_NUMBER: Mapping[int, str] = {number: level for level, number in LEVEL_NUMBERS.items()}
+
+
+def level_named(name: str) -> str | None:
+    """The level ``name`` stands for in any case (``warn``, ``Fatal``, ``NOTICE``), or None for an unknown name."""
+    return LEVEL_NAMES.get(name.upper())
 
 
 def normalize_level(name: str) -> str:
     """Map a level name from any source (``warn``, ``fatal``, ``Info``) to one of :data:`LEVELS`; unknown -> INFO."""
-    upper = name.upper()
-    if upper in LEVELS:
-        return upper
-    return _LEVEL_ALIASES.get(upper, "INFO")
+    return LEVEL_NAMES.get(name.upper(), "INFO")
 
 
 def level_from_number(levelno: int) -> str:
     """Map a stdlib level number (including custom ones like 5 or 25) to the nearest level at or below it."""
-    if levelno >= 50:
-        return "CRITICAL"
-    if levelno >= 40:
-        return "ERROR"
-    if levelno >= 30:
-        return "WARNING"
-    if levelno >= 20:
-        return "INFO"
+    exact = _AT_NUMBER.get(levelno)
+    if exact is not None:
+        return exact
+    for number, level in _BY_NUMBER:
+        if levelno >= number:
+            return level
     return "DEBUG"
 
 
@@ -92,31 +128,105 @@ def format_timestamp(t: float | None = None) -> str:
     return prefix + _MS_SUFFIX[micros // 1000]
 
 
-# --- reserved fields ------------------------------------------------------------------------------------------------
+_pid = os.getpid()
 
-#: Fields the package sets on every record it builds; a call's or context's field of the same name is kept as
+
+def _after_fork() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
+#: ``pid=THIS_PROCESS`` asks :func:`build_record` for this process's pid, kept right across ``fork`` without a
+#: syscall per record.
+THIS_PROCESS = 0
+
+
+# --- the builder and the field rules ---------------------------------------------------------------------------------
+
+#: Fields every record has, in the order they are written.
+REQUIRED_FIELDS: tuple[str, ...] = ("timestamp", "level", "message", "service")
+#: Fields the builder sets on every record it builds; a call's or context's field of the same name is kept as
 #: ``<name>_`` (``level_``, ``service_``), the way Python spells an argument named like a keyword.
 RESERVED_FIELDS: tuple[str, ...] = ("timestamp", "level", "message", "service", "logger", "pid")
 #: The same as a set.
 RESERVED = frozenset(RESERVED_FIELDS)
 
 
+def _is_str(value: object) -> bool:
+    return type(value) is str
+
+
+def _is_bool(value: object) -> bool:
+    return type(value) is bool
+
+
+def _is_stream(value: object) -> bool:
+    return type(value) is str and value in ("stdout", "stderr")
+
+
+#: The schema's typed optional fields (``record.schema.json``) -> whether a value fits: a call's field of that name
+#: whose value does not fit is kept as ``<name>_`` too, so every record validates.
+TYPED_FIELDS: Mapping[str, Callable[[object], bool]] = {
+    "stream": _is_stream,
+    "request_id": _is_str,
+    "exception": _is_str,
+    "partial": _is_bool,
+    "raw_b64": _is_str,
+}
+_CHECKED = RESERVED | frozenset(TYPED_FIELDS)
+
+
+def build_record(level: str, message: str, service: str, logger: str | None, pid: int | None,
+                 fields: MutableMapping[str, Any] | None = None, timestamp: str | None = None) -> dict[str, Any]:
+    """The record every writer starts from: the required fields, ``logger`` and ``pid`` (left out when None;
+    :data:`THIS_PROCESS`: this process's) in the schema's order, then ``fields`` (the call's own data: redacted in
+    place, added by :func:`add_fields`' rule). ``timestamp`` defaults to now.
+    """
+    record: dict[str, Any]
+    if logger is not None and pid is not None:  # one literal: the dict is sized once (the in-process writers)
+        record = {"timestamp": timestamp or format_timestamp(), "level": level, "message": message, "service": service,
+                  "logger": logger, "pid": pid or _pid}
+    else:
+        record = {"timestamp": timestamp or format_timestamp(), "level": level, "message": message, "service": service}
+        if logger is not None:
+            record["logger"] = logger
+        if pid is not None:
+            record["pid"] = pid or _pid
+    if fields:
+        redact(fields)
+        if _CHECKED.isdisjoint(fields):  # add_fields' fast path, without the call
+            record.update(fields)
+        else:
+            add_fields(record, fields)
+    return record
+
+
+def _fits(key: str, value: object) -> bool:
+    """Whether a call's field may keep its name: not a reserved one, and of the schema's type if the schema types it."""
+    check = TYPED_FIELDS.get(key)
+    return key not in RESERVED and (check is None or check(value))
+
+
 def add_fields(record: dict[str, Any], fields: Mapping[str, Any], *, replace: bool = True) -> dict[str, Any]:
     """Add ``fields`` to ``record`` (which holds the reserved fields); return ``record``.
 
-    A field named like a reserved one is added as ``<name>_`` (more underscores if that is taken too), so the real
-    timestamp, level, message, service, logger and pid always stay. ``replace=False`` keeps a field ``record``
-    already has instead of overwriting it.
+    A field named like a reserved one, or like a typed field of the schema with a value of another type, is added as
+    ``<name>_`` (more underscores if that is taken too), so the real timestamp, level, message, service, logger and
+    pid always stay and every record validates. ``replace=False`` keeps a field ``record`` already has instead of
+    overwriting it.
     """
-    if RESERVED.isdisjoint(fields):  # the fast path: one C-level scan of the keys
-        if replace:
+    if _CHECKED.isdisjoint(fields) or all(_fits(key, fields[key]) for key in _CHECKED.intersection(fields)):
+        if replace:  # the fast path: one C-level scan of the keys (a bound request_id: one type check)
             record.update(fields)
         else:
             for key, value in fields.items():
                 record.setdefault(key, value)
         return record
     for key, value in fields.items():
-        if key in RESERVED:
+        if not _fits(key, value):
             key = f"{key}_"
             while key in fields or (key in record and replace):
                 key += "_"
@@ -141,16 +251,15 @@ def unrenderable_record(record: Mapping[str, Any], error: BaseException) -> dict
     service = record.get("service")
     logger = record.get("logger")
     pid = record.get("pid")
-    failed = {
-        "timestamp": timestamp if type(timestamp) is str else format_timestamp(),
-        "level": level if level in LEVELS else "ERROR",
-        "message": (f"log record {message!r} could not be rendered: {detail}" if type(message) is str
-                    else f"log record could not be rendered: {detail}"),
-        "service": service if type(service) is str else "unconfigured",
-        "logger": logger if type(logger) is str else "root",
-    }
-    if type(pid) is int:
-        failed["pid"] = pid
+    failed = build_record(
+        level if level in LEVELS else "ERROR",
+        (f"log record {message!r} could not be rendered: {detail}" if type(message) is str
+         else f"log record could not be rendered: {detail}"),
+        service if type(service) is str else "unconfigured",
+        logger if type(logger) is str else "root",
+        pid if type(pid) is int else None,
+        timestamp=timestamp if type(timestamp) is str else None,
+    )
     failed["render_error"] = detail
     return failed
 
@@ -179,6 +288,8 @@ def _safe_str(obj: object) -> str:
 # A key is split into lower-case words (on _ - . spaces digits and camelCase: `accessToken`, `APIKey`, `X-Auth-Token`),
 # and its last word decides, with the word before it for `token`, `tokens` and `key`: so `hf_token` and `xApiKey` are
 # secret while `max_tokens`, `prompt_token_ids` or `token_count` (everywhere in an LLM stack) are not.
+#: What a secret value is replaced with.
+REDACTED = "[REDACTED]"
 _SECRET_LAST_WORDS = frozenset(
     {
         "password",
@@ -276,7 +387,7 @@ _SCALARS = frozenset({str, int, float, bool, type(None)})
 _plain_keys: set[str] = set()  # keys already known not to be secret: the fast path is one set lookup
 
 
-def redact(record: dict[str, Any]) -> dict[str, Any]:
+def redact(record: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """Replace, in place, the value of every secret-looking key with ``[REDACTED]``, also inside nested mappings and
     in header lists (``[("authorization", "Bearer x")]``, ASGI's ``[(b"cookie", b"...")]``)."""
     plain = _plain_keys
@@ -385,11 +496,24 @@ def _escape_char(match: re.Match[str]) -> str:
     return f"\\x{code - 0xDC00 if code >= 0xDC00 else code:02x}"
 
 
-def _escape(text: str) -> str:
+def escape_text(text: str) -> str:
     """Backslash-escape line separators, control characters and backslashes so a text record stays one line."""
     if not _CONTROL.search(text):
         return text
     return _CONTROL.sub(_escape_char, text)
+
+
+#: The escaper on a chunk of lines: everything it escapes but the newlines between them (logwrap's fast path).
+_CONTROL_NO_NL = re.compile(r"(?!\n)" + _CONTROL.pattern)
+#: The ASCII characters the escaper takes (besides the newline): ``translate`` deletes them to detect them in one pass.
+TEXT_SPECIAL_ASCII: bytes = bytes(c for c in range(128) if c != 10 and _CONTROL.match(chr(c)))
+#: Its non-ASCII ones in UTF-8 (NEL, U+2028, U+2029; undecodable bytes are escaped by the exact path only).
+TEXT_SPECIAL_UTF8: tuple[bytes, ...] = ("\x85".encode(), "\u2028".encode(), "\u2029".encode())
+
+
+def escape_lines(text: str) -> str:
+    """:func:`escape_text` on several lines at once: the newlines between them are kept."""
+    return _CONTROL_NO_NL.sub(_escape_char, text)
 
 
 #: What JSON string escaping leaves as is but a text record must not hold raw (valid JSON escapes).
@@ -423,11 +547,98 @@ def _json_text(value: Any) -> str:
 def render_text(record: Mapping[str, Any]) -> bytes:
     """``<timestamp> <LEVEL> <logger>: <message> key=value...`` on exactly one line."""
     logger = record.get("logger") or record.get("service") or "-"
-    head = f"{record.get('timestamp', '')} {record.get('level', 'INFO')} {_escape(str(logger))}: "
-    parts = [head, _escape(str(record.get("message", "")))]
+    head = f"{record.get('timestamp', '')} {record.get('level', 'INFO')} {escape_text(str(logger))}: "
+    parts = [head, escape_text(str(record.get("message", "")))]
     for key, value in record.items():
         if key in _TEXT_FIXED:
             continue
-        parts.append(f" {_escape(str(key))}={_text_value(value)}")
+        parts.append(f" {escape_text(str(key))}={_text_value(value)}")
     parts.append("\n")
     return "".join(parts).encode("utf-8", "backslashreplace")
+
+
+# --- logwrap's text layout: <timestamp> <LEVEL> [<source>] <line> ---------------------------------------------------
+
+
+def text_head(timestamp: str, level: str, source: str) -> str:
+    """What every logwrap text record starts with: ``<timestamp> <LEVEL> [<source>] `` (a stream, or ``logwrap``)."""
+    return f"{timestamp} {level} [{source}] "
+
+
+def render_stream_text(timestamp: str, level: str, stream: str, message: str, raw_b64: str | None,
+                       partial: bool) -> bytes:
+    """One line of a child's stream as text: the escaped line, then TAB-separated ``raw_b64=`` and ``partial=true``
+    (an escaped line holds no TAB, so no line can forge them)."""
+    line = text_head(timestamp, level, stream) + escape_text(message)
+    if raw_b64 is not None:
+        line += "\traw_b64=" + raw_b64
+    return (line + "\tpartial=true\n" if partial else line + "\n").encode("utf-8")
+
+
+_WRAPPER_FIXED = frozenset({"timestamp", "level", "message", "service", "logger"})
+
+
+def render_wrapper_text(record: Mapping[str, Any]) -> bytes:
+    """A record of logwrap itself as text: ``<timestamp> <LEVEL> [logwrap] <message> key=value...``, one line."""
+    parts = [text_head(record["timestamp"], record["level"], "logwrap"), escape_text(str(record["message"]))]
+    for key, value in record.items():
+        if key not in _WRAPPER_FIXED:
+            parts.append(f" {escape_text(str(key))}={_text_value(value)}")
+    parts.append("\n")
+    return "".join(parts).encode("utf-8", "backslashreplace")
+
+
+def render_wrapper_record(*, service: str, level: str, message: str, fmt: str = "json", pid: int | None = None,
+                          **fields: Any) -> bytes:
+    """A record logwrap itself writes (start, child exit, signals, losses): logger ``logwrap``, the same builder and
+    field rules as every record, redacted; JSON, or text (:func:`render_wrapper_text`)."""
+    record = build_record(normalize_level(level), message, service, "logwrap", pid, fields)
+    return render_json(record) if fmt == "json" else render_wrapper_text(record)
+
+
+# --- loss records: one shape for every writer ------------------------------------------------------------------------
+
+
+_Bytes = bytes  # Loss has a field named bytes
+
+
+@dataclass
+class Loss:
+    """What could not be written: counts, first and last failure time (wall clock), the last error."""
+
+    records: int = 0
+    bytes: int = 0
+    first: float = 0.0
+    last: float = 0.0
+    error: str = ""
+
+    def count(self, data: _Bytes, now: float) -> None:
+        """Count ``data`` (whole records; a torn one counts as one) as lost at ``now``."""
+        if not self.records:
+            self.first = now
+        self.records += data.count(b"\n") or 1
+        self.bytes += len(data)
+        self.last = now
+
+
+def loss_notice(loss: Loss, path: object, *, cause: str = "could not be written", since: float | None = None,
+                late: int = 0, budget: int = 0) -> tuple[str, dict[str, Any]]:
+    """The message and fields of the WARNING record that reports ``loss`` (the one shape of every loss record:
+    ``lost_records``, ``lost_bytes``, ``lost_since``, ``lost_until``, ``outage_since``, ``error``, ``late_records``).
+
+    ``since``: when the outage began (default: the first loss); ``late``: records held in memory through it, written
+    after this record; ``budget``: the memory they were held in (bytes), named when records were lost past it.
+    """
+    start = format_timestamp(loss.first if since is None else since)
+    if loss.records:
+        lost = (f"{loss.records} records ({loss.bytes} bytes) lost between {format_timestamp(loss.first)} and "
+                f"{format_timestamp(loss.last)}{f' past the {budget}-byte memory budget' if budget else ''}")
+    else:
+        lost = "no records lost"
+    held = f"; {late} records held in memory follow, written late" if late else ""
+    fields: dict[str, Any] = {"lost_records": loss.records, "lost_bytes": loss.bytes}
+    if loss.records:
+        fields["lost_since"] = format_timestamp(loss.first)
+        fields["lost_until"] = format_timestamp(loss.last)
+    fields.update(outage_since=start, error=loss.error, late_records=late)
+    return f"log file write failed: {path} {cause} from {start} ({loss.error}): {lost}{held}", fields

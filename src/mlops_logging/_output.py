@@ -1,6 +1,6 @@
 """The process-wide destination of records: the log file (JSON or text) and the console.
 
-Both the structlog chain and the stdlib handler call ``current().emit`` with a schema dict. Keeping one mutable
+Both the structlog chain and the stdlib handler call ``current.emit`` with a record. Keeping one mutable
 :class:`Output` (replaced by ``configure_logging``) lets loggers cached before a reconfiguration follow it.
 """
 
@@ -12,19 +12,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .console import Console
-from .records import format_timestamp, render_json, unrenderable_record
-from .sink import Loss, SafeWriter
+from ._console import Console
+from ._records import THIS_PROCESS, build_record, render_json, unrenderable_record
+from ._sink import Sink
 
-__all__ = ["Output", "current", "install", "current_service", "current_pid"]
+__all__ = ["Output", "current", "install"]
 
 
 @dataclass
 class Output:
-    """Where records go: ``writer`` (may be None when the file could not be opened) and ``console``."""
+    """Where records go: ``writer`` (the log file's sink; None when the file could not be opened) and ``console``."""
 
     service: str
-    writer: SafeWriter | None = None
+    writer: Sink | None = None
     console: Console | None = None
     render: Callable[[Mapping[str, Any]], bytes] = render_json
     internal_errors: int = field(default=0)
@@ -41,7 +41,7 @@ class Output:
                 record = unrenderable_record(record, exc)
                 data = self.render(record)
             if self.writer is not None:
-                self.writer.write(data)
+                self.writer.submit(data)
             if self.console is not None:
                 self.console.write(record)
         except Exception as exc:  # noqa: BLE001 - logging never takes the service down
@@ -52,54 +52,19 @@ class Output:
                 except (OSError, ValueError):
                     pass
 
-    def loss_report(self, loss: Loss) -> bytes:
-        """The WARNING record that states what a failed stretch of writes lost."""
-        return self.notice(f"log file write failed: {loss.message()}", loss.as_fields())
-
     def notice(self, message: str, fields: Mapping[str, Any]) -> bytes:
         """A WARNING record of the package itself (logger ``mlops_logging``): losses, a file it could not rotate."""
-        return self.render(
-            {
-                "timestamp": format_timestamp(),
-                "level": "WARNING",
-                "message": message,
-                "service": self.service,
-                "logger": "mlops_logging",
-                "pid": _pid,
-                **fields,
-            }
-        )
+        record = build_record("WARNING", message, self.service, "mlops_logging", THIS_PROCESS, dict(fields))
+        return self.render(record)
 
 
-_current: Output = Output(service=os.environ.get("MLOPS_SERVICE", "unconfigured"))
-_pid = os.getpid()
-
-
-def _after_fork() -> None:
-    global _pid
-    _pid = os.getpid()
-
-
-os.register_at_fork(after_in_child=_after_fork)
-
-
-def current() -> Output:
-    """The output records go to now."""
-    return _current
-
-
-def current_service() -> str:
-    """The configured service name."""
-    return _current.service
-
-
-def current_pid() -> int:
-    """This process's pid, kept right across ``fork`` without a syscall per record."""
-    return _pid
+#: The output records go to now. Read it as ``_output.current`` (an attribute of this module, rebound by
+#: :func:`install`; a name imported from here would keep the output of import time).
+current: Output = Output(service=os.environ.get("MLOPS_SERVICE", "unconfigured"))
 
 
 def install(new: Output) -> Output:
     """Make ``new`` the destination of all records; return the previous one."""
-    global _current
-    old, _current = _current, new
+    global current
+    old, current = current, new
     return old

@@ -11,10 +11,11 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from .errors import LogSetupError
-from .files import DIR_FIX
-from .records import LEVELS, level_from_number, normalize_level
+from ._errors import LogSetupError
+from ._files import DIR_FIX
+from ._records import LEVELS, level_from_number, normalize_level
 
 __all__ = [
     "ARGUMENT_NAMES",
@@ -175,8 +176,9 @@ def resolve_settings(
     env = os.environ if env is None else env
     spelled = {**ARGUMENT_NAMES, **(names or {})}
 
-    def pick(key: str, argument: object, default: str | None = None) -> tuple[object, str]:
-        """The value and where it came from: the argument if given, else the variable (or the default)."""
+    def pick(key: str, argument: object, default: str | None = None) -> tuple[Any, str]:
+        """The value (of any type a caller passed: each parser checks it) and where it came from: the argument if
+        given, else the variable (or the default)."""
         if argument is not None:
             return argument, _where(spelled[key])
         return env.get(ENV_NAMES[key], default), ENV_NAMES[key]
@@ -184,15 +186,15 @@ def resolve_settings(
     raw_service, service_from = pick("service", service)
     if raw_service is None or (raw_service == "" and service_from == ENV_NAMES["service"]):
         raise LogSetupError(f"no service name: use {spelled['service']} or set MLOPS_SERVICE")
-    name = validate_service(raw_service, source=service_from)  # type: ignore[arg-type]
+    name = validate_service(raw_service, source=service_from)
 
     raw_level, level_from = pick("level", level, "INFO")
     raw_fmt, fmt_from = pick("fmt", fmt, "json")
     raw_strict, strict_from = pick("strict", strict, "0")
     raw_size, size_from = pick("max_bytes", max_bytes, "0")
-    size = parse_size(raw_size, name=size_from)  # type: ignore[arg-type]
+    size = parse_size(raw_size, name=size_from)
     raw_backups, backups_from = pick("backups", backups, "5" if size else "0")
-    n_backups = _parse_count(raw_backups, name=backups_from)  # type: ignore[arg-type]
+    n_backups = _parse_count(raw_backups, name=backups_from)
     if size and n_backups < 1:
         raise LogSetupError(f"{n_backups} backups from {backups_from}: size rotation ({size_from}) needs at least "
                             "1 backup")
@@ -204,9 +206,9 @@ def resolve_settings(
     return LogSettings(
         service=name,
         log_dir=directory,
-        level=_parse_level(raw_level, name=level_from),  # type: ignore[arg-type]
-        fmt=_parse_format(raw_fmt, name=fmt_from),  # type: ignore[arg-type]
-        strict=parse_bool(raw_strict, name=strict_from),  # type: ignore[arg-type]
+        level=_parse_level(raw_level, name=level_from),
+        fmt=_parse_format(raw_fmt, name=fmt_from),
+        strict=parse_bool(raw_strict, name=strict_from),
         max_bytes=size,
         backups=n_backups,
         dir_fix=f"choose another {spelled['log_dir']} / MLOPS_LOG_DIR",

@@ -14,18 +14,18 @@ from pathlib import Path
 
 import structlog
 
-from . import output
-from .console import Console
-from .errors import LogSetupError
-from .files import LogFile, ensure_log_dir
-from .output import Output
-from .records import render_json, render_text
-from .settings import LogSettings, resolve_settings
-from .sink import SafeWriter
-from .stdlib import RecordHandler
-from .structlog_chain import SinkLoggerFactory, bound_logger_class, processors
+from . import _output
+from ._console import Console
+from ._errors import LogSetupError
+from ._files import LogFile, ensure_log_dir
+from ._output import Output
+from ._records import LEVEL_NUMBERS, render_json, render_text
+from ._settings import LogSettings, resolve_settings
+from ._sink import FileSink
+from ._stdlib import RecordHandler
+from ._structlog import SinkLoggerFactory, bound_logger_class, processors
 
-__all__ = ["configure_logging", "get_logger", "TAKEOVER_LOGGERS"]
+__all__ = ["TAKEOVER_LOGGERS", "configure_logging", "get_logger", "reopen_log_file", "silence_loggers"]
 
 #: Loggers that servers give handlers of their own; configure_logging routes them to the root handler instead.
 TAKEOVER_LOGGERS: tuple[str, ...] = (
@@ -41,6 +41,7 @@ TAKEOVER_LOGGERS: tuple[str, ...] = (
 
 _lock = threading.RLock()
 _open_files: dict[Path, LogFile] = {}  # reused across calls, so reconfiguring never leaks descriptors
+_silenced: set[str] = set()  # takeover loggers turned off (the servers' access logs under the FastAPI middleware)
 
 
 def _after_fork_in_child() -> None:
@@ -93,7 +94,8 @@ def get_logger(name: str | None = None, **initial_values: object) -> structlog.t
     """A structlog logger whose records land in the configured file; ``name`` becomes the ``logger`` field."""
     if name is None:
         name = sys._getframe(1).f_globals.get("__name__", "root")
-    return structlog.get_logger(name, **initial_values)  # type: ignore[no-any-return]
+    logger: structlog.typing.FilteringBoundLogger = structlog.get_logger(name, **initial_values)
+    return logger
 
 
 def _open(settings: LogSettings) -> LogFile:
@@ -112,14 +114,15 @@ def _open(settings: LogSettings) -> LogFile:
 def _install(settings: LogSettings, logfile: LogFile | None, *, stdout: bool, takeover: Iterable[str]) -> None:
     new = Output(service=settings.service, console=Console() if stdout else None,
                  render=render_text if settings.fmt == "text" else render_json)
-    previous = output.current()
+    previous = _output.current
     if logfile is not None:
-        # An unreported loss of the previous configuration is carried over, to be reported by the new writer.
-        carried = previous.writer.pending_loss if previous.writer is not None else None
-        new.writer = SafeWriter(logfile, new.loss_report, notice=new.notice, loss=carried)
-    output.install(new)
+        writer = FileSink(logfile, notice=new.notice)  # no memory budget: write now, or count and report
+        if isinstance(previous.writer, FileSink):
+            writer.inherit(previous.writer)  # an unreported loss of the previous configuration is reported here
+        new.writer = writer
+    _output.install(new)
 
-    levelno = logging.getLevelName(settings.level)
+    levelno = LEVEL_NUMBERS[settings.level]
     root = logging.getLogger()
     for handler in [h for h in root.handlers if getattr(h, "_mlops_logging", False)]:
         root.removeHandler(handler)
@@ -129,6 +132,9 @@ def _install(settings: LogSettings, logfile: LogFile | None, *, stdout: bool, ta
         named = logging.getLogger(name)
         for handler in list(named.handlers):
             named.removeHandler(handler)
+        if name in _silenced:
+            _silence(named)
+            continue
         named.propagate = True
         if named.level == logging.NOTSET or named.level < levelno:
             named.setLevel(logging.NOTSET)
@@ -144,6 +150,33 @@ def _install(settings: LogSettings, logfile: LogFile | None, *, stdout: bool, ta
         if logfile_open is not logfile:  # a previous call's file: closed once no thread is writing to it
             logfile_open.close()
             del _open_files[path]
+
+
+def silence_loggers(names: Iterable[str]) -> None:
+    """Turn these loggers off, now and in every later :func:`configure_logging` (which routes its other takeover
+    loggers to the root handler): how the FastAPI middleware replaces the servers' own access logs."""
+    with _lock:
+        for name in names:
+            _silenced.add(name)
+            _silence(logging.getLogger(name))
+
+
+def _silence(logger: logging.Logger) -> None:
+    logger.handlers.clear()
+    logger.propagate = False
+    logger.disabled = True
+
+
+def reopen_log_file() -> None:
+    """Reopen the configured log file now (gunicorn's ``USR1``, logrotate's ``postrotate``); never raises."""
+    writer = _output.current.writer
+    logfile = writer.logfile if isinstance(writer, FileSink) else None
+    if logfile is None:
+        return
+    try:
+        logfile.reopen()
+    except OSError as exc:
+        _warn(f"cannot reopen {logfile.path}: {exc}")
 
 
 def _warn(message: str) -> None:

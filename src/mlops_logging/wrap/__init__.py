@@ -1,0 +1,30 @@
+"""logwrap: the container entrypoint shim that runs a server, passes its output through and tees it into log files.
+
+``logwrap [options] -- CMD [ARGS...]`` (or ``python -m mlops_logging.wrap ...``). Modelled on tini, dumb-init and
+s6-log: one event loop (``selectors`` over the child's two pipes or its pseudo-terminal, a signalfd, and, when they
+have bytes waiting, our own stdout/stderr) with timers for idle flushes, write retries, stuck readers,
+``--kill-after`` and the drain deadline; explicit states STARTING -> RUNNING -> DRAINING -> EXITED; every syscall
+error handled on purpose.
+
+Signals (tini's and dumb-init's rules): every signal a process can catch is forwarded, but CHLD (logwrap reaps) and
+the faults of logwrap itself (SEGV, BUS, FPE, ILL, TRAP, SYS, ABRT); TSTP/TTIN/TTOU are forwarded, then logwrap stops
+itself until a CONT, which is forwarded too. The child starts with the signal mask and dispositions logwrap was
+started with (an ignored signal stays ignored and is not forwarded).
+
+Failure policy: the child is never blocked by the log file (records are buffered up to ``--buffer-bytes`` and retried
+every second, the oldest dropped and counted past the bound, the loss reported in a WARNING record once writing works)
+and only slowed down by a slow passthrough reader (while 1 MiB waits for it, the child's pipe is not read); a reader
+that takes nothing for ``--passthrough-timeout`` seconds is stuck: passthrough bytes are dropped and counted until it
+reads again, the log file keeps every line. A failing passthrough is turned off. Records are written whole: a write
+cut short by a full disk is trimmed back to the last complete record, so the file never holds a torn line.
+
+The implementation is private: ``_cli`` (options, :func:`main`), ``_command`` (service name, argv redaction),
+``_supervisor`` (the loop and its states), ``_passthrough``, ``_process`` (signals, spawning, reaping), ``_tty``.
+It needs the core's files, sink and records, never structlog.
+"""
+
+from __future__ import annotations
+
+from ._cli import main
+
+__all__ = ["main"]

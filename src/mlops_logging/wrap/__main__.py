@@ -1,0 +1,7 @@
+"""``python -m mlops_logging.wrap [options] -- CMD [ARGS...]``."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

@@ -1,0 +1,88 @@
+"""Interactive use (``docker run -it``): when our stdin and stdout are a terminal the child gets a pseudo-terminal of
+its own (so a shell prompts and has job control); its window size follows ours and our terminal is raw meanwhile."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import termios
+import tty
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .._errors import describe_os_error
+from ._passthrough import Passthrough
+from ._process import set_nonblocking
+
+__all__ = ["TTY_INPUT_BUFFER", "Terminal", "open_terminal"]
+
+TTY_INPUT_BUFFER = 64 * 1024  #: keystrokes and pastes waiting for the child's terminal; stdin is not read past it
+
+
+@dataclass
+class Terminal:
+    """The child's pseudo-terminal, and our stdin feeding it."""
+
+    master: int
+    slave: int
+    slave_path: str
+    keys: Passthrough  # our stdin -> the child's terminal
+    stdin: int = -1  # our stdin, on a private non-blocking file description when possible
+    stdin_paused: bool = False  # EIO (logwrap in the background of a shell): read again after the next SIGCONT
+    eof: bytes = b"\x04"  # the child's terminal's EOF character, sent when our stdin ends
+    saved: list[Any] | None = None  # our terminal's attributes while it is in raw mode
+
+    def copy_window_size(self) -> None:
+        """Our terminal's size onto the child's (at start and on SIGWINCH; the kernel then signals its foreground
+        job with SIGWINCH itself)."""
+        try:
+            fcntl.ioctl(self.master, termios.TIOCSWINSZ, fcntl.ioctl(1, termios.TIOCGWINSZ, b"\0" * 8))
+        except OSError:
+            pass
+
+    def raw_mode(self, on: bool) -> None:
+        """Our terminal in raw mode while the child's terminal does the line editing (and back, at exit and while
+        stopped)."""
+        try:
+            if on and self.saved is None:
+                self.saved = termios.tcgetattr(0)
+                tty.setraw(0, termios.TCSANOW)
+            elif not on and self.saved is not None:
+                termios.tcsetattr(0, termios.TCSADRAIN, self.saved)
+                self.saved = None
+        except termios.error:
+            pass
+
+    def close(self, *, master: bool) -> None:
+        """Close our descriptors (``master`` too when no stream took it over: the command did not start)."""
+        self.keys.close()
+        for fd in (self.slave, self.stdin if self.stdin > 2 else -1, self.master if master else -1):
+            if fd >= 0:
+                os.close(fd)
+        self.slave = -1
+
+
+def open_terminal(note: Callable[..., None]) -> Terminal | str:
+    """A pseudo-terminal for the child, with our terminal's settings and size; a one-line note when none can be made
+    (the child then gets pipes). ``note`` writes logwrap's records (for the keys' passthrough)."""
+    try:
+        master, slave = os.openpty()
+    except OSError as exc:
+        return f"no pseudo-terminal for the child ({describe_os_error(exc)}): it gets pipes"
+    eof = b"\x04"
+    try:
+        termios.tcsetattr(slave, termios.TCSANOW, termios.tcgetattr(0))  # the user's settings (erase, intr...)
+        eof = termios.tcgetattr(slave)[6][termios.VEOF]
+    except (termios.error, TypeError):
+        pass
+    set_nonblocking(master)
+    try:
+        stdin = os.open("/proc/self/fd/0", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    except OSError:
+        stdin = 0  # read only when the selector says it is readable
+    keys = Passthrough("stdin", os.dup(master), bound=TTY_INPUT_BUFFER, note=note, stuck_after=None, reopen=False,
+                       quiet=True)
+    term = Terminal(master, slave, os.ttyname(slave), keys, stdin=stdin, eof=eof)
+    term.copy_window_size()
+    return term
