@@ -52,7 +52,7 @@ test-fast: setup
 test-sanitize: setup
 	$(PY) scripts/test_sanitize.py
 
-## After editing the level grammar (src/mlops_logging/levels.py): regenerate its C side, _grammar.h (commit it),
+## After editing the level grammar (src/mlops_logging/_levels.py): regenerate its C side, _grammar.h (commit it),
 ## and rebuild the extension.
 grammar: setup
 	$(PY) scripts/gen_grammar.py

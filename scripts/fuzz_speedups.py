@@ -7,7 +7,7 @@ Each iteration builds a chunk from the level grammar's pieces (``tests/support/g
 treats specially (ESC, CR, DEL, quotes, controls, line separators, invalid and truncated UTF-8, traceback and warnings
 headers, over-long lines) and random bytes, then checks:
 
-- ``_speedups.line_level`` of each line equals the Python grammar's answer (``levels.LINE_RE_B``);
+- ``_speedups.line_level`` of each line equals the Python grammar's answer (``_levels.LINE_RE_B``);
 - the framer's output with the C fast path equals the exact path's, byte for byte, in both formats, fed in random
   pieces with a random ``max_line_bytes``;
 - ``render_lines`` called directly with random heads, tail, previous level, bound and buffer type returns None or a
@@ -15,7 +15,7 @@ headers, over-long lines) and random bytes, then checks:
 
 With ``--grammars N``, also N random grammars (prefixes drawn from the primitives over a small alphabet, so that
 alternatives overlap and repeats must backtrack) are generated to C by ``scripts/gen_grammar.py``, built
-(``--cflags``) and run against the regex ``levels.marker_patterns`` builds from the same data.
+(``--cflags``) and run against the regex ``_levels.marker_patterns`` builds from the same data.
 
 Exits 1 at the first difference, printing the seed and the input; 0 after ``--iterations`` clean iterations.
 """
@@ -37,8 +37,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import build_speedups  # noqa: E402
 import gen_grammar  # noqa: E402
 from mlops_logging import _pattern as pt  # noqa: E402
-from mlops_logging import levels as lv  # noqa: E402
-from mlops_logging import lines  # noqa: E402
+from mlops_logging import _levels as lv  # noqa: E402
+from mlops_logging import _framer as lines  # noqa: E402
 from mlops_logging._records import LEVELS  # noqa: E402
 from tests.support import grammar  # noqa: E402
 

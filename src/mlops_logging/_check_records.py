@@ -7,7 +7,7 @@ A line is one of three formats:
 - ``json-other``: another JSON object; complete when it has a timestamp (``timestamp``, ``time``, ``ts``,
   ``@timestamp``, ``asctime``...), a level (``level``, ``levelname``, ``severity``...; else the level marker of its
   message, as logwrap reads it) and a message (``message``, ``msg``, ``event``, ``log``);
-- ``text``: judged with logwrap's own level grammar (:mod:`mlops_logging.levels`): a record is a line with a
+- ``text``: judged with logwrap's own level grammar (:mod:`mlops_logging._levels`): a record is a line with a
   level marker plus the indented, empty or traceback lines after it; complete when it also has a date-time.
 
 A line that starts like JSON but does not parse, JSON that is not an object, or binary data is an incomplete record.
@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from .levels import (
+from ._levels import (
     CONTINUATION,
     LINE_RE,
     detect_level,

@@ -29,7 +29,7 @@ import orjson
 from ._check_files import NotAuditable, list_service_files, open_log
 from ._check_records import parse_time
 from ._errors import describe_os_error
-from .levels import detect_level
+from ._levels import detect_level
 
 __all__ = ["ProbeResult", "Trace", "TraceHit", "carries_id", "probe", "trace"]
 

@@ -1,4 +1,4 @@
-"""The primitives the level grammar (``levels``) is written with, and their regex form.
+"""The primitives the level grammar (``_levels``) is written with, and their regex form.
 
 A pattern is a tree of :class:`Lit`, :class:`Chars`, :class:`Seq` and :class:`Alt` (plus :class:`Group`,
 :class:`Repeat` and :class:`Anchor`, which only the Python regexes use). Each primitive means what re gives the regex

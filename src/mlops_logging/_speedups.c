@@ -1,4 +1,4 @@
-/* Optional C speedups for logwrap's framer (mlops_logging.lines): classify and render a chunk of complete lines in one
+/* Optional C speedups for logwrap's framer (mlops_logging._framer): classify and render a chunk of complete lines in one
  * pass, with no Python object per line.
  *
  * This is the same job as StreamFramer._fast_lines in pure Python, and the same contract: the output is byte-identical
@@ -6,9 +6,9 @@
  * longer than max_line_bytes, a traceback start, a warnings header) makes render_lines return None. The property tests
  * in tests/unit/test_lines.py and tests/unit/test_speedups.py compare this module with the Python paths.
  *
- * The level grammar is not written here: _grammar.h is generated from the data in levels.py by scripts/gen_grammar.py
+ * The level grammar is not written here: _grammar.h is generated from the data in _levels.py by scripts/gen_grammar.py
  * (`make grammar`), and GRAMMAR_DIGEST says which data; the framer uses this module only when that digest is the one
- * levels.py computes.
+ * _levels.py computes.
  *
  * Built by setuptools as an optional extension (like MarkupSafe's _speedups): without a C compiler the package installs
  * and runs on the pure-Python path. Public C API only, but _PyBytes_Resize (see out_grow).
@@ -24,7 +24,7 @@ enum { NO_MARKER = -1, CONTINUATION = -2 };
 
 typedef const unsigned char *bytes_t;
 
-/* The level marked at the start of a line (levels.line_key_level without the warnings header), CONTINUATION for an
+/* The level marked at the start of a line (_levels.line_key_level without the warnings header), CONTINUATION for an
  * indented or empty line, else NO_MARKER. */
 static inline Py_ALWAYS_INLINE int line_level(bytes_t s, Py_ssize_t n) { /* inlined: 1-3% of the JSON path */
     int level = grammar_marker(s, n);
@@ -316,7 +316,7 @@ PyDoc_STRVAR(line_level_doc,
 "line_level($module, line, /)\n--\n\n"
 "Level index (records.LEVELS) of the structural marker at the start of line (bytes, no newline).\n\n"
 "CONTINUATION (-2) for an indented or empty line, NO_MARKER (-1) when it has none. Same grammar as\n"
-"levels.LINE_RE_B.");
+"_levels.LINE_RE_B.");
 
 static PyObject *py_line_level(PyObject *self, PyObject *arg) {
     Py_buffer line;

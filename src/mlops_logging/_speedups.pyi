@@ -1,8 +1,8 @@
-"""Type stub of the optional C extension (``_speedups.c``); ``mlops_logging.lines`` uses it when it was built."""
+"""Type stub of the optional C extension (``_speedups.c``); ``mlops_logging._framer`` uses it when it was built."""
 
 from _typeshed import ReadableBuffer
 
-#: ``levels.GRAMMAR_DIGEST`` of the grammar data ``_grammar.h`` was generated from.
+#: ``_levels.GRAMMAR_DIGEST`` of the grammar data ``_grammar.h`` was generated from.
 GRAMMAR_DIGEST: str
 #: How the escaper scans: ``"word"`` (8 bytes at a time, little-endian) or ``"byte"`` (the portable scan).
 SCAN: str

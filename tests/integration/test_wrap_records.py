@@ -218,10 +218,16 @@ def test_the_startup_record_says_whether_the_c_framer_runs_and_both_write_the_sa
         ("INFO", "INFO: a"), ("INFO", "  indented"), ("WARNING", 'WARNING: b "q"'), ("INFO", "plain")]
 
 
+@pytest.mark.parametrize(("speedups", "framer"), [("1", "C speedups"), ("0", "pure Python (no C speedups)")])
+def test_version_names_the_framer_that_would_run(speedups: str, framer: str) -> None:
+    result = run([*WRAP, "--version"], env={**os.environ, "MLOPS_LOG_SPEEDUPS": speedups})
+    assert result.returncode == 0 and result.stdout.decode().endswith(f", framer: {framer}\n")
+
+
 def test_the_runs_choice_of_framer_reaches_every_logwrap_the_tests_start(tmp_path: Path) -> None:
     """``make test`` runs this suite twice, the second time with MLOPS_LOG_SPEEDUPS=0: the logwraps of that run must
     frame in pure Python (the environment a test inherits keeps the variable), those of the first in C."""
-    from mlops_logging import lines
+    from mlops_logging import _framer as lines
 
     logs = tmp_path / "logs"
     assert run_wrap(logs, "--service", "choice", command=["echo", "hi"]).returncode == 0
@@ -332,7 +338,7 @@ def test_mlops_log_speedups_takes_only_a_boolean(tmp_path: Path, value: str) -> 
     assert result.stderr.count(b"\n") == 1 and result.stderr.startswith(b"logwrap: ")
     assert b"MLOPS_LOG_SPEEDUPS" in result.stderr and repr(value).encode() in result.stderr
     # A library user importing the framer is never crashed by the variable: it just keeps the default.
-    imported = run([PY, "-c", "from mlops_logging import lines; print(lines.speedups_enabled())"], env=env)
+    imported = run([PY, "-c", "from mlops_logging import _framer as lines; print(lines.speedups_enabled())"], env=env)
     assert imported.returncode == 0 and imported.stdout == b"True\n"
 
 

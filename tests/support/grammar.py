@@ -1,6 +1,6 @@
-"""Lines built from the level grammar's data (``mlops_logging.levels``), for the property tests of both matchers.
+"""Lines built from the level grammar's data (``mlops_logging._levels``), for the property tests of both matchers.
 
-Everything here walks ``levels.marker_formats()`` and ``levels.TOKENS``, so a new format entry is in every generated
+Everything here walks ``_levels.marker_formats()`` and ``_levels.TOKENS``, so a new format entry is in every generated
 test without a test edit: its literals and classes join the pieces, its prefix the well-formed lines, its examples the
 lines that get cut and mutated.
 """
@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from hypothesis import strategies as st
 
 from mlops_logging import _pattern as pt
-from mlops_logging import levels as lv
+from mlops_logging import _levels as lv
 from mlops_logging._records import LEVELS
 
 #: Bytes no format uses, which any line may still hold (tab, UTF-8, invalid UTF-8).
@@ -22,7 +22,7 @@ OTHER_BYTES = [b"x", b"\t", b"\xc3\xa9", b"\xff", b" ", b"  "]
 
 def reference_level(line: bytes, line_re: re.Pattern[bytes] = lv.LINE_RE_B,
                     token_levels: Mapping[str, str] = lv.TOKEN_LEVELS) -> int:
-    """What the Python grammar (``line_re``, default ``levels.LINE_RE_B``) says of one line: level index, -2
+    """What the Python grammar (``line_re``, default ``_levels.LINE_RE_B``) says of one line: level index, -2
     indented/empty, -1 no marker (``line_level``'s contract in the C extension)."""
     match = line_re.match(line)
     if match is not None:

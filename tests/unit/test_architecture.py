@@ -17,9 +17,9 @@ PACKAGE = Path(mlops_logging.__file__).parent
 LAYERS: list[set[str]] = [
     {"_version", "_errors", "_speedups", "_pattern"},
     {"_records"},
-    {"_files", "levels"},
+    {"_files", "_levels"},
     {"_settings", "_sink", "_console"},
-    {"lines", "_output", "_context", "_check_config", "_check_files", "_check_records"},
+    {"_framer", "_output", "_context", "_check_config", "_check_files", "_check_records"},
     {"_structlog", "_stdlib", "_check_trace", "wrap._command", "wrap._process", "wrap._passthrough"},
     {"_config", "_check_render", "wrap._tty"},
     {"fastapi", "uvicorn_conf", "testing", "check", "wrap._supervisor"},
@@ -29,8 +29,8 @@ LAYERS: list[set[str]] = [
 ]
 LAYER = {module: index for index, layer in enumerate(LAYERS) for module in layer}
 #: What logwrap runs: never structlog, python-json-logger or the in-process logging setup.
-WRAP_MODULES = {m for m in LAYER if m.startswith("wrap")} | {"lines", "levels", "_pattern", "_records", "_files", "_sink",
-                                                            "_settings", "_errors", "_version", "_speedups"}
+WRAP_MODULES = {m for m in LAYER if m.startswith("wrap")} | {"_framer", "_levels", "_pattern", "_records", "_files",
+                                                            "_sink", "_settings", "_errors", "_version", "_speedups"}
 
 
 def _name(path: Path) -> str:

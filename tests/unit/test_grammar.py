@@ -1,6 +1,6 @@
 """The level grammar written once, as data: its primitives, the regexes built from it, the C header generated from it.
 
-``levels.FORMATS`` / ``levels.TOKENS`` are the data; ``levels.LINE_RE`` and ``CHUNK_RE_B`` are built from them here,
+``_levels.FORMATS`` / ``_levels.TOKENS`` are the data; ``_levels.LINE_RE`` and ``CHUNK_RE_B`` are built from them here,
 ``_grammar.h`` by ``scripts/gen_grammar.py``. test_speedups.py checks the compiled C against the regexes.
 """
 
@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from mlops_logging import _pattern as pt
-from mlops_logging import levels as lv
-from mlops_logging import lines
+from mlops_logging import _levels as lv
+from mlops_logging import _framer as lines
 from mlops_logging._records import LEVELS
 from tests.support import grammar
 from tests.support.grammar import reference_level
@@ -46,9 +46,9 @@ def test_the_built_extension_was_generated_from_the_current_grammar() -> None:
 
 
 def test_an_extension_built_from_another_grammar_is_not_used() -> None:
-    """An editable install whose levels.py changed since the build: the framer runs in pure Python and says why."""
-    code = ("import warnings; warnings.simplefilter('always'); import mlops_logging.levels as lv; "
-            "lv.GRAMMAR_DIGEST = 'other'; from mlops_logging import lines; print(lines.speedups_enabled())")
+    """An editable install whose _levels.py changed since the build: the framer runs in pure Python and says why."""
+    code = ("import warnings; warnings.simplefilter('always'); import mlops_logging._levels as lv; "
+            "lv.GRAMMAR_DIGEST = 'other'; from mlops_logging import _framer as lines; print(lines.speedups_enabled())")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                             env={k: v for k, v in os.environ.items() if k != "MLOPS_LOG_SPEEDUPS"})
     assert result.stdout.strip() == "False"

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from mlops_logging.levels import (
+from mlops_logging._levels import (
     detect_level,
     is_chain_marker,
     is_exception_line,
     is_traceback_body,
     is_traceback_start,
 )
-from mlops_logging.lines import StreamFramer, clean_line
+from mlops_logging._framer import StreamFramer, clean_line
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 

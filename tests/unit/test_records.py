@@ -129,7 +129,7 @@ def test_a_text_record_is_one_line_whatever_line_separator_its_message_key_or_va
 
 
 def test_text_escapes_are_the_same_for_in_process_records_and_logwrap_lines() -> None:
-    from mlops_logging.lines import StreamFramer
+    from mlops_logging._framer import StreamFramer
 
     message = "tab\tback\\slash nul\x00 del\x7f nel\x85 ls\u2028 ps\u2029 vt\x0b"
     in_process = render_text({"timestamp": "t", "level": "INFO", "logger": "l", "message": message}).decode()

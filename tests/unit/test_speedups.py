@@ -1,7 +1,7 @@
 """The framer's optional C extension: built here, switchable off, and equal to the Python grammar and renderers.
 
 The framer-level property tests (test_lines.py) compare whole outputs of the C fast path, the Python fast path and the
-exact path; these tests pin down the pieces: the level classifier against ``levels.LINE_RE_B`` on lines built to probe
+exact path; these tests pin down the pieces: the level classifier against ``_levels.LINE_RE_B`` on lines built to probe
 every branch of the marker grammar, the escapes, and the cases the extension must hand to the exact path.
 """
 
@@ -23,8 +23,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mlops_logging import _pattern as pt
-from mlops_logging import levels as lv
-from mlops_logging import lines
+from mlops_logging import _levels as lv
+from mlops_logging import _framer as lines
 from mlops_logging._records import LEVELS
 from tests.support import grammar
 from tests.support.grammar import reference_level
@@ -41,7 +41,7 @@ def test_the_c_extension_is_built_in_the_test_environment() -> None:
 
 
 def test_mlops_log_speedups_0_turns_the_extension_off() -> None:
-    code = "from mlops_logging import lines; print(lines.speedups_enabled())"
+    code = "from mlops_logging import _framer as lines; print(lines.speedups_enabled())"
     env = {**os.environ, "MLOPS_LOG_SPEEDUPS": "0"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
@@ -169,7 +169,7 @@ def test_the_framer_runs_the_python_fast_path_without_the_extension() -> None:
 
 
 def test_mlops_log_speedups_0_makes_the_framer_run_the_python_fast_path() -> None:
-    code = ("from mlops_logging import lines; f = lines.StreamFramer(service='s', stream='stdout'); "
+    code = ("from mlops_logging import _framer as lines; f = lines.StreamFramer(service='s', stream='stdout'); "
             f"f.feed({PLAIN_CHUNK!r}, 1.0); print(lines.speedups_enabled(), f.paths)")
     env = {**os.environ, "MLOPS_LOG_SPEEDUPS": "0"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)

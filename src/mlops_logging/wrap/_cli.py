@@ -12,7 +12,7 @@ from typing import Any
 from .._version import __version__
 from .._errors import LogSetupError
 from .._settings import LogSettings, parse_size, resolve_settings
-from ..lines import speedups_requested
+from .._framer import speedups_enabled, speedups_requested
 from ._command import service_from_command
 from ._passthrough import DEFAULT_PASSTHROUGH_TIMEOUT
 from ._process import say, tune_malloc
@@ -242,7 +242,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()
         return 0
     if opts.version:
-        sys.stdout.write(f"logwrap (mlops-logging) {__version__}\n")
+        framer = "C speedups" if speedups_enabled() else "pure Python (no C speedups)"
+        sys.stdout.write(f"logwrap (mlops-logging) {__version__}, framer: {framer}\n")
         sys.stdout.flush()
         return 0
     try:

@@ -26,7 +26,7 @@ from .._files import LogFile, ensure_log_dir
 from .._records import render_wrapper_record
 from .._settings import LogSettings
 from .._sink import WRITE_SLICE, FileSink
-from ..lines import StreamFramer, speedups_enabled
+from .._framer import StreamFramer, speedups_enabled
 from ._command import redact_argv
 from ._passthrough import PASSTHROUGH_BUFFER, Passthrough
 from ._process import (
@@ -79,7 +79,7 @@ class _Stream:
     index: int
     name: str
     fd: int
-    framer: Any  # lines.StreamFramer, or None without a log file
+    framer: Any  # _framer.StreamFramer, or None without a log file
     sink: FileSink | None
     passthrough: Passthrough
     open: bool = True

@@ -14,7 +14,7 @@ Pure and in-memory (no I/O, no clock of its own except the wall-clock timestamp 
   ``<TAB>raw_b64=...`` field after the line: an escaped line holds no TAB, so a reader can always tell). So the
   stream's bytes can be rebuilt from its records: for each record ``raw_b64`` (else ``message``, unescaped in
   text), then a newline unless the record is partial.
-- **Level.** A structural marker on the line (see :mod:`levels`); an indented or empty line inherits the level of the
+- **Level.** A structural marker on the line (see :mod:`_levels`); an indented or empty line inherits the level of the
   line before it; anything else is INFO.
 - **Tracebacks.** ``Traceback (most recent call last):`` up to its exception line is ERROR. In JSON mode the whole
   traceback (with chained ``During handling ...`` / ``The above exception ...`` parts) becomes one record, lines
@@ -46,8 +46,8 @@ Pure and in-memory (no I/O, no clock of its own except the wall-clock timestamp 
 Speed: a chunk of complete lines without special cases (no ESC, CR, DEL, invalid UTF-8, over-long line, traceback or
 warnings header, open traceback or split line) takes a fast path; anything else takes the exact per-line
 path. The fast path is the optional C extension ``_speedups`` (one pass over the chunk: classify each line with the
-marker grammar generated from ``levels``' data, escape, copy; no Python object per line) when it was built from the
-current grammar (its ``GRAMMAR_DIGEST`` is ``levels.GRAMMAR_DIGEST``), else a handful of C-level passes from
+marker grammar generated from ``_levels``' data, escape, copy; no Python object per line) when it was built from the
+current grammar (its ``GRAMMAR_DIGEST`` is ``_levels.GRAMMAR_DIGEST``), else a handful of C-level passes from
 Python (one regex ``findall`` for the levels, or a single ``count`` when every line starts with the same marker; one
 ``orjson.dumps``; ``replace``/``split``/``join``). ``MLOPS_LOG_SPEEDUPS=0`` turns the extension off. All three give
 byte-identical output; the property tests feed each of them and compare, and :attr:`StreamFramer.paths` counts the
@@ -66,7 +66,7 @@ from typing import Any
 
 import orjson
 
-from . import levels as _lv
+from . import _levels as _lv
 from ._errors import LogSetupError
 from ._records import (
     LEVELS,
@@ -95,9 +95,9 @@ try:
 except ImportError:  # built without a C compiler: the pure-Python fast path does the same work
     _speedups = None  # type: ignore[assignment]  # the module or None, as MarkupSafe does
 if _speedups is not None and getattr(_speedups, "GRAMMAR_DIGEST", None) != _lv.GRAMMAR_DIGEST:
-    # Built from another grammar than levels.py's (an editable install whose data changed since the last build): it
+    # Built from another grammar than _levels.py's (an editable install whose data changed since the last build): it
     # would classify lines differently, so it is not used.
-    warnings.warn("mlops_logging._speedups was built from another level grammar than levels.py's: the framer runs "
+    warnings.warn("mlops_logging._speedups was built from another level grammar than _levels.py's: the framer runs "
                   "in pure Python (regenerate with `make grammar`, rebuild with `pip install -e .`)", RuntimeWarning,
                   stacklevel=1)
     _speedups = None  # type: ignore[assignment]
@@ -145,7 +145,7 @@ def clean_line(text: str) -> str:
 MAX_INTERRUPTIONS = 16
 # group states: a Python traceback (body, after its exception line, after a chain marker), a vLLM multi-line message
 _NONE, _BODY, _AFTER, _CHAIN, _MULTI = 0, 1, 2, 3, 4
-# vLLM's multi-line messages: every line starts with the same header (see levels.VLLM_HEADER).
+# vLLM's multi-line messages: every line starts with the same header (see _levels.VLLM_HEADER).
 _VLLM_HEADER = _lv.VLLM_HEADER_RE_B
 
 

@@ -95,7 +95,7 @@ VLLM_TAG = seq(lit("("), chars(PRINTABLE.replace("(", "").replace(")", ""), 1, 1
 
 @dataclass(frozen=True)
 class Tokens:
-    """One kind of level token: a key of ``levels`` (plus one of ``key_end`` when given), then ``after``.
+    """One kind of level token: a key of ``_levels`` (plus one of ``key_end`` when given), then ``after``.
 
     Keys are tried in the order listed, except that a key is tried before any key it starts with (WARNING before
     WARN). Every key is at least two characters (the framer's chunk regex tells a key from a line's first byte).
