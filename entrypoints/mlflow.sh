@@ -16,7 +16,7 @@
 #   - NO_COLOR=1; PYTHONUNBUFFERED=1 unless set;
 #   - MLFLOW_HOST=0.0.0.0 unless set: MLflow's own variable for --host, so other containers can connect;
 #   - MLFLOW_SERVER_ALLOWED_HOSTS: MLflow's own variable for --allowed-hosts (the Host headers it answers; others
-#     get 403). Unless set: mlflow,mlflow:*,localhost,localhost:*,127.0.0.1,127.0.0.1:*,10.*,172.*,192.168.*
+#     get 403). Unless set: mlflow,mlflow:*,localhost,localhost:*,127.0.0.1,127.0.0.1:*,10.*,172.1[6-9].*,172.2[0-9].*,172.3[01].*,192.168.*
 #     that is the compose service name `mlflow`, loopback and private addresses, at any port. Set it to the names
 #     clients use (e.g. mlflow.example.com,mlflow:5000).
 #   A --host or --allowed-hosts flag you pass wins over both variables (MLflow reads flags before variables).
@@ -40,7 +40,7 @@ esac
 : "${MLOPS_LOG_DIR:=/logs}"
 : "${PYTHONUNBUFFERED:=1}"
 : "${MLFLOW_HOST:=0.0.0.0}"
-: "${MLFLOW_SERVER_ALLOWED_HOSTS:=mlflow,mlflow:*,localhost,localhost:*,127.0.0.1,127.0.0.1:*,10.*,172.*,192.168.*}"
+: "${MLFLOW_SERVER_ALLOWED_HOSTS:=mlflow,mlflow:*,localhost,localhost:*,127.0.0.1,127.0.0.1:*,10.*,172.1[6-9].*,172.2[0-9].*,172.3[01].*,192.168.*}"
 NO_COLOR=1
 export MLOPS_LOG_DIR PYTHONUNBUFFERED MLFLOW_HOST MLFLOW_SERVER_ALLOWED_HOSTS NO_COLOR
 

@@ -5,8 +5,11 @@ Writes straight to the stdout descriptor. Under Docker and Kubernetes stdout is 
 configurations replaced while a thread still writes) never tear each other's lines. A broken stdout (``EPIPE``,
 closed) turns the console off with one note on stderr; the file keeps everything.
 
-A full *non-blocking* stdout never blocks the service for long: a line waits at most :attr:`Console.stall_timeout`
-for the reader. A line that has not started when the pipe is full then is dropped and counted; one that has started
+A full stdout never blocks the service for long: a line waits at most :attr:`Console.stall_timeout` for the reader.
+When stdout is a blocking pipe (the usual case: Docker, Kubernetes, ``| tee``), the console writes through a private
+non-blocking open file description of the same pipe (``/proc/self/fd/1`` opened again), so the service's own
+descriptor, which its parent and children share, keeps its flags; a reader that stops reading then costs console
+lines, never the service. A line that has not started when the pipe is full then is dropped and counted; one that has started
 is completed first thing on a later write (nothing else is written before it), so a line is never cut. Once writing
 works again one WARNING line says how many lines were dropped (the log file has all of them).
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 import atexit
 import os
 import select
+import stat
 import sys
 import threading
 import time
@@ -31,13 +35,37 @@ _HIDDEN = ("service", "pid")  # on every record; noise on a terminal
 
 
 class _Channel:
-    """What all consoles writing to one descriptor share: the lock, and a line the pipe has not taken whole yet."""
+    """What all consoles writing to one descriptor share: the lock, the descriptor written to, and a line the pipe
+    has not taken whole yet."""
 
-    def __init__(self) -> None:
+    def __init__(self, fd: int) -> None:
         self.lock = threading.RLock()  # re-entrant: a signal handler that logs may interrupt a write
+        self.fd = fd  # the descriptor the console was given (stdout: 1)
+        self.out = fd  # the one written to: ``fd``, or a private non-blocking description of the same pipe
+        self.target: tuple[int, int] | None = None  # (st_dev, st_ino) of what ``out`` was opened for
         self.pending = b""  # the rest of a started line, written before anything else
         self.dropped = 0  # lines dropped since writing last worked
         self.stuck = False  # a wait timed out: do not wait again until a write goes through whole
+
+    def attach(self) -> None:
+        """Under the lock: point ``out`` at what ``fd`` is now (stdout may have been redirected since the last
+        configuration). A blocking pipe gets a private non-blocking description, so a full pipe can be waited for
+        with a bound; anything else (a file, a terminal, a socket) is written through ``fd`` itself."""
+        try:
+            st = os.fstat(self.fd)
+        except OSError:
+            return  # closed: the first write fails and turns the console off
+        target = (st.st_dev, st.st_ino)
+        if target == self.target:
+            return
+        if self.out != self.fd:
+            os.close(self.out)  # safe: every write reads ``out`` under this lock
+        self.out, self.target = self.fd, target
+        if stat.S_ISFIFO(st.st_mode) and os.get_blocking(self.fd):
+            try:
+                self.out = os.open(f"/proc/self/fd/{self.fd}", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            except OSError:
+                pass  # no /proc (or not Linux): the blocking descriptor, as before
 
 
 _channels: dict[int, _Channel] = {}
@@ -49,8 +77,11 @@ def _channel(fd: int) -> _Channel:
     with _channels_lock:
         channel = _channels.get(fd)
         if channel is None:
-            channel = _channels[fd] = _Channel()
-        return channel
+            channel = _channels[fd] = _Channel(fd)
+    if fd >= 0:
+        with channel.lock:
+            channel.attach()
+    return channel
 
 
 class Console:
@@ -103,7 +134,7 @@ class Console:
         written = 0
         if not (channel.pending or channel.dropped):
             try:
-                written = os.write(self._fd, line)  # type: ignore[arg-type]  # usually the whole line at once
+                written = os.write(channel.out, line)  # usually the whole line at once
             except BlockingIOError:
                 pass
             if written == len(line):
@@ -129,8 +160,7 @@ class Console:
     def _send(self, channel: _Channel, data: bytes | memoryview, wait: float, *, started: bool) -> bytes | None:
         """Write ``data``, waiting up to ``wait`` seconds for a full non-blocking pipe; return what it did not take
         (``b""``: it took everything; ``None``: nothing, and ``data`` was not a started line)."""
-        fd = self._fd
-        assert fd is not None
+        fd = channel.out
         view = memoryview(data)
         deadline = 0.0
         while view:

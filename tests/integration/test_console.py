@@ -10,6 +10,8 @@ import sys
 import threading
 from pathlib import Path
 
+import pytest
+
 from support.procs import wait_for
 from mlops_logging.testing import read_records
 
@@ -62,12 +64,17 @@ def test_long_console_lines_from_four_threads_never_tear_in_a_pipe(tmp_path: Pat
     assert len(read_records(tmp_path / "svc.log")) == 240
 
 
-def test_a_full_non_blocking_stdout_drops_whole_lines_counts_them_and_never_tears_one(tmp_path: Path) -> None:
+@pytest.mark.parametrize("blocking", [False, True], ids=["non-blocking", "blocking"])
+def test_a_full_stdout_drops_whole_lines_counts_them_and_never_tears_one(tmp_path: Path, blocking: bool) -> None:
+    """A stuck reader never stops the service, whether its stdout is a non-blocking pipe or (the usual case under
+    Docker and Kubernetes) a blocking one, whose flags the service must not change: it is shared with the parent."""
     read_end, write_end = os.pipe()
-    flags = fcntl.fcntl(write_end, fcntl.F_GETFL)
-    fcntl.fcntl(write_end, fcntl.F_SETFL, flags | os.O_NONBLOCK)  # the file description the child's stdout shares
+    if not blocking:
+        flags = fcntl.fcntl(write_end, fcntl.F_GETFL)
+        fcntl.fcntl(write_end, fcntl.F_SETFL, flags | os.O_NONBLOCK)  # the file description the child's stdout shares
     proc = subprocess.Popen([sys.executable, "-c", THREADS, str(tmp_path), "15", "0.1"], stdout=write_end,
                             stderr=subprocess.PIPE)
+    probe = os.dup(write_end)  # the same open file description as the child's stdout, to read its flags afterwards
     os.close(write_end)
     chunks: list[bytes] = []
 
@@ -89,6 +96,8 @@ def test_a_full_non_blocking_stdout_drops_whole_lines_counts_them_and_never_tear
         err = proc.communicate(timeout=120)[1]
     finally:
         proc.kill()
+        shared_flags_after = fcntl.fcntl(probe, fcntl.F_GETFL)
+        os.close(probe)  # the reader sees end of file once this last write end is gone
     thread.join(timeout=30)
     os.close(read_end)
     assert proc.returncode == 0, err
@@ -99,3 +108,4 @@ def test_a_full_non_blocking_stdout_drops_whole_lines_counts_them_and_never_tear
     assert dropped > 0, "the stuck reader should have cost some console lines"
     assert len(payload) + dropped == 60 and len(set(payload)) == len(payload)
     assert len(read_records(tmp_path / "svc.log")) == 60  # the file has every record
+    assert shared_flags_after & os.O_NONBLOCK == (0 if blocking else os.O_NONBLOCK)  # the shared description kept

@@ -26,7 +26,8 @@ ENTRYPOINTS = REPO / "entrypoints"
 VLLM_CLI = str(ENTRYPOINTS / "vllm_cli.py")
 KEYS = ("MLOPS_LOG_DIR", "NO_COLOR", "VLLM_LOGGING_COLOR", "PYTHONUNBUFFERED", "MLFLOW_HOST",
         "MLFLOW_SERVER_ALLOWED_HOSTS", "MLOPS_VLLM_PYTHON")
-DEFAULT_ALLOWED_HOSTS = "mlflow,mlflow:*,localhost,localhost:*,127.0.0.1,127.0.0.1:*,10.*,172.*,192.168.*"
+DEFAULT_ALLOWED_HOSTS = ("mlflow,mlflow:*,localhost,localhost:*,127.0.0.1,127.0.0.1:*,10.*,172.1[6-9].*,172.2[0-9].*,"
+                         "172.3[01].*,192.168.*")
 
 
 @pytest.fixture
@@ -128,6 +129,17 @@ def test_mlflow_entrypoint_runs_mlflow_server_with_the_users_flags(args: list[st
     assert got["argv"] == ["server", *server_args]
     assert got["env"]["MLFLOW_HOST"] == "0.0.0.0" and got["env"]["NO_COLOR"] == "1"
     assert got["env"]["MLFLOW_SERVER_ALLOWED_HOSTS"] == DEFAULT_ALLOWED_HOSTS
+
+
+@pytest.mark.parametrize(("host", "answered"), [
+    ("mlflow:5000", True), ("localhost", True), ("127.0.0.1:5000", True), ("10.1.2.3:5000", True),
+    ("172.16.0.1", True), ("172.17.0.2:5000", True), ("172.31.255.254:80", True), ("192.168.1.5:5000", True),
+    ("172.15.0.1:5000", False), ("172.32.0.1:5000", False), ("172.1.0.1", False), ("evil.example.com", False),
+    ("8.8.8.8:5000", False)])
+def test_the_default_allowed_hosts_are_the_service_loopback_and_rfc_1918_addresses(host: str, answered: bool) -> None:
+    """Judged by MLflow's own matcher: 172.16.0.0/12 exactly (Docker's networks), not all of 172.*."""
+    security = pytest.importorskip("mlflow.server.security_utils", reason="the mlflow extra is not installed")
+    assert security.is_allowed_host_header(DEFAULT_ALLOWED_HOSTS.split(","), host) is answered
 
 
 def test_mlflow_entrypoint_keeps_the_users_host_and_allowed_hosts(recorder: Path, tmp_path: Path) -> None:

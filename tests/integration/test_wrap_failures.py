@@ -152,6 +152,35 @@ def test_a_live_passthrough_reader_gets_every_byte_however_fast_the_child_writes
     assert not [r for r in records if r["level"] == "WARNING"]
 
 
+def test_a_reader_that_pauses_never_splits_a_line_into_partial_records(tmp_path: Path) -> None:
+    """While the passthrough is full logwrap stops reading the child (backpressure): the child is blocked, not idle,
+    so a line that a read cut in two must not be flushed as a partial record after the idle time (0.2 s)."""
+    logs = tmp_path / "logs"
+    lines = 40_000  # 4 MB: more than the pipes and the 1 MiB passthrough buffer hold
+    prog = script(tmp_path, "flood.py", f"""\
+        import sys
+        for i in range({lines}):
+            sys.stdout.write(f"n {{i}} " + "x" * 90 + "\\n")
+    """)
+    pauser = script(tmp_path, "pauser.py", """\
+        import os, time
+        total, pauses = 0, 0
+        while chunk := os.read(0, 65536):
+            total += len(chunk)
+            if total > (pauses + 1) * 400_000 and pauses < 6:
+                pauses += 1
+                time.sleep(0.6)  # longer than the framer's idle time, shorter than --passthrough-timeout (2 s)
+        print(total)
+    """)
+    wrap = shlex.join(wrap_cmd(logs, "--service", "pauses", command=prog))
+    result = run(["sh", "-c", f"{wrap} | {shlex.join(pauser)}"], timeout=120)
+    assert result.returncode == 0, result.stderr
+    records = read_records(logs / "pauses.log")
+    assert [r["message"][:40] for r in records if r.get("partial")] == []
+    assert _numbers(records, "n") == list(range(lines))
+    assert int(result.stdout) == sum(len(f"n {i} ".encode()) + 91 for i in range(lines))  # nothing dropped either
+
+
 def test_a_reader_that_stalls_longer_than_the_passthrough_timeout_loses_counted_bytes_and_the_file_none(
         tmp_path: Path) -> None:
     logs = tmp_path / "logs"

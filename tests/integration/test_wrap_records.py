@@ -293,9 +293,10 @@ def test_size_rotation_keeps_records_whole(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "status", "needle"),
     [
-        (["echo", "hi"], 2, b"missing '--'"),
-        (["--service", "x"], 2, b"missing '--'"),
-        (["--"], 2, b"no command after '--'"),
+        ([], 2, b"no command given"),
+        (["--service", "x"], 2, b"no command given"),
+        (["--"], 2, b"no command given"),
+        (["--", ""], 2, b"the command is an empty string"),
         (["--frobnicate", "--", "echo"], 2, b"unknown option '--frobnicate'"),
         (["--format", "xml", "--", "echo"], 2, b"'xml' is not known"),
         (["--service", "../etc", "--", "echo"], 2, b"invalid service name"),
@@ -314,6 +315,17 @@ def test_bad_usage_gives_one_clear_line_and_the_conventional_status(
     assert result.stdout == b""
     assert result.stderr.count(b"\n") == 1 and result.stderr.startswith(b"logwrap: "), result.stderr
     assert needle in result.stderr
+
+
+@pytest.mark.parametrize("argv", [["--service", "plain", "sh", "-c", "echo out; exit 3"],
+                                  ["--service", "plain", "--", "sh", "-c", "echo out; exit 3"]],
+                         ids=["without --", "with --"])
+def test_the_first_argument_that_is_not_an_option_starts_the_command(tmp_path: Path, argv: list[str]) -> None:
+    """As with tini, dumb-init and env: '--' is optional; the command's own options ('-c') are the command's."""
+    logs = tmp_path / "logs"
+    result = run([*WRAP, "--log-dir", str(logs), *argv])
+    assert result.returncode == 3 and result.stdout == b"out\n", result.stderr
+    assert [r["message"] for r in child_records(logs / "plain.log")] == ["out"]
 
 
 def test_not_executable_file_is_126_and_logged(tmp_path: Path) -> None:

@@ -32,13 +32,22 @@ def test_parse_args_defaults_and_values() -> None:
     assert parse_args(["--help"]).help and parse_args(["-h", "--", "x"]).help
 
 
+def test_the_first_argument_that_is_not_an_option_ends_the_options() -> None:
+    assert parse_args(["vllm", "serve", "--port", "8000"]) == Options(command=("vllm", "serve", "--port", "8000"))
+    assert parse_args(["--service", "llm", "cmd", "--service", "x", "--"]) == Options(
+        command=("cmd", "--service", "x", "--"), service="llm")
+    assert parse_args(["-", "x"]) == Options(command=("-", "x"))  # "-" is not an option (as getopt has it)
+    assert parse_args(["--", "--weird-name"]) == Options(command=("--weird-name",))
+
+
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [
-        ([], "missing '--'"),
-        (["vllm"], "missing '--' before the command"),
-        (["--"], "no command"),
-        (["--", ""], "no command"),
+        ([], "no command given"),
+        (["--service", "x"], "no command given"),
+        (["--"], "no command given"),
+        (["--", ""], "the command is an empty string"),
+        (["", "x"], "the command is an empty string"),
         (["--nope", "--", "x"], "unknown option '--nope'"),
         (["-x", "--", "x"], "unknown option '-x'"),
         (["--service"], "needs a value"),

@@ -1,6 +1,6 @@
 """logwrap: the container entrypoint shim that runs a server, passes its output through and tees it into log files.
 
-``logwrap [options] -- CMD [ARGS...]`` (or ``python -m mlops_logging.wrap ...``). Modelled on tini, dumb-init and
+``logwrap [options] [--] CMD [ARGS...]`` (or ``python -m mlops_logging.wrap ...``). Modelled on tini, dumb-init and
 s6-log: one event loop (``selectors`` over the child's two pipes or its pseudo-terminal, a signalfd, and, when they
 have bytes waiting, our own stdout/stderr) with timers for idle flushes, write retries, stuck readers,
 ``--kill-after`` and the drain deadline; explicit states STARTING -> RUNNING -> DRAINING -> EXITED; every syscall

@@ -1,4 +1,4 @@
-"""``python -m mlops_logging.wrap [options] -- CMD [ARGS...]``."""
+"""``python -m mlops_logging.wrap [options] [--] CMD [ARGS...]``."""
 
 import sys
 

@@ -44,10 +44,11 @@ class UsageError(Exception):
 
 
 USAGE = """\
-usage: logwrap [options] -- CMD [ARGS...]
+usage: logwrap [options] [--] CMD [ARGS...]
 
 Run CMD, pass its stdout/stderr through, write one record per line to <log dir>/<service>.log,
 forward signals, reap zombies and exit with CMD's status (128+N when it died of signal N).
+The first argument that is not an option starts CMD; '--' is needed only when CMD starts with '-'.
 
 options (environment variable in brackets):
   --service NAME        service name [MLOPS_SERVICE]; default: named after CMD
@@ -171,7 +172,10 @@ _OPTIONS: dict[str, tuple[str, Callable[[str, str], Any] | None, Any]] = {
 
 
 def parse_args(argv: Sequence[str]) -> Options:
-    """Parse ``[options] -- CMD [ARGS...]``; raise :class:`UsageError` with a one-line message on bad usage."""
+    """Parse ``[options] [--] CMD [ARGS...]``; raise :class:`UsageError` with a one-line message on bad usage.
+
+    As with tini, dumb-init and ``env``, the first argument that is not an option starts the command (``--`` is only
+    needed when the command itself starts with ``-``); everything after it is the command's, untouched."""
     values: dict[str, Any] = {}
     i = 0
     command: list[str] | None = None
@@ -185,7 +189,8 @@ def parse_args(argv: Sequence[str]) -> Options:
         if spec is None:
             if arg.startswith("-") and arg != "-":
                 raise UsageError(f"unknown option {name!r}: see 'logwrap --help'")
-            raise UsageError(f"missing '--' before the command: use 'logwrap [options] -- {arg} ...'")
+            command = list(argv[i:])
+            break
         field_name, convert, flag_value = spec
         if convert is None:
             if eq:
@@ -201,10 +206,10 @@ def parse_args(argv: Sequence[str]) -> Options:
         i += 1
     if values.get("help") or values.get("version"):
         return Options(**values)
-    if command is None:
-        raise UsageError("missing '--' and a command: use 'logwrap [options] -- CMD [ARGS...]'")
-    if not command or command[0] == "":
-        raise UsageError("no command after '--': use 'logwrap [options] -- CMD [ARGS...]'")
+    if not command:
+        raise UsageError("no command given: use 'logwrap [options] [--] CMD [ARGS...]'")
+    if command[0] == "":
+        raise UsageError("the command is an empty string: use 'logwrap [options] [--] CMD [ARGS...]'")
     return Options(command=tuple(command), **values)
 
 
@@ -230,7 +235,7 @@ def settings_for(opts: Options, env: Mapping[str, str]) -> LogSettings:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``logwrap [options] -- CMD [ARGS...]``: returns the exit status (the child's, or 2/125/126/127)."""
+    """``logwrap [options] [--] CMD [ARGS...]``: returns the exit status (the child's, or 2/125/126/127)."""
     args = sys.argv[1:] if argv is None else list(argv)
     try:
         opts = parse_args(args)

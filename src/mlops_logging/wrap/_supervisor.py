@@ -84,6 +84,16 @@ class _Stream:
     passthrough: Passthrough
     open: bool = True
     tty: bool = False  # the child's pseudo-terminal: EIO on read is its end (every slave descriptor closed)
+    held: bool = False  # not read while its passthrough is full: the framer's idle clock is stopped
+
+    def idle_deadline(self) -> float | None:
+        """When the framer's held bytes are due as records (an unterminated line, an open traceback), or None. While
+        logwrap itself is not reading (backpressure) the child is blocked, not idle: a line cut by our own pause
+        must not become two records."""
+        if not self.open or self.framer is None or self.held:
+            return None
+        deadline: float | None = self.framer.next_deadline()
+        return deadline
 
 
 class Supervisor:
@@ -434,10 +444,9 @@ class Supervisor:
         deadlines = [d for d in (self._kill_at, self._drain_deadline, self._group_kill_at, self._group_check_at)
                      if d is not None]
         for stream in self.streams:
-            if stream.open and stream.framer is not None:
-                deadline = stream.framer.next_deadline()
-                if deadline is not None:
-                    deadlines.append(deadline)
+            deadline = stream.idle_deadline()
+            if deadline is not None:
+                deadlines.append(deadline)
             deadline = stream.passthrough.next_deadline()
             if deadline is not None:
                 deadlines.append(deadline)
@@ -616,10 +625,13 @@ class Supervisor:
         """Timers: idle flushes, stuck readers, kill-after, the group's leftovers, drain end; then write what the
         file sinks hold."""
         for stream in self.streams:
-            if stream.open and stream.framer is not None and stream.sink is not None:
-                deadline = stream.framer.next_deadline()
-                if deadline is not None and deadline <= now:
-                    stream.sink.submit(stream.framer.flush_idle(now))
+            if stream.held != stream.passthrough.full:
+                stream.held = not stream.held
+                if not stream.held and stream.framer is not None:
+                    stream.framer.restart_idle_clock(now)  # read again: idle time counts from now
+            deadline = stream.idle_deadline()
+            if deadline is not None and deadline <= now and stream.sink is not None:
+                stream.sink.submit(stream.framer.flush_idle(now))
             stream.passthrough.check(now)
         if self._kill_at is not None and now >= self._kill_at and self.state is State.RUNNING:
             self._kill_at = None
