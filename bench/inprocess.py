@@ -7,7 +7,8 @@ ours: configure_logging (redaction and rotation-safety on) through a structlog l
 and file + stdout to /dev/null.
 
 Each configuration runs in a fresh subprocess (logging setups are process-global), rounds interleaved, best of N kept.
-Usage: python bench/inprocess.py [--lines 200000] [--rounds 5] [--no-publish]
+Usage: python bench/inprocess.py [--lines 200000] [--rounds 5] [--no-publish] [--compare LABEL=PYTHON ...]
+(``--compare``: the same cases under another install, e.g. an older revision's venv, in the same rounds.)
 """
 
 from __future__ import annotations
@@ -111,7 +112,7 @@ LABELS = {
 }
 
 
-def run_case(name: str, lines: int) -> float:
+def run_case(name: str, lines: int, python: str = sys.executable) -> float:
     """Lines/s of one fresh-process run (its stdout to /dev/null, the result on a pipe); checks every line arrived."""
     code = textwrap.dedent(COMMON) + textwrap.dedent(CASES[name]) + textwrap.dedent(TAIL).replace(
         'print(__import__("json").dumps(', 'os.write(int(sys.argv[3]), __import__("json").dumps(').replace(
@@ -119,7 +120,7 @@ def run_case(name: str, lines: int) -> float:
     read_fd, write_fd = os.pipe()
     with tempfile.TemporaryDirectory() as tmp, open(os.devnull, "wb") as devnull:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MLOPS_")}
-        proc = subprocess.Popen([sys.executable, "-c", code, str(lines), tmp, str(write_fd)], env=env,
+        proc = subprocess.Popen([python, "-c", code, str(lines), tmp, str(write_fd)], env=env,
                                 stdout=devnull, pass_fds=(write_fd,))
         os.close(write_fd)
         data = b""
@@ -139,14 +140,27 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--no-publish", action="store_true")
+    parser.add_argument("--compare", action="append", default=[], metavar="LABEL=PYTHON",
+                        help="also run our cases under another install (its ratios against this run's baselines)")
     args = parser.parse_args()
+    from _report import comparison, compared_installs, installs
 
+    others = installs(args.compare)
+    ours = [name for name in CASES if name.startswith("ours")]
     best: dict[str, float] = {}
+    best_other: dict[tuple[str, str], float] = {}
     for round_no in range(args.rounds):
         for name in CASES:  # interleaved, so a noisy moment hits every case alike
-            rate = run_case(name, args.lines)
-            best[name] = max(best.get(name, 0.0), rate)
-            print(f"round {round_no + 1}: {LABELS[name]:<50} {rate:>10,.0f} lines/s", file=sys.stderr)
+            runs = [("now", sys.executable), *(others if name in ours else [])]
+            shift = round_no % len(runs)  # the installs take turns at going first
+            for label, python in runs[shift:] + runs[:shift]:
+                rate = run_case(name, args.lines, python)
+                if label == "now":
+                    best[name] = max(best.get(name, 0.0), rate)
+                else:
+                    best_other[label, name] = max(best_other.get((label, name), 0.0), rate)
+                shown = LABELS[name] + ("" if label == "now" else f" [{label}]")
+                print(f"round {round_no + 1}: {shown:<50} {rate:>10,.0f} lines/s", file=sys.stderr)
 
     a, c = best["a_stdlib_pythonjsonlogger"], best["c_structlog_fastest"]
     targets = {
@@ -165,6 +179,13 @@ def main() -> None:
         "fresh process; every run checks that all lines reached the file. Ours has redaction and rotation-safety "
         "on (inode re-check once a second).\n\n" + "\n".join(rows)
     )
+    if others:
+        labels = [label for label, _ in others] + ["now"]
+        for base, value in (("(a)", a), ("(c)", c)):
+            table = {LABELS[name]: {**{label: best_other[label, name] / value for label, _ in others},
+                                    "now": best[name] / value} for name in ours}
+            body += f"\n\nvs {base}, every install:\n\n" + comparison(labels, table, f"vs {base}")
+        body += "\n\n" + compared_installs(others)
     print(body)
     if not args.no_publish:
         from _report import publish

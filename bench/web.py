@@ -32,6 +32,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import source_dir  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 VARIANTS = {
@@ -126,21 +129,25 @@ def pin(cpu: int) -> list[str]:
     return []
 
 
-def start_server(variant: str, work: Path) -> tuple[subprocess.Popen, int]:
+def start_server(variant: str, work: Path, python: str = sys.executable, label: str = "") -> tuple[subprocess.Popen, int]:
+    """Start ``variant``'s server (``python``: another install's interpreter, whose checkout's ``src`` it imports;
+    its files go to ``work/<variant><label>``)."""
     port = free_port()
-    config = log_config(variant, work / variant)
-    (work / variant).mkdir(parents=True, exist_ok=True)
-    argv = [*pin(0), sys.executable, "-m", "uvicorn", "--factory", "web:make_app", "--app-dir", str(HERE),
+    name = variant + label
+    config = log_config(variant, work / name)
+    (work / name).mkdir(parents=True, exist_ok=True)
+    argv = [*pin(0), python, "-m", "uvicorn", "--factory", "web:make_app", "--app-dir", str(HERE),
             "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
     if config is None:
         argv += ["--no-access-log", "--log-level", "warning"]
     else:
-        path = work / f"{variant}.json"
+        path = work / f"{name}.json"
         path.write_text(json.dumps(config))
         argv += ["--log-config", str(path)]
-    env = {**os.environ, "BENCH_VARIANT": variant, "PYTHONPATH": str(REPO / "src")}
+    src = REPO / "src" if python == sys.executable else source_dir(python)
+    env = {**os.environ, "BENCH_VARIANT": variant, "PYTHONPATH": str(src)}
     env.pop("MLOPS_LOG_DIR", None)
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=(work / f"{variant}.stderr").open("wb"),
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=(work / f"{name}.stderr").open("wb"),
                             stdin=subprocess.DEVNULL, env=env, start_new_session=True)
     deadline = time.monotonic() + 30
     while True:
@@ -152,7 +159,7 @@ def start_server(variant: str, work: Path) -> tuple[subprocess.Popen, int]:
         except OSError:
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"{variant}: server did not start:\n{(work / f'{variant}.stderr').read_text()[-2000:]}")
+            raise SystemExit(f"{name}: server did not start:\n{(work / f'{name}.stderr').read_text()[-2000:]}")
         time.sleep(0.1)
 
 
@@ -216,17 +223,25 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--no-publish", action="store_true", help="print only, do not update docs/benchmarks.md")
+    parser.add_argument("--compare", action="append", default=[], metavar="LABEL=PYTHON",
+                        help="also run (4) and (4b) under another install, in the same rounds")
     args = parser.parse_args()
+    sys.path.insert(0, str(HERE))
+    from _report import comparison, compared_installs, installs
+
+    others = installs(args.compare)
+    extra = {f"{v} [{label}]": (v, python, f" [{label}]") for label, python in others for v in ("mlops", "mlops-console")}
 
     wrk = shutil.which("wrk")
     load = run_wrk if wrk else run_python_load
     if not wrk:
         print("wrk not found (Debian: apt-get install -y wrk); using the slower asyncio load generator",
               file=sys.stderr)
-    results: dict[str, list[tuple[float, float]]] = {v: [] for v in VARIANTS}
+    results: dict[str, list[tuple[float, float]]] = {v: [] for v in [*VARIANTS, *extra]}
     with tempfile.TemporaryDirectory(prefix="bench-web-") as tmp:
         work = Path(tmp)
         servers = {v: start_server(v, work) for v in VARIANTS}
+        servers.update({name: start_server(v, work, python, label) for name, (v, python, label) in extra.items()})
         try:
             for variant, (_, port) in servers.items():  # warm-up
                 load(port, 1.0, args.connections)
@@ -245,6 +260,7 @@ def main() -> None:
             for proc, _ in servers.values():
                 proc.wait(timeout=30)
         lines = {v: sum(f.read_bytes().count(b"\n") for f in (work / v).rglob("*.log")) for v in VARIANTS}
+    per_round = {name: [m / n for (m, _), (n, _) in zip(results[name], results["none"])] for name in results}
 
     rps = {v: statistics.median(r for r, _ in results[v]) for v in VARIANTS}
     p99 = {v: statistics.median(p for _, p in results[v]) for v in VARIANTS}
@@ -276,9 +292,17 @@ def main() -> None:
         "Per round (req/s): " + "; ".join(f"{v}: " + ", ".join(f"{r:.0f}" for r, _ in results[v]) for v in VARIANTS)
         + ".",
     ])
+    if others:
+        labels = [label for label, _ in others] + ["now"]
+        table = {VARIANTS[v]: {**{label: statistics.median(per_round[f"{v} [{label}]"]) for label, _ in others},
+                               "now": statistics.median(per_round[v])} for v in ("mlops", "mlops-console")}
+        table["(4) / (3)"] = {**{label: statistics.median(
+            m / c for (m, _), (c, _) in zip(results[f"mlops [{label}]"], results["correlation"]))
+            for label, _ in others}, "now": ratio_corr}
+        body += ("\n\nEvery install, median of per-round ratios against (1) (last row: against (3)):\n\n"
+                 + comparison(labels, table, "vs (1)") + "\n\n" + compared_installs(others))
     print(body)
     if not args.no_publish:
-        sys.path.insert(0, str(HERE))
         from _report import publish
 
         publish("web", body)

@@ -10,7 +10,7 @@ Each contender runs it end to end and is timed on the wall clock from start to e
   runs), for reference;
 - logwrap with no log file (the event loop's share).
 
-Rounds are interleaved: each round runs every contender once; the fastest run of each counts.
+Rounds are interleaved: each round runs every contender once, the order rotating; the fastest run of each counts.
 
 MB/s and lines/s are the generator's bytes and lines divided by that wall time; the ratio is against tee's MB/s in
 the same run. Peak RSS is GNU time's ``%M`` (``ru_maxrss``) of the contender: the maximum over the process and the
@@ -22,7 +22,9 @@ all processes of the machine). This script tails the log file, polling it every 
 ``monotonic now - send time``: the delay from the child's write to the record being readable in the file, plus at most
 the 1 ms poll period.
 
-Usage: ``python bench/wrap.py [--lines N] [--repeat R] [--latency-seconds S] [--no-publish]``; results go to docs/benchmarks.md.
+Usage: ``python bench/wrap.py [--lines N] [--repeat R] [--latency-seconds S] [--no-publish] [--compare LABEL=PYTHON]``;
+results go to docs/benchmarks.md. ``--compare`` runs the four targeted logwrap rows of another install (an older
+revision's venv) in the same rounds, against the same tee.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import publish  # noqa: E402
+from _report import comparison, compared_installs, installs, publish  # noqa: E402
 
 TARGETS = {"json": 0.25, "text": 0.40}
 LATENCY_P99_TARGET_MS = 50.0
@@ -137,7 +139,8 @@ class Result:
     ratio: float = 1.0
 
 
-def throughput(work: Path, lines: int, repeat: int) -> tuple[list[Result], int, float]:
+def throughput(work: Path, lines: int, repeat: int,
+               others: list[tuple[str, str]] = []) -> tuple[list[Result], int, float]:  # noqa: B006 - never mutated
     gen = work / "gen.py"
     gen.write_text(GENERATOR)
     gen_cmd = [sys.executable, str(gen), str(lines)]
@@ -159,6 +162,8 @@ def throughput(work: Path, lines: int, repeat: int) -> tuple[list[Result], int, 
                 args.append("--no-passthrough")
             name = f"logwrap {fmt}, " + ("passthrough to /dev/null" if passthrough else "--no-passthrough")
             contenders.append((name, fmt, [*args, "--", *gen_cmd], None))
+            for label, python in others:  # the same row for another install: its logwrap, our generator and tee
+                contenders.append((f"{name} [{label}]", fmt, [python, *args[1:], "--", *gen_cmd], None))
     # The same framer without its C extension (what an install without a C compiler runs): no target, for reference.
     for fmt in ("json", "text"):
         args = [*WRAP, "--log-dir", str(work / "logs"), "--service", "bench", "--format", fmt, "--", *gen_cmd]
@@ -172,9 +177,12 @@ def throughput(work: Path, lines: int, repeat: int) -> tuple[list[Result], int, 
                        [*WRAP, "--log-dir", str(work / "not-a-dir" / "logs"), "--", *gen_cmd], None))
 
     # Rounds are interleaved (every contender once per round), so a slow spell of this shared machine hits all alike.
+    # The order also rotates each round: a run pays for the page cache and writeback its predecessor left (hundreds
+    # of MB of log file), so no contender may always follow the same one.
     best: dict[str, tuple[float, int]] = {}
-    for _ in range(repeat):
-        for name, fmt, argv, env in contenders:
+    for round_no in range(repeat):
+        shift = round_no % len(contenders)
+        for name, fmt, argv, env in contenders[shift:] + contenders[:shift]:
             for stale in [work / "tee.out", *(work / "logs").glob("*")]:
                 stale.unlink(missing_ok=True)
             wall, rc, rss = run_timed(argv, work, env)
@@ -240,11 +248,16 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="interleaved rounds; the fastest run of each counts")
     parser.add_argument("--latency-seconds", type=float, default=10.0)
     parser.add_argument("--no-publish", action="store_true")
+    parser.add_argument("--compare", action="append", default=[], metavar="LABEL=PYTHON",
+                        help="also run the targeted rows under another install, in the same rounds")
     args = parser.parse_args()
+    others = installs(args.compare)
     with tempfile.TemporaryDirectory(prefix="bench-wrap-") as tmp:
         work = Path(tmp)
-        results, total_bytes, gen_rss = throughput(work, args.lines, args.repeat)
+        results, total_bytes, gen_rss = throughput(work, args.lines, args.repeat, others)
         lat = latency(work, args.latency_seconds)
+    compared = {r.name: r for r in results if r.name.endswith("]")}
+    results = [r for r in results if not r.name.endswith("]")]
 
     rows = ["| run | wall s | MB/s | lines/s | vs tee | target | peak RSS MiB |", "|---|---:|---:|---:|---:|---|---:|"]
     for r in results:
@@ -273,6 +286,12 @@ def main() -> None:
         f"passthrough to /dev/null; the reader polls the file every 1 ms): p50 {lat['p50']:.2f} ms, "
         f"p99 {lat['p99']:.2f} ms, max {lat['max']:.2f} ms (target p99 ≤ {LATENCY_P99_TARGET_MS:.0f} ms: {lat_ok}).",
     ])
+    if others:
+        labels = [label for label, _ in others] + ["now"]
+        table = {r.name: {**{label: compared[f"{r.name} [{label}]"].ratio for label, _ in others}, "now": r.ratio}
+                 for r in results if f"{r.name} [{labels[0]}]" in compared}
+        body += "\n\nThe targeted rows, every install:\n\n" + comparison(labels, table, "vs tee")
+        body += "\n\n" + compared_installs(others)
     print(body)
     if not args.no_publish:
         publish("wrap", body)

@@ -100,10 +100,10 @@ if _speedups is not None and getattr(_speedups, "GRAMMAR_DIGEST", None) != _lv.G
     warnings.warn("mlops_logging._speedups was built from another level grammar than _levels.py's: the framer runs "
                   "in pure Python (regenerate with `make grammar`, rebuild with `pip install -e .`)", RuntimeWarning,
                   stacklevel=1)
-    _speedups = None  # type: ignore[assignment]
+    _speedups = None  # type: ignore[assignment]  # (the module or None, as above)
 try:
     if not speedups_requested(os.environ):
-        _speedups = None  # type: ignore[assignment]
+        _speedups = None  # type: ignore[assignment]  # (the module or None, as above)
 except LogSetupError:
     pass  # importing never fails on it: logwrap refuses the value at start (exit 2); a library keeps the default
 
