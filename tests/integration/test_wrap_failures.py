@@ -124,6 +124,17 @@ def test_closed_stdout_fd_is_survived(tmp_path: Path) -> None:
     assert any("stdout is closed" in r["message"] for r in wrapper_records(logs / "closed.log"))
 
 
+def _flood(tmp_path: Path, lines: int) -> tuple[list[str], int]:
+    """A child that writes ``lines`` numbered 100-byte lines as fast as it can; and how many bytes that is."""
+    prog = script(tmp_path, "flood.py", f"""\
+        import sys
+        for i in range({lines}):
+            sys.stdout.write(f"n {{i}} " + "x" * 90 + "\\n")
+        sys.stdout.flush()
+    """)
+    return prog, sum(len(f"n {i} ".encode()) + 91 for i in range(lines))
+
+
 def _reader(tmp_path: Path, pause: float) -> list[str]:
     """A passthrough reader: reads 64 KiB at a time with ``pause`` seconds between reads, then says how much it got."""
     return script(tmp_path, "reader.py", f"""\
@@ -157,11 +168,7 @@ def test_a_reader_that_pauses_never_splits_a_line_into_partial_records(tmp_path:
     so a line that a read cut in two must not be flushed as a partial record after the idle time (0.2 s)."""
     logs = tmp_path / "logs"
     lines = 40_000  # 4 MB: more than the pipes and the 1 MiB passthrough buffer hold
-    prog = script(tmp_path, "flood.py", f"""\
-        import sys
-        for i in range({lines}):
-            sys.stdout.write(f"n {{i}} " + "x" * 90 + "\\n")
-    """)
+    prog, total = _flood(tmp_path, lines)
     pauser = script(tmp_path, "pauser.py", """\
         import os, time
         total, pauses = 0, 0
@@ -178,18 +185,14 @@ def test_a_reader_that_pauses_never_splits_a_line_into_partial_records(tmp_path:
     records = read_records(logs / "pauses.log")
     assert [r["message"][:40] for r in records if r.get("partial")] == []
     assert _numbers(records, "n") == list(range(lines))
-    assert int(result.stdout) == sum(len(f"n {i} ".encode()) + 91 for i in range(lines))  # nothing dropped either
+    assert int(result.stdout) == total  # nothing dropped either
 
 
 def test_a_reader_that_stalls_longer_than_the_passthrough_timeout_loses_counted_bytes_and_the_file_none(
         tmp_path: Path) -> None:
     logs = tmp_path / "logs"
     lines = 30_000  # 3 MB: more than the pipes and the 1 MiB passthrough buffer hold
-    prog = script(tmp_path, "flood.py", f"""\
-        import sys
-        for i in range({lines}):
-            sys.stdout.write(f"n {{i}} " + "x" * 90 + "\\n")
-    """)
+    prog, total = _flood(tmp_path, lines)
     stall = script(tmp_path, "stall.py", """\
         import os, sys, time
         time.sleep(3)  # takes nothing for 3 s, more than --passthrough-timeout 1
@@ -201,7 +204,6 @@ def test_a_reader_that_stalls_longer_than_the_passthrough_timeout_loses_counted_
     wrap = shlex.join(wrap_cmd(logs, "--service", "stall", "--passthrough-timeout", "1", command=prog))
     result = run(["sh", "-c", f"{wrap} | {shlex.join(stall)}"], timeout=120)
     assert result.returncode == 0, result.stderr
-    total = sum(len(f"n {i} ".encode()) + 91 for i in range(lines))
     records = read_records(logs / "stall.log")
     assert _numbers(records, "n") == list(range(lines))  # the file has every line
     (warning,) = [r for r in wrapper_records(logs / "stall.log") if r["level"] == "WARNING"]
@@ -216,12 +218,7 @@ def test_stuck_passthrough_reader_never_blocks_the_child(tmp_path: Path, lines: 
     the pipe holds, so some waits in the buffer when the child exits. Either way logwrap does not wait for good."""
     logs = tmp_path / "logs"
     read_end, write_end = os.pipe()  # nobody reads this until logwrap has exited
-    prog = script(tmp_path, "flood.py", f"""\
-        import sys
-        for i in range({lines}):
-            sys.stdout.write(f"n {{i}} " + "x" * 90 + "\\n")
-        sys.stdout.flush()
-    """)
+    prog, total = _flood(tmp_path, lines)
     try:
         result = run_wrap(logs, "--service", "stuck", "--drain-timeout", "0.3", "--passthrough-timeout", "0.5",
                           command=prog, stdout=write_end, timeout=60)
@@ -235,7 +232,6 @@ def test_stuck_passthrough_reader_never_blocks_the_child(tmp_path: Path, lines: 
         if write_end >= 0:
             os.close(write_end)
     assert result.returncode == 0
-    total = sum(len(f"n {i} ".encode()) + 91 for i in range(lines))
     assert _numbers(read_records(logs / "stuck.log"), "n") == list(range(lines))  # the file has everything
     (warning,) = [r for r in wrapper_records(logs / "stuck.log") if r["level"] == "WARNING"]
     assert "fell behind" in warning["message"]
