@@ -6,7 +6,7 @@ VLLM_VENV := .venv-vllm
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: all setup setup-vllm setup-system typecheck test test-fast test-sanitize grammar demo bench clean
+.PHONY: all setup setup-vllm setup-system setup-bench typecheck test test-fast test-sanitize grammar demo bench clean
 
 all: test
 
@@ -65,7 +65,17 @@ DEMO_VLLM ?= 1
 demo: setup $(if $(filter 0,$(DEMO_VLLM)),,setup-vllm)
 	DEMO_VLLM=$(DEMO_VLLM) $(PY) examples/demo.py
 
-bench: setup
+## The benchmarks' load generator (wrk) and instruction counter (valgrind), as setup-system installs logrotate.
+setup-bench:
+	@for tool in wrk valgrind; do command -v $$tool >/dev/null 2>&1 || \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing $$tool (apt-get)"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$tool >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$tool >/dev/null; } || \
+	    echo "note: could not install $$tool"; \
+	  else echo "note: $$tool is not installed (needs root and apt-get)"; fi; done
+
+bench: setup setup-bench
 	$(PY) bench/inprocess.py
 	$(PY) bench/wrap.py
 	$(PY) bench/web.py
