@@ -371,7 +371,7 @@ def test_invalid_setting_in_environment_is_a_usage_error(tmp_path: Path) -> None
 
 def test_help(tmp_path: Path) -> None:
     result = run([*WRAP, "--help"])
-    assert result.returncode == 0 and b"usage: logwrap [options] -- CMD [ARGS...]" in result.stdout
+    assert result.returncode == 0 and b"usage: logwrap [options] [--] CMD [ARGS...]" in result.stdout
 
 
 def test_passthrough_to_a_terminal_leaves_the_shared_terminal_blocking(tmp_path: Path) -> None:
