@@ -24,6 +24,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+from _report import comparison, compared_installs, installs, publish  # noqa: E402  (a sibling module)
 
 COMMON = """
 import logging, os, sys, time
@@ -143,7 +144,6 @@ def main() -> None:
     parser.add_argument("--compare", action="append", default=[], metavar="LABEL=PYTHON",
                         help="also run our cases under another install (its ratios against this run's baselines)")
     args = parser.parse_args()
-    from _report import comparison, compared_installs, installs
 
     others = installs(args.compare)
     ours = [name for name in CASES if name.startswith("ours")]
@@ -188,8 +188,6 @@ def main() -> None:
         body += "\n\n" + compared_installs(others)
     print(body)
     if not args.no_publish:
-        from _report import publish
-
         publish("inprocess", body)
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import source_dir  # noqa: E402
+from _report import comparison, compared_installs, installs, publish, source_dir  # noqa: E402  (a sibling module)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -226,8 +226,6 @@ def main() -> None:
     parser.add_argument("--compare", action="append", default=[], metavar="LABEL=PYTHON",
                         help="also run (4) and (4b) under another install, in the same rounds")
     args = parser.parse_args()
-    sys.path.insert(0, str(HERE))
-    from _report import comparison, compared_installs, installs
 
     others = installs(args.compare)
     extra = {f"{v} [{label}]": (v, python, f" [{label}]") for label, python in others for v in ("mlops", "mlops-console")}
@@ -303,8 +301,6 @@ def main() -> None:
                  + comparison(labels, table, "vs (1)") + "\n\n" + compared_installs(others))
     print(body)
     if not args.no_publish:
-        from _report import publish
-
         publish("web", body)
 
 
