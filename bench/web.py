@@ -129,7 +129,8 @@ def pin(cpu: int) -> list[str]:
     return []
 
 
-def start_server(variant: str, work: Path, python: str = sys.executable, label: str = "") -> tuple[subprocess.Popen, int]:
+def start_server(variant: str, work: Path, python: str = sys.executable,
+                 label: str = "") -> tuple[subprocess.Popen, int]:
     """Start ``variant``'s server (``python``: another install's interpreter, whose checkout's ``src`` it imports;
     its files go to ``work/<variant><label>``)."""
     port = free_port()
@@ -228,7 +229,8 @@ def main() -> None:
     args = parser.parse_args()
 
     others = installs(args.compare)
-    extra = {f"{v} [{label}]": (v, python, f" [{label}]") for label, python in others for v in ("mlops", "mlops-console")}
+    extra = {f"{v} [{label}]": (v, python, f" [{label}]")
+             for label, python in others for v in ("mlops", "mlops-console")}
 
     wrk = shutil.which("wrk")
     load = run_wrk if wrk else run_python_load

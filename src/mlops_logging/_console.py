@@ -9,9 +9,9 @@ A full stdout never blocks the service for long: a line waits at most :attr:`Con
 When stdout is a blocking pipe (the usual case: Docker, Kubernetes, ``| tee``), the console writes through a private
 non-blocking open file description of the same pipe (``/proc/self/fd/1`` opened again), so the service's own
 descriptor, which its parent and children share, keeps its flags; a reader that stops reading then costs console
-lines, never the service. A line that has not started when the pipe is full then is dropped and counted; one that has started
-is completed first thing on a later write (nothing else is written before it), so a line is never cut. Once writing
-works again one WARNING line says how many lines were dropped (the log file has all of them).
+lines, never the service. A line that has not started when the pipe is full is dropped and counted; one that has
+started is completed first thing on a later write (nothing else is written before it), so a line is never cut. Once
+writing works again one WARNING line says how many lines were dropped (the log file has all of them).
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def _channel(fd: int) -> _Channel:
 class Console:
     """Renders records as one text line each on a stream (stdout by default)."""
 
-    #: Seconds a line may wait for a full non-blocking stdout (then: dropped, or completed on a later write).
+    #: Seconds a line may wait for a full stdout (then: dropped, or completed on a later write).
     stall_timeout = 1.0
 
     def __init__(self, stream: TextIO | None = None) -> None:

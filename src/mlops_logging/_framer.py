@@ -288,7 +288,7 @@ class StreamFramer:
         """The stream is read again after the reader paused it (backpressure): what is held waits ``idle_flush``
         from ``now``, as if its last bytes had just arrived."""
         if self._last_data is not None:
-            self._last_data = max(self._last_data, now)
+            self._last_data = now
 
     def next_deadline(self) -> float | None:
         """Monotonic time at which :meth:`flush_idle` has work, or None when nothing is held."""
