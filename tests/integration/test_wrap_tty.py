@@ -179,21 +179,28 @@ def test_no_tty_keeps_pipes_even_on_a_terminal(tmp_path: Path) -> None:
     assert wrapper_records(logs / "notty.log")[0]["tty"] is False
 
 
+#: What is typed, and what tac prints: dumb-init's test_tty, and a last line ended by ^D instead of a newline (the first
+#: ^D hands "3" to tac, the second is its end of file).
+TYPED_AHEAD = {"lines": (b"1\n2\n3\n\x04\x04", b"3\n2\n1\n", ["3", "2", "1"]),
+               "last-line-ended-by-ctrl-d": (b"1\n2\n3\x04\x04", b"32\n1\n", ["32", "1"])}
+
+
 @CONTAINED
-def test_lines_typed_before_logwrap_reads_and_ctrl_d_reach_tac_which_prints_them_reversed(tmp_path: Path,
-                                                                                         contained: bool) -> None:
+@pytest.mark.parametrize("typed", sorted(TYPED_AHEAD))
+def test_lines_typed_before_logwrap_reads_and_ctrl_d_reach_tac_which_prints_them_reversed(
+        tmp_path: Path, typed: str, contained: bool) -> None:
     """dumb-init's test_tty: ``1 2 3`` and ^D ^D are typed at once, while our terminal is still cooked (logwrap is
     starting), so the kernel holds them as lines and two ends of file; tac gets the lines and its end of file, prints
     them reversed and exits 0, and our terminal is put back out of raw mode."""
+    keys, shown, logged = TYPED_AHEAD[typed]
     logs = tmp_path / "logs"
     with on_a_terminal(logs, "--service", "tac", command=["tac"], echo=False, controlling=True,
                        contained=contained) as (proc, term, _slave):
-        term.type(b"1\n2\n3\n")
-        term.type(b"\x04\x04")
-        term.expect(b"3\n2\n1\n")
+        term.type(keys)
+        term.expect(shown)
         assert proc.wait(timeout=30) == 0
-    assert term.seen == b"3\n2\n1\n"  # (no echo and no output processing: only tac's bytes)
-    assert [r["message"] for r in child_records(logs / "tac.log")] == ["3", "2", "1"]
+    assert term.seen == shown  # (no echo and no output processing: only tac's bytes)
+    assert [r["message"] for r in child_records(logs / "tac.log")] == logged
     records = wrapper_records(logs / "tac.log")
     assert records[0]["tty"] is True and records[0]["pid"] == (1 if contained else proc.pid)
     assert records[-1]["exit_code"] == 0
