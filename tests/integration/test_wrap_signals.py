@@ -16,9 +16,13 @@ from pathlib import Path
 
 import pytest
 
+from mlops_logging.testing import read_records
+from support.container import can_contain, not_contained_reason, start
 from wrap_helpers import (
     PY,
+    WRAP,
     child_records,
+    exit_description,
     file_has,
     proc_state,
     run,
@@ -49,10 +53,10 @@ RECORDER = """\
         time.sleep(1)
 """
 
-#: The spec: every signal a process can catch, but CHLD (logwrap reaps) and the synchronous faults (SEGV, BUS, FPE,
-#: ILL, TRAP, SYS, ABRT: tini leaves those to kill logwrap itself); TSTP/TTIN/TTOU are job control (tested below).
-NOT_FORWARDED = {signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD, signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE,
-                 signal.SIGILL, signal.SIGTRAP, signal.SIGSYS, signal.SIGABRT}
+#: The spec: every signal a process can catch, but CHLD (logwrap reaps), the fault signals (SEGV, BUS, FPE, ILL, TRAP,
+#: SYS, ABRT) included, as dumb-init forwards them (and see the test at the end); TSTP/TTIN/TTOU are job control
+#: (tested below).
+NOT_FORWARDED = {signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD}
 JOB_CONTROL = (signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)
 FORWARDED = sorted(set(signal.valid_signals()) - NOT_FORWARDED - set(JOB_CONTROL))
 
@@ -243,3 +247,98 @@ def test_without_a_signalfd_handlers_forward_signals_and_a_record_says_so(tmp_pa
             wait_for(lambda: sig in received(got), timeout=10, what=f"{name(sig)} to reach the child", proc=proc)
         [warning] = [r for r in wrapper_records(log) if r["level"] == "WARNING"]
         assert "signalfd failed" in warning["message"] and "SIGPIPE and SIGXFSZ are not forwarded" in warning["message"]
+        assert "nor the fault signals (ABRT, BUS, FPE, ILL, SEGV, SYS, TRAP)" in warning["message"]
+
+
+#: The signals a fault raises (and abort()): sent with kill() they are a request, `docker kill -s ABRT` asks a server
+#: for a core dump, and dumb-init forwards them like any other.
+FAULTS = (signal.SIGABRT, signal.SIGBUS, signal.SIGFPE, signal.SIGILL, signal.SIGSEGV, signal.SIGSYS, signal.SIGTRAP)
+
+DIES_OF_IT = """\
+    import os, resource, signal, sys, time
+    marker, sig = sys.argv[1], int(sys.argv[2])
+    def got(signum, frame):
+        with open(marker, "w") as f:
+            f.write(f"got {signal.Signals(signum).name}\\n")
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # no core file left in the test's directory
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)  # and dies of it, as a server asked for a core dump does
+    signal.signal(sig, got)
+    print("ready", flush=True)
+    while True:
+        time.sleep(1)
+"""
+
+
+@pytest.mark.parametrize("contained", [False, True], ids=["child-of-the-test", "pid-1"])
+@pytest.mark.parametrize("sig", FAULTS, ids=[s.name for s in FAULTS])
+def test_a_fault_signal_sent_to_logwrap_is_forwarded_and_it_exits_as_for_any_forwarded_signal(
+        tmp_path: Path, sig: signal.Signals, contained: bool) -> None:
+    """``kill -ABRT <logwrap>`` (ILL, TRAP, BUS, FPE, SEGV, SYS too), as a child of the test and as PID 1 of a new PID
+    namespace: the child gets it, dies of it, logwrap exits 128+N with its exit record written, nothing left running."""
+    if contained and not can_contain():
+        pytest.skip(not_contained_reason())
+    logs = tmp_path / "logs"
+    marker = tmp_path / "got"
+    argv = [*WRAP, "--service", "fault", "--", *script(tmp_path, "dies.py", DIES_OF_IT), str(marker), str(int(sig))]
+    server = start(argv, logs, tmp_path / "console", {**os.environ, "MLOPS_LOG_DIR": "/logs"}, contained=contained)
+    try:
+        wait_for(lambda: file_has(logs / "fault.log", b'"ready"'), what="the child to start", proc=server.proc)
+        server.stop(sig, timeout=20)
+        left = server.members()
+    finally:
+        server.kill()
+    # logwrap itself exited, with the status of a forwarded signal (unshare passes PID 1's on: a PID 1 killed by
+    # the signal would make unshare die of it too).
+    assert server.proc.returncode == 128 + sig, f"logwrap {exit_description(server.proc.returncode)}"
+    assert marker.read_text() == f"got {sig.name}\n"
+    assert left == []  # no orphan: the child did not outlive logwrap
+    records = wrapper_records(logs / "fault.log")
+    forwarded = [r for r in records if r["message"].startswith(f"forwarded {sig.name} ")]
+    assert len(forwarded) == 1 and forwarded[0]["level"] == "INFO"
+    last = records[-1]
+    assert last["message"].startswith("the child") and f"was killed by {sig.name}" in last["message"]
+    assert last["signal"] == sig.name and last["exit_code"] == 128 + sig and last["level"] == "INFO"
+    assert read_records(logs / "fault.log")[-1] == last  # the exit record is the file's last
+
+
+#: A logwrap that faults for real when it is about to forward USR1: the faulting code, and the signal it dies of. As
+#: PID 1 the ABRT that abort() raises is ignored (init ignores a signal it sends itself), and glibc's abort() then
+#: ends in an instruction that faults: SEGV.
+REAL_FAULTS = {"null-pointer-read": ("ctypes.string_at(0)", signal.SIGSEGV, signal.SIGSEGV),
+               "abort": ("os.abort()", signal.SIGABRT, signal.SIGSEGV)}
+FAULTY_LOGWRAP = """\
+    import ctypes, os, resource, signal, sys
+    from mlops_logging import wrap
+    from mlops_logging.wrap import _supervisor
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    forward = _supervisor.Supervisor._forward
+    def faulty(self, sig, sender, now):
+        if sig == signal.SIGUSR1:
+            {fault}
+        forward(self, sig, sender, now)
+    _supervisor.Supervisor._forward = faulty
+    sys.exit(wrap.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("contained", [False, True], ids=["child-of-the-test", "pid-1"])
+@pytest.mark.parametrize("fault", sorted(REAL_FAULTS))
+def test_a_real_fault_of_logwrap_itself_still_kills_it(tmp_path: Path, fault: str, contained: bool) -> None:
+    """The fault signals are blocked for the signalfd, yet a fault logwrap raises itself is not hidden: it dies of
+    it (the kernel unblocks a fault's signal; abort() unblocks ABRT), it does not hang or go on."""
+    if contained and not can_contain():
+        pytest.skip(not_contained_reason())
+    code, sig, sig_as_pid1 = REAL_FAULTS[fault]
+    logs = tmp_path / "logs"
+    faulty = script(tmp_path, "faulty.py", FAULTY_LOGWRAP.replace("{fault}", code))
+    server = start([*faulty, "--service", "faulty", "--", "sleep", "60"], logs, tmp_path / "console",
+                   {**os.environ, "MLOPS_LOG_DIR": "/logs"}, contained=contained)
+    try:
+        wait_for(lambda: file_has(logs / "faulty.log", b'"child_pid"'), what="the child to start", proc=server.proc)
+        os.kill(server.pid1, signal.SIGUSR1)
+        server.proc.wait(timeout=20)
+    finally:
+        server.kill()
+    expected = sig_as_pid1 if contained else sig
+    assert server.proc.returncode == -expected, f"logwrap {exit_description(server.proc.returncode)}"

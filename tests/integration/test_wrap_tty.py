@@ -17,7 +17,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from wrap_helpers import child_records, supervised, wrap_cmd, wrapper_records
+import pytest
+from support.container import can_contain, not_contained_reason
+from wrap_helpers import child_records, script, supervised, wrap_cmd, wrapper_records
+
+#: As a child of the test and as PID 1 of a new PID namespace (a container's entrypoint under `docker run -it`).
+CONTAINED = pytest.mark.parametrize("contained", [False, True], ids=["child-of-the-test", "pid-1"])
+PID_NAMESPACE = ["unshare", "--fork", "--pid", "--mount-proc"]
 
 
 def set_size(fd: int, rows: int, cols: int) -> None:
@@ -61,15 +67,39 @@ class Terminal:
         os.write(self.master, keys)
 
 
+def quiet(fd: int) -> None:
+    """No echo and no output processing on the terminal (dumb-init's ``ttyflags``): it shows the child's bytes only."""
+    attrs = termios.tcgetattr(fd)
+    attrs[1] &= ~termios.OPOST
+    attrs[3] &= ~termios.ECHO
+    termios.tcsetattr(fd, termios.TCSANOW, attrs)
+
+
+def take_the_terminal() -> None:
+    """In the child, after ``setsid``: the terminal on stdin becomes its controlling terminal (as ``docker run -it``
+    gives the container's first process one), so the kernel sends it SIGWINCH when the window is resized."""
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
 @contextmanager
 def on_a_terminal(logs: Path, *args: str, command: list[str], stdout_too: bool = True, hung_up: bool = False,
-                  rows: int = 33, cols: int = 97) -> Iterator[tuple[subprocess.Popen[bytes], Terminal, int]]:
+                  rows: int = 33, cols: int = 97, echo: bool = True, controlling: bool = False,
+                  contained: bool = False) -> Iterator[tuple[subprocess.Popen[bytes], Terminal, int]]:
+    """logwrap ARGS -- COMMAND with a new terminal as stdin, stdout (and stderr); ``controlling``: in a session of its
+    own with that terminal as its controlling terminal; ``contained``: as PID 1 of a new PID namespace. On leaving,
+    the terminal must be as logwrap found it (out of raw mode)."""
+    if contained and not can_contain():
+        pytest.skip(not_contained_reason())
     master, slave = os.openpty()
     set_size(slave, rows, cols)
+    if not echo:
+        quiet(slave)
     before = termios.tcgetattr(slave)
     out = slave if stdout_too else subprocess.PIPE
+    argv = [*(PID_NAMESPACE if contained else []), *wrap_cmd(logs, *args, command=command)]
+    session = {"start_new_session": True, "process_group": None, "preexec_fn": take_the_terminal} if controlling else {}
     try:
-        with supervised(wrap_cmd(logs, *args, command=command), stdin=slave, stdout=out, stderr=slave) as proc:
+        with supervised(argv, stdin=slave, stdout=out, stderr=slave, **session) as proc:
             yield proc, Terminal(master), slave
             assert proc.wait(timeout=30) is not None
         if not hung_up:
@@ -147,3 +177,88 @@ def test_no_tty_keeps_pipes_even_on_a_terminal(tmp_path: Path) -> None:
         term.expect(b"stdout-is-a-pipe\r\n")  # (our terminal, not raw: its own output processing adds the CR)
         assert proc.wait(timeout=30) == 0
     assert wrapper_records(logs / "notty.log")[0]["tty"] is False
+
+
+#: What is typed, and what tac prints: dumb-init's test_tty, and a last line ended by ^D instead of a newline (the first
+#: ^D hands "3" to tac, the second is its end of file).
+TYPED_AHEAD = {"lines": (b"1\n2\n3\n\x04\x04", b"3\n2\n1\n", ["3", "2", "1"]),
+               "last-line-ended-by-ctrl-d": (b"1\n2\n3\x04\x04", b"32\n1\n", ["32", "1"])}
+
+
+@CONTAINED
+@pytest.mark.parametrize("typed", sorted(TYPED_AHEAD))
+def test_lines_typed_before_logwrap_reads_and_ctrl_d_reach_tac_which_prints_them_reversed(
+        tmp_path: Path, typed: str, contained: bool) -> None:
+    """dumb-init's test_tty: ``1 2 3`` and ^D ^D are typed at once, while our terminal is still cooked (logwrap is
+    starting), so the kernel holds them as lines and two ends of file; tac gets the lines and its end of file, prints
+    them reversed and exits 0, and our terminal is put back out of raw mode."""
+    keys, shown, logged = TYPED_AHEAD[typed]
+    logs = tmp_path / "logs"
+    with on_a_terminal(logs, "--service", "tac", command=["tac"], echo=False, controlling=True,
+                       contained=contained) as (proc, term, _slave):
+        term.type(keys)
+        term.expect(shown)
+        assert proc.wait(timeout=30) == 0
+    assert term.seen == shown  # (no echo and no output processing: only tac's bytes)
+    assert [r["message"] for r in child_records(logs / "tac.log")] == logged
+    records = wrapper_records(logs / "tac.log")
+    assert records[0]["tty"] is True and records[0]["pid"] == (1 if contained else proc.pid)
+    assert records[-1]["exit_code"] == 0
+
+
+INTERRUPTIBLE = """\
+    import signal, sys
+    def interrupted(signum, frame):
+        print("the child got SIGINT", flush=True)
+        sys.exit(0)
+    signal.signal(signal.SIGINT, interrupted)
+    print("ready", flush=True)
+    while True:
+        signal.pause()
+"""
+
+
+@CONTAINED
+def test_ctrl_c_reaches_the_child_through_its_own_terminal(tmp_path: Path, contained: bool) -> None:
+    """^C typed on our (raw) terminal is a byte for the child's terminal, whose line discipline sends SIGINT to the
+    child's foreground job: not a signal logwrap receives or forwards."""
+    logs = tmp_path / "logs"
+    child = script(tmp_path, "intr.py", INTERRUPTIBLE)
+    with on_a_terminal(logs, "--service", "intr", command=child, controlling=True,
+                       contained=contained) as (proc, term, _slave):
+        term.expect(b"ready\r\n")
+        term.type(b"\x03")
+        term.expect(b"the child got SIGINT\r\n")
+        assert proc.wait(timeout=30) == 0
+    # The child's terminal echoed the ^C (ECHOCTL) before the child's line.
+    assert [r["message"] for r in child_records(logs / "intr.log")] == ["ready", "^Cthe child got SIGINT"]
+    records = wrapper_records(logs / "intr.log")
+    assert not [r for r in records if "SIGINT" in r["message"]]  # logwrap got no SIGINT
+    assert records[-1]["exit_code"] == 0
+
+
+SIZES = """\
+    import signal, subprocess
+    def size():
+        return subprocess.run(["stty", "size"], capture_output=True, text=True, check=True).stdout.strip()
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGWINCH})
+    print("size at start", size(), flush=True)
+    signal.sigwait({signal.SIGWINCH})
+    print("size after SIGWINCH", size(), flush=True)
+"""
+
+
+@CONTAINED
+def test_resizing_our_terminal_resizes_the_childs_which_gets_sigwinch(tmp_path: Path, contained: bool) -> None:
+    """The user resizes the window: TIOCSWINSZ on our terminal, and the kernel sends SIGWINCH to its foreground job
+    (logwrap); logwrap gives the child's terminal that size, and the kernel signals the child."""
+    logs = tmp_path / "logs"
+    child = script(tmp_path, "sizes.py", SIZES)
+    with on_a_terminal(logs, "--service", "sizes", command=child, controlling=True, contained=contained,
+                       rows=33, cols=97) as (proc, term, _slave):
+        term.expect(b"size at start 33 97\r\n")
+        set_size(term.master, 40, 120)  # no kill() here: the kernel sends the SIGWINCH
+        term.expect(b"size after SIGWINCH 40 120\r\n")
+        assert proc.wait(timeout=30) == 0
+    messages = [r["message"] for r in child_records(logs / "sizes.log")]
+    assert messages == ["size at start 33 97", "size after SIGWINCH 40 120"]

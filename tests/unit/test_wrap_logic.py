@@ -12,7 +12,7 @@ import pytest
 from mlops_logging.wrap._cli import DEFAULT_BUFFER_BYTES, Options, UsageError, parse_args
 from mlops_logging.wrap._command import redact_argv, service_from_command
 from mlops_logging.wrap._passthrough import DEFAULT_PASSTHROUGH_TIMEOUT, Passthrough
-from mlops_logging.wrap._process import FORWARDED_SIGNALS
+from mlops_logging.wrap._process import FAULT_SIGNALS, FORWARDED_SIGNALS
 
 
 def test_parse_args_defaults_and_values() -> None:
@@ -84,13 +84,13 @@ def test_redact_argv() -> None:
                                  "--uri", "postgresql://u:[REDACTED]@h/db", "--token"]
 
 
-def test_the_forwarded_signals_are_every_catchable_one_but_chld_and_the_faults() -> None:
+def test_the_forwarded_signals_are_every_catchable_one_but_chld_the_faults_included() -> None:
     import signal
 
-    assert FORWARDED_SIGNALS == set(range(1, 32)) - {signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD, signal.SIGSEGV,
-                                                     signal.SIGBUS, signal.SIGFPE, signal.SIGILL, signal.SIGTRAP,
-                                                     signal.SIGSYS, signal.SIGABRT} | set(
+    assert FORWARDED_SIGNALS == set(range(1, 32)) - {signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD} | set(
         range(signal.SIGRTMIN, signal.SIGRTMAX + 1))
+    assert FAULT_SIGNALS == {signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGILL, signal.SIGTRAP,
+                             signal.SIGSYS, signal.SIGABRT} < FORWARDED_SIGNALS
 
 
 def test_passthrough_is_backpressure_while_the_reader_takes_bytes_and_drops_only_once_it_is_stuck() -> None:

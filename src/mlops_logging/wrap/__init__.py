@@ -6,9 +6,9 @@ have bytes waiting, our own stdout/stderr) with timers for idle flushes, write r
 ``--kill-after`` and the drain deadline; explicit states STARTING -> RUNNING -> DRAINING -> EXITED; every syscall
 error handled on purpose.
 
-Signals (tini's and dumb-init's rules): every signal a process can catch is forwarded, but CHLD (logwrap reaps) and
-the faults of logwrap itself (SEGV, BUS, FPE, ILL, TRAP, SYS, ABRT); TSTP/TTIN/TTOU are forwarded, then logwrap stops
-itself until a CONT, which is forwarded too. The child starts with the signal mask and dispositions logwrap was
+Signals (tini's and dumb-init's rules): every signal a process can catch is forwarded, but CHLD (logwrap reaps); the
+fault signals (SEGV, BUS, FPE, ILL, TRAP, SYS, ABRT) when sent with kill(), while a real fault of logwrap's own still
+kills it; TSTP/TTIN/TTOU are forwarded, then logwrap stops itself until a CONT, which is forwarded too. The child starts with the signal mask and dispositions logwrap was
 started with (an ignored signal stays ignored and is not forwarded).
 
 Failure policy: the child is never blocked by the log file (records are buffered up to ``--buffer-bytes`` and retried

@@ -18,6 +18,7 @@ from .._errors import describe_os_error
 __all__ = [
     "EXIT_CANNOT_EXECUTE",
     "EXIT_NOT_FOUND",
+    "FAULT_SIGNALS",
     "FORWARDED_SIGNALS",
     "JOB_CONTROL_SIGNALS",
     "KILL_AFTER_TRIGGERS",
@@ -41,15 +42,20 @@ EXIT_CANNOT_EXECUTE = 126  #: the command exists but cannot be run (permission, 
 EXIT_NOT_FOUND = 127  #: the command was not found
 
 
-#: Signals logwrap never forwards: KILL and STOP cannot be caught, CHLD tells it that a child exited, and a fault of
-#: logwrap itself (SEGV, BUS, FPE, ILL, TRAP, SYS, ABRT) keeps its default action, as tini leaves them.
-NOT_FORWARDED = frozenset({
-    signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD, signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGILL,
-    signal.SIGTRAP, signal.SIGSYS, signal.SIGABRT,
-})
-#: Every other signal is forwarded: on Linux 1-31 (HUP, INT, QUIT, USR1, USR2, PIPE, ALRM, TERM, STKFLT, CONT, TSTP,
-#: TTIN, TTOU, URG, XCPU, XFSZ, VTALRM, PROF, WINCH, IO, PWR) and SIGRTMIN..SIGRTMAX.
+#: Signals logwrap never forwards: KILL and STOP cannot be caught, CHLD tells it that a child exited.
+NOT_FORWARDED = frozenset({signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD})
+#: Every other signal is forwarded, as dumb-init does: on Linux 1-31 (HUP, INT, QUIT, ILL, TRAP, ABRT, BUS, FPE, USR1,
+#: SEGV, USR2, PIPE, ALRM, TERM, STKFLT, CONT, TSTP, TTIN, TTOU, URG, XCPU, XFSZ, VTALRM, PROF, WINCH, IO, PWR, SYS)
+#: and SIGRTMIN..SIGRTMAX.
 FORWARDED_SIGNALS = frozenset(int(sig) for sig in signal.valid_signals()) - NOT_FORWARDED
+#: The signals a fault raises (and abort()). Sent with kill() they are a request (``docker kill -s ABRT``: a core
+#: dump, please) and forwarded, but only while blocked and read from the signalfd: Linux still kills a process with a
+#: blocked fault signal it raises itself (it unblocks it and restores the default action; abort() unblocks ABRT), so
+#: a real fault of logwrap's own is not hidden. A Python handler would hide it (the C handler returns to the faulting
+#: instruction), so without a signalfd they keep their default action and are not forwarded, as tini leaves them.
+FAULT_SIGNALS = frozenset({
+    signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGILL, signal.SIGTRAP, signal.SIGSYS, signal.SIGABRT,
+})
 #: Job control (dumb-init's rule): forwarded, then logwrap stops itself; the CONT that wakes it is forwarded too.
 JOB_CONTROL_SIGNALS = frozenset({signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU})
 #: Python sets these to SIG_IGN at start-up, so how logwrap was started with them is unknowable: the child gets the
@@ -177,7 +183,8 @@ class SignalInbox:
     logwrap or interrupt a system call, a signal blocked when logwrap started is received all the same, and each one
     comes with its sender (the SIGPIPE that our own write to a closed reader raises has our pid: not forwarded).
     Where signalfd cannot be made (seccomp, not Linux) it falls back to Python handlers and ``signal.set_wakeup_fd``:
-    no sender then, and SIGPIPE and SIGXFSZ (which our own writes raise) stay ignored, so they are not forwarded.
+    no sender then, SIGPIPE and SIGXFSZ (which our own writes raise) stay ignored and the :data:`FAULT_SIGNALS` keep
+    their default action, so none of them is forwarded.
 
     What logwrap was started with is kept for the child: a signal that was ignored is not handled at all (the child
     inherits it ignored, and it is never forwarded), and ``child_mask`` is the mask to restore in the child.
@@ -206,12 +213,19 @@ class SignalInbox:
             problem = describe_os_error(exc)
         self._fd, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
-        for sig in self._handled - PYTHON_IGNORED:  # our own EPIPE and EFBIG raise these: left ignored
+        for sig in self._caught():
             signal.signal(sig, _no_op)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, self._handled)
+        self.forwarded -= FAULT_SIGNALS
         self.mode = "handlers"
         return (f"signalfd failed ({problem}): signals are caught by handlers instead, without their sender; "
-                "SIGPIPE and SIGXFSZ are not forwarded")
+                "SIGPIPE and SIGXFSZ are not forwarded, nor the fault signals (ABRT, BUS, FPE, ILL, SEGV, SYS, TRAP), "
+                "which keep their default action")
+
+    def _caught(self) -> frozenset[int]:
+        """The signals the fallback catches with handlers: our own EPIPE and EFBIG raise PIPE and XFSZ (left
+        ignored), and a handler would hide a real fault of logwrap's own (left at their default action)."""
+        return self._handled - PYTHON_IGNORED - FAULT_SIGNALS
 
     def fileno(self) -> int:
         """The descriptor that is readable when signals arrived."""
@@ -231,7 +245,7 @@ class SignalInbox:
     def close(self) -> None:
         """Give the signals back their dispositions and mask (logwrap is about to exit, or a test goes on)."""
         if self.mode == "handlers":
-            for sig in self._handled - PYTHON_IGNORED:
+            for sig in self._caught():
                 try:
                     signal.signal(sig, signal.SIG_DFL if sig != signal.SIGINT else signal.default_int_handler)
                 except (OSError, ValueError):

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import fcntl
 import os
+import select
 import termios
+import time
 import tty
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +20,7 @@ from ._process import set_nonblocking
 __all__ = ["TTY_INPUT_BUFFER", "Terminal", "open_terminal"]
 
 TTY_INPUT_BUFFER = 64 * 1024  #: keystrokes and pastes waiting for the child's terminal; stdin is not read past it
+COOKED_INPUT_MAX = 4096  #: what a cooked Linux terminal holds (N_TTY_BUF_SIZE): at most that many reads take it all
 
 
 @dataclass
@@ -43,16 +46,50 @@ class Terminal:
 
     def raw_mode(self, on: bool) -> None:
         """Our terminal in raw mode while the child's terminal does the line editing (and back, at exit and while
-        stopped)."""
+        stopped). What was typed while it was cooked is taken first (:meth:`take_typed_ahead`)."""
         try:
             if on and self.saved is None:
                 self.saved = termios.tcgetattr(0)
+                self.take_typed_ahead()
                 tty.setraw(0, termios.TCSANOW)
             elif not on and self.saved is not None:
                 termios.tcsetattr(0, termios.TCSADRAIN, self.saved)
                 self.saved = None
         except termios.error:
             pass
+
+    def take_typed_ahead(self) -> None:
+        """Read what was typed while our terminal is cooked (before logwrap read it, or while it was stopped), while it
+        still is, and queue it for the child's terminal.
+
+        Linux keeps a typed end of file (^D) only as a mark in cooked input: switching the terminal to raw mode turns
+        it into a NUL byte, so the child would get the lines but never their end (``logwrap -- tac`` with ``1 2 3 ^D``
+        typed ahead hung). Cooked, each read returns one line, or the text before a ^D, or nothing for a ^D at the
+        start of a line; a ^D becomes the child's terminal's EOF character. A terminal that hung up also reads
+        nothing: it is left to the event loop (its end of stdin)."""
+        fd = self.stdin
+        if fd < 0 or self.saved is None or not self.saved[3] & termios.ICANON:
+            return  # not cooked: raw input keeps every byte as typed
+        eol = {bytes([c]) if isinstance(c, int) else c for c in (self.saved[6][termios.VEOL],
+                                                                  self.saved[6][termios.VEOL2])} - {b"\0"}
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        now = time.monotonic()
+        for _ in range(COOKED_INPUT_MAX):
+            if not poller.poll(0):
+                return
+            try:
+                data = os.read(fd, COOKED_INPUT_MAX)
+            except OSError:  # EAGAIN: nothing after all; EIO: in the background of a shell (the loop handles both)
+                return
+            if not data:
+                try:
+                    termios.tcgetattr(fd)
+                except termios.error:
+                    return  # hung up
+            self.keys.push(data, now)
+            if not data.endswith(b"\n") and data[-1:] not in eol:
+                self.keys.push(self.eof, now)  # the line was ended by a ^D
 
     def close(self, *, master: bool) -> None:
         """Close our descriptors (``master`` too when no stream took it over: the command did not start)."""
