@@ -27,6 +27,7 @@ import weakref
 from collections.abc import Mapping
 from typing import Any, TextIO
 
+from ._locks import acquire, hold
 from ._records import build_record, render_text, unrenderable_record
 
 __all__ = ["Console"]
@@ -113,7 +114,8 @@ class Console:
         line = _line(record)
         channel = self._channel
         lock = channel.lock
-        lock.acquire()  # (acquire/release: half the cost of a `with` block on this hot path)
+        # (acquire/release: half the cost of a `with` block on this hot path; at interpreter exit a bounded wait)
+        held = lock.acquire(False) or acquire(lock)
         try:
             if self._fd is None:
                 self.stream.write(line.decode("utf-8"))
@@ -127,7 +129,8 @@ class Console:
             except (OSError, ValueError):
                 pass
         finally:
-            lock.release()
+            if held:
+                lock.release()
 
     def _write_line(self, channel: _Channel, line: bytes) -> None:
         """Under the channel's lock: finish a started line, report drops, then write ``line`` whole (or drop it)."""
@@ -185,7 +188,7 @@ class Console:
         if self._fd is None or not self.enabled or not (channel.pending or channel.dropped):
             return
         wait = self.stall_timeout if timeout is None else timeout
-        with channel.lock:
+        with hold(channel.lock):
             try:
                 if channel.pending:
                     channel.pending = self._send(channel, channel.pending, wait, started=True) or b""
