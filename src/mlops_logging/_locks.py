@@ -43,7 +43,7 @@ def acquire(lock: Lock) -> bool:
     return False
 
 
-class hold:  # noqa: N801 - used as a `with` statement, like the lock itself
+class hold:  # (lower case: used in a `with` statement, like the lock itself)
     """``with hold(lock):``: the block runs with ``lock`` held, or, at interpreter exit, without it (see
     :func:`acquire`)."""
 

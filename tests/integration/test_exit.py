@@ -62,7 +62,7 @@ def test_a_process_that_logs_from_daemon_threads_and_a_del_at_exit_always_exits(
         log_dir = tmp_path / f"run{run}"
         try:
             proc = subprocess.run([sys.executable, "-c", JOB, str(log_dir), console, path], env=env,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=TIMEOUT)
+                                  capture_output=True, timeout=TIMEOUT, check=False)
         except subprocess.TimeoutExpired:  # subprocess.run kills the child
             pytest.fail(f"run {run + 1} of {RUNS} hung at exit ({path}, {console}): no exit after {TIMEOUT} s")
         assert proc.returncode == 0, (run, proc.stderr.decode(errors="replace")[-2000:])
