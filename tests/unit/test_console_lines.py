@@ -14,7 +14,8 @@ from mlops_logging._console import _line, cut_line, split_line
 TAIL = " \u2026[cut: {} bytes; whole record in /logs/svc.log]\n"
 #: The text layout's escapes (escape_text) and JSON's (quoted values): a kept part holds only whole ones.
 WHOLE_ESCAPES = re.compile(r'(?:[^\\]|\\[nrtbf"\\/]|\\x[0-9a-f]{2}|\\u[0-9a-f]{4})*', re.DOTALL)
-TEXT = st.text(st.characters(codec="utf-8"), max_size=3000) | st.text("\\\n\"é€😀x\x85\u2028\udc80\ud800\x7f", max_size=3000)
+TEXT = (st.text(st.characters(codec="utf-8"), max_size=3000)
+        | st.text("\\\n\"é€😀x\x85\u2028\udc80\ud800\x7f", max_size=3000))  # escapes and multi-byte characters
 LIMITS = st.integers(min_value=300, max_value=select.PIPE_BUF)
 
 
