@@ -14,7 +14,7 @@ import pytest
 from mlops_logging.testing import read_records
 
 RUNS = 20
-TIMEOUT = 15  # seconds for one run: far above what a run takes (a fraction of a second); a hang never ends
+TIMEOUT = 30  # seconds for one run: far above what a run takes (a fraction of a second); a hang never ends
 
 # A library module that holds a resource whose __del__ logs: it is torn down during finalization, after the daemon
 # threads were frozen, possibly in the middle of a write (holding the log file's or the console's lock).
