@@ -112,7 +112,8 @@ def _open(settings: LogSettings) -> LogFile:
 
 
 def _install(settings: LogSettings, logfile: LogFile | None, *, stdout: bool, takeover: Iterable[str]) -> None:
-    new = Output(service=settings.service, console=Console() if stdout else None,
+    console = Console(log_file=settings.log_file if logfile is not None else None) if stdout else None
+    new = Output(service=settings.service, console=console,
                  render=render_text if settings.fmt == "text" else render_json)
     previous = _output.current
     if logfile is not None:

@@ -1,16 +1,22 @@
 """The human-readable stdout line: ``<time> <LEVEL> <logger>: <message> key=value``.
 
-Writes straight to the stdout descriptor. Under Docker and Kubernetes stdout is a pipe, where a write of more than
-4 KiB (PIPE_BUF) is not atomic: every line is written to completion under one lock per descriptor, so threads (and
-configurations replaced while a thread still writes) never tear each other's lines. A broken stdout (``EPIPE``,
-closed) turns the console off with one note on stderr; the file keeps everything.
+Writes straight to the stdout descriptor. Under Docker and Kubernetes stdout is a pipe, where only a write of at most
+PIPE_BUF bytes (4 KiB) is atomic: every line is written to completion under one lock per descriptor, so threads (and
+configurations replaced while a thread still writes) never tear each other's lines, and on a pipe, FIFO or socket a
+line is at most PIPE_BUF bytes, so no other process (gunicorn's workers, a pool's children: no lock reaches them)
+tears it either. A longer line is cut there, at a character boundary and never inside an escape, and says so:
+``... …[cut: N bytes; whole record in <log file>]``; without a log file (it could not be opened) it is written as
+several lines instead, each with the console head, the first ending ``…[continues]``, the next starting
+``…[continued]``, so nothing is lost. A regular file or a terminal gets whole lines however long (the kernel keeps
+each ``write()`` to them whole). A broken stdout (``EPIPE``, closed) turns the console off with one note on stderr;
+the file keeps everything.
 
 A full stdout never blocks the service for long: a line waits at most :attr:`Console.stall_timeout` for the reader.
 When stdout is a blocking pipe (the usual case: Docker, Kubernetes, ``| tee``), the console writes through a private
 non-blocking open file description of the same pipe (``/proc/self/fd/1`` opened again), so the service's own
 descriptor, which its parent and children share, keeps its flags; a reader that stops reading then costs console
 lines, never the service. A line that has not started when the pipe is full is dropped and counted; one that has
-started is completed first thing on a later write (nothing else is written before it), so a line is never cut. Once
+started is completed first thing on a later write (nothing else is written before it), so a line is never torn. Once
 writing works again one WARNING line says how many lines were dropped (the log file has all of them).
 """
 
@@ -27,9 +33,10 @@ import weakref
 from collections.abc import Mapping
 from typing import Any, TextIO
 
-from ._records import build_record, render_text, unrenderable_record
+from ._locks import acquire, hold
+from ._records import build_record, escape_text, render_text, unrenderable_record
 
-__all__ = ["Console"]
+__all__ = ["Console", "cut_line", "split_line"]
 
 _HIDDEN = ("service", "pid")  # on every record; noise on a terminal
 
@@ -46,6 +53,7 @@ class _Channel:
         self.pending = b""  # the rest of a started line, written before anything else
         self.dropped = 0  # lines dropped since writing last worked
         self.stuck = False  # a wait timed out: do not wait again until a write goes through whole
+        self.limit = 0  # the longest line (bytes) a write keeps whole across processes: PIPE_BUF on a pipe; 0: any
 
     def attach(self) -> None:
         """Under the lock: point ``out`` at what ``fd`` is now (stdout may have been redirected since the last
@@ -61,6 +69,7 @@ class _Channel:
         if self.out != self.fd:
             os.close(self.out)  # safe: every write reads ``out`` under this lock
         self.out, self.target = self.fd, target
+        self.limit = select.PIPE_BUF if stat.S_ISFIFO(st.st_mode) or stat.S_ISSOCK(st.st_mode) else 0
         if stat.S_ISFIFO(st.st_mode) and os.get_blocking(self.fd):
             try:
                 self.out = os.open(f"/proc/self/fd/{self.fd}", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -90,8 +99,10 @@ class Console:
     #: Seconds a line may wait for a full stdout (then: dropped, or completed on a later write).
     stall_timeout = 1.0
 
-    def __init__(self, stream: TextIO | None = None) -> None:
+    def __init__(self, stream: TextIO | None = None, *, log_file: str | os.PathLike[str] | None = None) -> None:
         self.stream = stream if stream is not None else sys.stdout
+        #: How a line cut to PIPE_BUF ends (``{}``: the bytes left out); None: no log file, split long lines instead.
+        self.cut_tail: str | None = None if log_file is None else _cut_tail(os.path.abspath(log_file))
         self.enabled = True
         try:
             self._fd: int | None = self.stream.fileno()
@@ -113,13 +124,19 @@ class Console:
         line = _line(record)
         channel = self._channel
         lock = channel.lock
-        lock.acquire()  # (acquire/release: half the cost of a `with` block on this hot path)
+        # (acquire/release: half the cost of a `with` block on this hot path; at interpreter exit a bounded wait)
+        held = lock.acquire(False) or acquire(lock)
         try:
             if self._fd is None:
                 self.stream.write(line.decode("utf-8"))
                 self.stream.flush()
-            else:
+            elif not channel.limit or len(line) <= channel.limit:
                 self._write_line(channel, line)
+            elif self.cut_tail is not None:
+                self._write_line(channel, cut_line(line, channel.limit, self.cut_tail))
+            else:
+                for piece in split_line(line, channel.limit, len(_line(_head_only(record))) - 1):
+                    self._write_line(channel, piece)
         except (OSError, ValueError) as exc:
             self.enabled = False
             try:
@@ -127,7 +144,8 @@ class Console:
             except (OSError, ValueError):
                 pass
         finally:
-            lock.release()
+            if held:
+                lock.release()
 
     def _write_line(self, channel: _Channel, line: bytes) -> None:
         """Under the channel's lock: finish a started line, report drops, then write ``line`` whole (or drop it)."""
@@ -146,9 +164,19 @@ class Console:
             if channel.pending:
                 channel.dropped += 1
                 return
-        if channel.dropped:
-            line = self._drop_note(channel) + line
-            channel.dropped = 0
+        if channel.dropped:  # (nothing of ``line`` was written yet)
+            note = self._drop_note(channel)
+            if channel.limit and len(note) + len(line) > channel.limit:  # one write of both could tear: two
+                rest = self._send(channel, note, wait, started=False)
+                if rest is None:
+                    channel.dropped += 1
+                    return
+                channel.pending, channel.dropped = rest, 1 if rest else 0
+                if rest:
+                    return
+            else:
+                line = note + line
+                channel.dropped = 0
         rest = self._send(channel, memoryview(line)[written:], wait, started=written > 0)
         if rest is None:  # the pipe was full before any of it went in
             channel.dropped += 1
@@ -185,7 +213,7 @@ class Console:
         if self._fd is None or not self.enabled or not (channel.pending or channel.dropped):
             return
         wait = self.stall_timeout if timeout is None else timeout
-        with channel.lock:
+        with hold(channel.lock):
             try:
                 if channel.pending:
                     channel.pending = self._send(channel, channel.pending, wait, started=True) or b""
@@ -199,6 +227,66 @@ class Console:
     def _drop_note(channel: _Channel) -> bytes:
         return _line(build_record("WARNING", f"{channel.dropped} console lines dropped while stdout was full (the log "
                                   "file has every record)", "-", "mlops_logging", None))
+
+
+def _cut_tail(path: str) -> str:
+    """How a line cut to PIPE_BUF ends: where the whole record is (a path too long to say is not named)."""
+    where = path if len(path) <= 1024 else "the log file"
+    return f" \u2026[cut: {{}} bytes; whole record in {escape_text(where).replace('{', '{{').replace('}', '}}')}]\n"
+
+
+def cut_line(line: bytes, limit: int, tail: str) -> bytes:
+    """``line`` (a console line, newline included) in at most ``limit`` bytes: as it is when it fits, else its start,
+    cut at a character boundary and never inside a backslash escape, then ``tail`` with ``{}`` replaced by the number
+    of bytes left out (the newline not counted)."""
+    if len(line) <= limit:
+        return line
+    keep = _boundary(line, limit - len(tail.format(len(line)).encode()))
+    return line[:keep] + tail.format(len(line) - 1 - keep).encode()
+
+
+_CONTINUES = " \u2026[continues]\n".encode()
+_CONTINUED = "\u2026[continued] ".encode()
+
+
+def split_line(line: bytes, limit: int, head: int) -> list[bytes]:
+    """``line`` (a console line, newline included) as lines of at most ``limit`` bytes that hold all of it: each but
+    the last ends ``…[continues]``, each but the first repeats the line's first ``head`` bytes (its time, level and
+    logger) and starts ``…[continued]``."""
+    if head + len(_CONTINUED) + len(_CONTINUES) + 64 > limit:
+        head = 0  # a head too long to repeat
+    start = line[:head] + _CONTINUED
+    lead, rest = line[:head], line[head:-1]
+    pieces = []
+    while len(lead) + len(rest) + 1 > limit:
+        keep = _boundary(rest, limit - len(lead) - len(_CONTINUES))
+        pieces.append(lead + rest[:keep] + _CONTINUES)
+        lead, rest = start, rest[keep:]
+    pieces.append(lead + rest + b"\n")
+    return pieces
+
+
+def _boundary(data: bytes, end: int) -> int:
+    """The last place at or before ``end`` where ``data`` may be cut: not inside a UTF-8 character, nor inside a
+    backslash escape of the text layout (``\\n``, ``\\xNN``, ``\\uNNNN``)."""
+    end = max(0, min(end, len(data)))
+    while 0 < end < len(data) and data[end] & 0xC0 == 0x80:
+        end -= 1
+    slash = data.rfind(b"\\", max(0, end - 5), end)
+    if slash >= 0:
+        run = slash
+        while run > 0 and data[run - 1] == 0x5C:
+            run -= 1
+        if (slash - run) % 2 == 0:  # it starts an escape (not the second of an escaped backslash)
+            kind = data[slash + 1:slash + 2]
+            if slash + (6 if kind == b"u" else 4 if kind == b"x" else 2) > end:
+                end = slash
+    return end
+
+
+def _head_only(record: Mapping[str, Any]) -> dict[str, Any]:
+    """What the console head of ``record`` is made of (its time, level and logger), for :func:`split_line`."""
+    return {key: record[key] for key in ("timestamp", "level", "logger") if key in record}
 
 
 def _line(record: Mapping[str, Any]) -> bytes:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import LogSetupError, describe_os_error
+from ._locks import acquire
 from ._records import Loss, loss_notice
 
 __all__ = ["DIR_FIX", "KEEP_BYTES", "LogFile", "Notice", "PartialWrite", "ensure_log_dir", "open_log_file"]
@@ -167,7 +168,8 @@ class LogFile:
         self.check_interval = check_interval
         self.notice: Notice | None = None
         #: Held by every write (and by writers that keep state about this file, see :mod:`.sink`). Re-entrant: a
-        #: signal handler that logs may interrupt a write of its own thread. Recreated in a forked child.
+        #: signal handler that logs may interrupt a write of its own thread. Recreated in a forked child. Never waited
+        #: for forever at interpreter exit (:mod:`._locks`): a daemon thread frozen while writing keeps it for good.
         self.lock = threading.RLock()
         self._fd = open_log_file(self.path)
         st = os.fstat(self._fd)
@@ -202,7 +204,8 @@ class LogFile:
         this one write, so the record still lands in this file and no other.
         """
         lock = self.lock
-        lock.acquire()  # (acquire/release: half the cost of a `with` block on this hot path)
+        # (acquire/release: half the cost of a `with` block on this hot path; at interpreter exit a bounded wait)
+        held = lock.acquire(False) or acquire(lock)
         try:
             if self._closed:
                 self._write_retired(data)
@@ -227,7 +230,8 @@ class LogFile:
                     self._since_stat = 0
                     self._size = os.fstat(self._fd).st_size
         finally:
-            lock.release()
+            if held:
+                lock.release()
 
     _write = staticmethod(os.write)  # the one syscall; tests replace it to play a disk that fills mid-write
 

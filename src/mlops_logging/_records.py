@@ -28,8 +28,8 @@ __all__ = [
     "RESERVED",
     "RESERVED_FIELDS",
     "TEXT_SPECIAL_ASCII",
-    "THIS_PROCESS",
     "TEXT_SPECIAL_UTF8",
+    "THIS_PROCESS",
     "TYPED_FIELDS",
     "Loss",
     "add_fields",
@@ -38,6 +38,7 @@ __all__ = [
     "escape_text",
     "format_timestamp",
     "interpolation_failed",
+    "is_secret_abbreviation",
     "is_secret_key",
     "key_words",
     "level_from_number",
@@ -381,6 +382,26 @@ def is_secret_key(key: str, *, in_url: bool = False) -> bool:
     if len(cache) < 4096:  # keys are a small set in practice; never grow without bound
         cache[key] = secret
     return secret
+
+
+#: The words that can end a secret key (with the right word before them for `token(s)` and `key(s)`).
+_SECRET_ENDINGS = tuple(sorted(_SECRET_LAST_WORDS | {"token", "tokens", "key", "keys"}))
+
+
+def is_secret_abbreviation(key: str) -> bool:
+    """True when ``key`` may be the start of a secret key's name, as argparse accepts an unambiguous start of a long
+    option (``--api-k`` for ``--api-key``, ``--hf-tok`` for ``--hf-token``, ``--pass`` for ``--password``): its last
+    word completed to a word that ends secret keys makes it secret. A lone word needs 3 letters (``--to`` is not
+    judged), and a short last word (``--top-p``) counts only as the start of ``key(s)`` or ``token(s)``, which need
+    the word before them (``--api-k``: yes; ``--top-k``, ``--max-tok``: no)."""
+    words = key_words(key)
+    if key[-1:] in ("-", "_", "."):
+        words.append("")  # `--api-`: the next word has begun
+    if not words or (len(words) == 1 and len(words[0]) < 3):
+        return False
+    last, before = words[-1], words[:-1]
+    return any(end.startswith(last) and (len(last) >= 3 or end.startswith(("key", "token")))
+               and _secret_words([*before, end]) for end in _SECRET_ENDINGS)
 
 
 _SCALARS = frozenset({str, int, float, bool, type(None)})

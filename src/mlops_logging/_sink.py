@@ -24,6 +24,7 @@ from typing import Protocol
 
 from ._errors import describe_os_error
 from ._files import LogFile, Notice, PartialWrite
+from ._locks import hold
 from ._records import Loss, loss_notice
 
 __all__ = ["RETRY_INTERVAL", "WRITE_SLICE", "FileSink", "Sink"]
@@ -140,7 +141,7 @@ class FileSink:
 
     def _submit_failing(self, data: bytes) -> None:
         """No budget, an outage not yet reported: the report first, then ``data``; what is refused is counted."""
-        with self.logfile.lock:  # other threads count and report too
+        with hold(self.logfile.lock):  # other threads count and report too
             if not self._report(time.monotonic()):
                 self._lost(data, None)
                 return
@@ -189,7 +190,7 @@ class FileSink:
     def _lost(self, data: bytes, exc: OSError | None) -> None:
         """No budget: ``data`` is lost; count it (and the error), an outage begins if none is on."""
         now = time.time()
-        with self.logfile.lock:
+        with hold(self.logfile.lock):
             if self._failing_since is None:
                 self._failing_since = now
                 self._loss = Loss()

@@ -62,6 +62,13 @@ async def stream(n: int = 5, delay: float = 0.05) -> StreamingResponse:
     return StreamingResponse(chunks(), media_type="text/event-stream")
 
 
+@app.get("/long")
+async def long(tag: str, n: int) -> dict[str, bool]:
+    """One INFO record whose message is ``<tag>:`` then ``n`` x's then ``:E`` (console lines of a chosen length)."""
+    slog.info(f"{tag}:" + "x" * n + ":E")
+    return {"ok": True}
+
+
 @app.get("/text", response_class=PlainTextResponse)
 async def text() -> str:
     structlog.contextvars.bind_contextvars(user="alice")

@@ -9,10 +9,20 @@ import select
 from pathlib import Path
 
 import pytest
+from support.records import read_lines
+from wrap_helpers import (
+    PY,
+    WRAP,
+    child_records,
+    reassemble,
+    run,
+    run_wrap,
+    script,
+    start_wrap,
+    wrapper_records,
+)
 
 from mlops_logging.testing import read_records
-from support.records import read_lines
-from wrap_helpers import PY, WRAP, child_records, reassemble, run, run_wrap, script, start_wrap, wrapper_records
 
 
 def test_lines_become_records_and_pass_through_byte_for_byte(tmp_path: Path) -> None:
@@ -266,6 +276,32 @@ def test_secrets_in_the_command_line_are_redacted(tmp_path: Path) -> None:
     assert started["command"] == ("sh -c 'exit 0' vllm --api-key '[REDACTED]' '--hf-token=[REDACTED]' "
                                   "'HF_TOKEN=[REDACTED]' --password '[REDACTED]' --max-tokens 512 "
                                   "--backend-store-uri 'postgresql://mlflow:[REDACTED]@db:5432/mlflow'")
+
+
+def test_the_start_record_hides_secrets_in_every_command_line_form_and_keeps_the_flag_names(tmp_path: Path) -> None:
+    """The forms of #16: several values of one flag, argparse's abbreviations, a secret inside one ``sh -c`` string,
+    URL query parameters, a header given with ``--header=``; and the spellings around them."""
+    logs = tmp_path / "logs"
+    command = ["sh", "-c", "true vllm serve m --api-key sk-in-shell --port 8000; exit 0", "sh", "HF_TOKEN=hf_env1",
+               "--api-key", "sk-many-1", "sk-many-2", "--api-k", "sk-abbrev-1", "--hf-tok", "hf_abbrev2",
+               "--url", "https://h/v1?api_key=sk-query-1&token=sk-query-2&sig=sk-query-3&n=1",
+               "--header=Authorization: Bearer sk-header-1", "-H", "X-Api-Key: sk-header-2",
+               "--api-key=sk-equals-1", "--token", "sk-token-1", "--password", "hunter2",
+               "--backend-store-uri", "postgresql://mlflow:p@ss@db/mlflow", "--max-tokens", "512"]
+    result = run_wrap(logs, "--service", "secret", command=command)
+    assert result.returncode == 0
+    text = (logs / "secret.log").read_text()
+    leaked = [word for word in ("sk-in-shell", "sk-many-1", "sk-many-2", "sk-abbrev-1", "hf_abbrev2", "sk-query-1",
+                                "sk-query-2", "sk-query-3", "sk-header-1", "sk-header-2", "sk-equals-1", "sk-token-1",
+                                "hunter2", "hf_env1", "ss@db") if word in text]
+    assert leaked == []
+    started = wrapper_records(logs / "secret.log")[0]["command"]
+    for shown in ("--api-key [REDACTED] --port 8000", "--api-key '[REDACTED]' '[REDACTED]' --api-k '[REDACTED]'",
+                  "--hf-tok '[REDACTED]'", "api_key=[REDACTED]&token=[REDACTED]&sig=[REDACTED]&n=1",
+                  "'--header=Authorization: [REDACTED]'", "'X-Api-Key: [REDACTED]'", "'--api-key=[REDACTED]'",
+                  "--token '[REDACTED]'", "--password '[REDACTED]'", "'HF_TOKEN=[REDACTED]'",
+                  "postgresql://mlflow:[REDACTED]@db/mlflow", "--max-tokens 512"):
+        assert shown in started, (shown, started)
 
 
 def test_size_rotation_keeps_records_whole(tmp_path: Path) -> None:

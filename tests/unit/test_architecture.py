@@ -15,7 +15,7 @@ PACKAGE = Path(mlops_logging.__file__).parent
 #: Lowest first; a module may import (at any depth in its code) only modules of an earlier layer. The same table is
 #: in docs/architecture.md.
 LAYERS: list[set[str]] = [
-    {"_version", "_errors", "_speedups", "_pattern"},
+    {"_version", "_errors", "_speedups", "_pattern", "_locks"},
     {"_records"},
     {"_files", "_levels"},
     {"_settings", "_sink", "_console"},
@@ -30,7 +30,8 @@ LAYERS: list[set[str]] = [
 LAYER = {module: index for index, layer in enumerate(LAYERS) for module in layer}
 #: What logwrap runs: never structlog, python-json-logger or the in-process logging setup.
 WRAP_MODULES = {m for m in LAYER if m.startswith("wrap")} | {"_framer", "_levels", "_pattern", "_records", "_files",
-                                                            "_sink", "_settings", "_errors", "_version", "_speedups"}
+                                                            "_sink", "_settings", "_errors", "_version", "_speedups",
+                                                            "_locks"}
 
 
 def _name(path: Path) -> str:
