@@ -5,7 +5,7 @@ else Podman (with this project's ``docker/containers.conf``); the same verbs for
     python scripts/engine.py which              the engine and compose command that would be used
     python scripts/engine.py bases              make sure every pinned base image is there (pull, else a stand-in)
     python scripts/engine.py demo               the six services in containers, then logcheck's verdict
-    python scripts/engine.py down               stop and remove the demo's containers (its logs stay)
+    python scripts/engine.py down               stop and remove the demo's containers, if a demo was interrupted
 
 Base images: where a registry answers, the pinned official image is pulled; where none does (this project's
 machines), a *stand-in* is built under the exact pinned name from Debian packages and PyPI, from the recipe in
@@ -117,7 +117,9 @@ def detect() -> Engine | None:
         if compose is None:
             return None
         conf = os.environ.get("CONTAINERS_CONF", str(CONTAINERS_CONF))
-        return Engine("podman", ("podman",), compose, {"CONTAINERS_CONF": conf})
+        # BUILDAH_FORMAT=docker: Podman builds OCI images by default, and the OCI format has no HEALTHCHECK (buildah
+        # drops it, with a warning); Docker's format keeps our Dockerfiles' healthchecks in the images.
+        return Engine("podman", ("podman",), compose, {"CONTAINERS_CONF": conf, "BUILDAH_FORMAT": "docker"})
     return None
 
 
@@ -254,6 +256,15 @@ class Project:
             raise RuntimeError(f"compose {' '.join(argv)} exited {done.returncode}:\n{(done.stdout or '')[-4000:]}")
         return done
 
+    def build(self, *services: str) -> None:
+        """``compose build SERVICES``, once more if it fails: a build downloads from the package index, and one
+        dropped connection should not fail a run."""
+        for attempt in (1, 2):
+            done = self.compose("build", *services, check=attempt == 2)
+            if done.returncode == 0:
+                return
+            log(f"compose build failed (exit {done.returncode}); once more")
+
     def container(self, service: str) -> str:
         """The name of the service's container (compose labels it with its project and service)."""
         done = self.engine.run("ps", "-a", "--filter", f"label=com.docker.compose.project={self.name}",
@@ -299,19 +310,42 @@ COMPOSE_CPU = REPO / "docker" / "docker-compose.cpu.yml"
 SERVERS = (("mlflow", 120), ("vllm", 600), ("fastapi", 120), ("system", 120))
 
 
+def _logcheck(*args: str) -> int:
+    """logcheck over the repository's logs/ (the table and verdict go to the terminal); its exit status."""
+    return subprocess.run([sys.executable, "-m", "mlops_logging.check", "--root", str(REPO / "logs"), *args],
+                          cwd=REPO).returncode
+
+
+def _last_item(path: Path) -> str | None:
+    """The request id of the inference job's last answered item (what ``--trace`` follows)."""
+    import json
+
+    ids = [record.get("request_id") for line in path.read_text().splitlines()
+           if (record := json.loads(line)).get("message") == "completion received"] if path.exists() else []
+    return ids[-1] if ids else None
+
+
 def demo(engine: Engine) -> int:
-    """The whole stack (CPU override, the tiny local model) up, the jobs run, then ``logcheck --root logs``."""
+    """The whole stack (CPU override, the tiny local model) up, the jobs run, one item traced across containers,
+    then ``down`` and logcheck's verdict over the host's ``logs/``."""
     from vllm_server import ensure_tiny_model  # beside this file; needs the vLLM venv (make setup-vllm)
 
     ensure_bases(engine)
     project = Project(engine, (COMPOSE, COMPOSE_CPU), "mlops-logging", {"VLLM_MODEL_DIR": str(ensure_tiny_model())})
-    project.compose("build", "vllm", "mlflow", "fastapi", capture=False)  # one build per image
-    project.compose("up", "-d", capture=False)
-    for service, timeout in SERVERS:
-        log(f"{service}: healthy after {project.wait_healthy(service, timeout):.0f} s")
-    project.compose("up", "--no-deps", "training", "inference", profiles=("jobs",), capture=False)
-    log("the stack keeps running: `make demo-containers-down` (or compose down) stops it")
-    return subprocess.run([sys.executable, "-m", "mlops_logging.check", "--root", str(REPO / "logs")]).returncode
+    try:
+        project.build("vllm", "mlflow", "fastapi")  # one build per image
+        project.compose("up", "-d", capture=False)
+        for service, timeout in SERVERS:
+            log(f"{service}: healthy after {project.wait_healthy(service, timeout):.0f} s")
+        project.compose("up", "--no-deps", "training", "inference", profiles=("jobs",), capture=False)
+        item = _last_item(REPO / "logs" / "inference" / "inference.log")
+        if item:
+            log(f"logcheck --trace {item}: one item through inference -> fastapi -> vllm, three containers")
+            _logcheck("--trace", item)
+    finally:
+        log("compose down (the logs stay in logs/)")
+        project.down()
+    return _logcheck()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

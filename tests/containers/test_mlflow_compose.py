@@ -71,7 +71,7 @@ def story(engine: Engine) -> Iterator[Story]:
     stack = Stack(engine, root, ["docker-compose.mlflow.yml"], f"mlopsmlflow{uuid.uuid4().hex[:8]}")
     story = Story(stack)
     try:
-        stack.compose("build")
+        stack.build()
         assert not stack.logs.exists()
         started = time.monotonic()
         stack.compose("up", "-d")

@@ -36,6 +36,7 @@ class Run:
     stack: Stack
     jobs: dict[str, str] = field(default_factory=dict)  #: job -> "status exit code" after it ran
     healthy: dict[str, bool] = field(default_factory=dict)
+    image_healthchecks: dict[str, str] = field(default_factory=dict)  #: wrapped server -> its image's HEALTHCHECK
     job_checks: dict[str, int] = field(default_factory=dict)  #: job -> exit of its healthcheck command
     pid1: dict[str, list[str]] = field(default_factory=dict)
     check: tuple[int, str] = (-1, "")
@@ -63,7 +64,10 @@ def run(engine: Engine) -> Iterator[Run]:
     try:
         # one build per image: fastapi, system and the jobs share mlops-logging/python (podman-compose would build
         # it once per service, in parallel)
-        stack.compose("build", "vllm", "mlflow", "fastapi")
+        stack.build("vllm", "mlflow", "fastapi")
+        for service, image in (("vllm", "mlops-logging/vllm-cpu:0.1.0"), ("mlflow", "mlops-logging/mlflow:0.1.0")):
+            result.image_healthchecks[service] = engine.run("image", "inspect", "--format",
+                                                            "{{json .Config.Healthcheck}}", image).stdout
         stack.compose("up", "-d")
         for service, timeout in (("mlflow", 120), ("vllm", 600), ("fastapi", 120), ("system", 120)):
             stack.wait_healthy(service, timeout)
@@ -141,6 +145,12 @@ def test_restart_vllm_appends_to_the_same_file(run: Run) -> None:
 def test_logwrap_is_pid_1_of_the_vllm_and_mlflow_containers(run: Run) -> None:
     for service, argv in run.pid1.items():
         assert Path(argv[1]).name == "logwrap" and argv[2:4] == ["--service", service], argv
+
+
+def test_the_built_images_keep_their_dockerfiles_healthcheck(run: Run) -> None:
+    """`docker run IMAGE` gets the HEALTHCHECK too (Podman drops it from OCI-format images: built in Docker's)."""
+    for service, port in (("vllm", 8000), ("mlflow", 5000)):
+        assert f"http://127.0.0.1:{port}/health" in run.image_healthchecks[service], run.image_healthchecks
 
 
 def test_every_healthcheck_reports_healthy(run: Run) -> None:
