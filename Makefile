@@ -6,7 +6,8 @@ VLLM_VENV := .venv-vllm
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: all setup setup-vllm setup-system setup-bench typecheck test test-fast test-sanitize grammar demo bench clean
+.PHONY: all setup setup-vllm setup-system setup-containers setup-bench typecheck test test-fast test-containers \
+	test-sanitize grammar demo demo-containers bench clean
 
 all: test
 
@@ -33,19 +34,41 @@ setup-system:
 	    echo "note: could not install logrotate: the real-logrotate test will be skipped"; \
 	  else echo "note: logrotate is not installed (needs root and apt-get): the real-logrotate test will be skipped"; fi
 
+## The container engine the container suite runs under (tests/containers/README.md): Docker when a daemon answers,
+## else Debian's podman with runc (settings: docker/containers.conf, named by CONTAINERS_CONF) and debootstrap for the
+## stand-in base images; podman-compose comes with the dev extra. Installed with apt-get when we are root, as
+## setup-system installs logrotate; otherwise a note, and the container suite skips with its reason.
+export CONTAINERS_CONF ?= $(CURDIR)/docker/containers.conf
+setup-containers:
+	@if docker info >/dev/null 2>&1; then echo "container engine: docker"; \
+	elif command -v podman >/dev/null 2>&1 && command -v runc >/dev/null 2>&1 && command -v debootstrap >/dev/null 2>&1; then \
+	  echo "container engine: podman"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing podman, runc and debootstrap (apt-get)"; \
+	  { apt-get update -q >/dev/null 2>&1; DEBIAN_FRONTEND=noninteractive apt-get install -y -q podman runc debootstrap >/dev/null; } || \
+	    echo "note: could not install podman: the container suite will be skipped"; \
+	else echo "note: no container engine (needs Docker, or root and apt-get for podman): the container suite will be skipped"; fi
+
 ## mypy --strict over src/ ([tool.mypy] in pyproject.toml): the package ships py.typed.
 typecheck: setup
 	$(PY) -m mypy
 
 ## The type check, then the whole suite, real vLLM included; then the integration tests again with the framer's C
 ## extension turned off (MLOPS_LOG_SPEEDUPS=0: what an install without a C compiler runs), as MarkupSafe tests both.
-test: setup setup-vllm setup-system typecheck
-	$(PY) -m pytest $(PYTEST_ARGS)
+## The container suite (tests/containers) runs in it under the real engine; MLOPS_REQUIRE_ENGINE=1 makes a missing
+## engine a failure there rather than a skip.
+test: setup setup-vllm setup-system setup-containers typecheck
+	MLOPS_REQUIRE_ENGINE=$$(if [ "$$(id -u)" = 0 ] || command -v podman >/dev/null 2>&1; then echo 1; else echo 0; fi) \
+	  $(PY) -m pytest $(PYTEST_ARGS)
 	MLOPS_LOG_SPEEDUPS=0 $(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
 ## Everything but the tests that need the vLLM venv (for a quick loop).
 test-fast: setup
-	$(PY) -m pytest -m "not vllm" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not vllm and not containers" $(PYTEST_ARGS)
+
+## Only the container suite (builds the images; the first run also builds the stand-in base images, about 8 min).
+test-containers: setup setup-vllm setup-containers
+	MLOPS_REQUIRE_ENGINE=1 $(PY) -m pytest tests/containers $(PYTEST_ARGS)
 
 ## The framer's C extension built with ASan + UBSan (build/sanitize/), the framer and speedups tests and a fuzz run
 ## against it; fails on any sanitizer report. Not part of `make test` (about 4 minutes on 2 cores).
@@ -64,6 +87,11 @@ grammar: setup
 DEMO_VLLM ?= 1
 demo: setup $(if $(filter 0,$(DEMO_VLLM)),,setup-vllm)
 	DEMO_VLLM=$(DEMO_VLLM) $(PY) examples/demo.py
+
+## The same six services in containers (docker/docker-compose.yml + docker-compose.cpu.yml: no GPU needed, the tiny
+## local model), ending with logcheck's verdict; for users who have an engine. `make demo` stays the embedded default.
+demo-containers: setup setup-vllm setup-containers
+	$(PY) scripts/engine.py demo
 
 ## The benchmarks' load generator (wrk) and instruction counter (valgrind), as setup-system installs logrotate.
 setup-bench:

@@ -63,12 +63,14 @@ def configure_logging(
     strict: bool | None = None,
     max_bytes: int | str | None = None,
     backups: int | str | None = None,
+    file_mode: int | str | None = None,
     takeover: Iterable[str] = TAKEOVER_LOGGERS,
 ) -> Path:
     """Log JSON lines (or ``fmt="text"``) to ``<log_dir>/<service>.log`` and a readable line to stdout.
 
     Arguments win over ``MLOPS_SERVICE``, ``MLOPS_LOG_DIR`` / ``MLOPS_LOG_ROOT``, ``MLOPS_LOG_LEVEL``,
-    ``MLOPS_LOG_FORMAT``, ``MLOPS_LOG_STRICT``, ``MLOPS_LOG_MAX_BYTES`` and ``MLOPS_LOG_BACKUPS``. Returns the log
+    ``MLOPS_LOG_FORMAT``, ``MLOPS_LOG_STRICT``, ``MLOPS_LOG_MAX_BYTES``, ``MLOPS_LOG_BACKUPS`` and ``MLOPS_LOG_FILE_MODE`` (the mode of
+    the file when it is created: 0640 by default, our images set 0644 so the host's users can read it). Returns the log
     file's path. A bad value (an unknown level or format, an unsafe service name...) raises :class:`LogSetupError`
     naming it, where it came from and the fix. When the file cannot be used (a directory that is not writable, a
     planted symlink): with ``strict`` raises :class:`LogSetupError`; otherwise (the default) warns once on stderr and
@@ -76,7 +78,8 @@ def configure_logging(
     """
     with _lock:
         settings = resolve_settings(
-            service, log_dir=log_dir, level=level, fmt=fmt, strict=strict, max_bytes=max_bytes, backups=backups
+            service, log_dir=log_dir, level=level, fmt=fmt, strict=strict, max_bytes=max_bytes, backups=backups,
+            file_mode=file_mode,
         )
         logfile: LogFile | None
         try:
@@ -101,10 +104,11 @@ def get_logger(name: str | None = None, **initial_values: object) -> structlog.t
 def _open(settings: LogSettings) -> LogFile:
     path = settings.log_file
     existing = _open_files.get(path)
-    if existing is not None and (existing.max_bytes, existing.backups) == (settings.max_bytes, settings.backups):
+    wanted = (settings.max_bytes, settings.backups, settings.file_mode)
+    if existing is not None and (existing.max_bytes, existing.backups, existing.mode) == wanted:
         return existing
-    ensure_log_dir(settings.log_dir, fix=settings.dir_fix)
-    logfile = LogFile(path, max_bytes=settings.max_bytes, backups=settings.backups)
+    ensure_log_dir(settings.log_dir, fix=settings.dir_fix, file_mode=settings.file_mode)
+    logfile = LogFile(path, max_bytes=settings.max_bytes, backups=settings.backups, mode=settings.file_mode)
     if existing is not None:
         existing.close()
     _open_files[path] = logfile

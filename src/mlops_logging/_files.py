@@ -29,9 +29,19 @@ from ._errors import LogSetupError, describe_os_error
 from ._locks import acquire
 from ._records import Loss, loss_notice
 
-__all__ = ["DIR_FIX", "KEEP_BYTES", "LogFile", "Notice", "PartialWrite", "ensure_log_dir", "open_log_file"]
+__all__ = [
+    "DIR_FIX",
+    "FILE_MODE",
+    "KEEP_BYTES",
+    "LogFile",
+    "Notice",
+    "PartialWrite",
+    "dir_mode_for",
+    "ensure_log_dir",
+    "open_log_file",
+]
 
-DIR_MODE = 0o750
+#: The default mode of a log file this package creates (the umask may take more away): owner and group read it.
 FILE_MODE = 0o640
 _OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 #: How the messages of :func:`ensure_log_dir` say to choose another directory unless the caller says otherwise.
@@ -42,18 +52,25 @@ KEEP_BYTES = 1 << 20
 _MAX_SYMLINKS = 40  # what the kernel allows on one path (ELOOP)
 
 
+def dir_mode_for(file_mode: int) -> int:
+    """The mode of a log directory created for files of ``file_mode``: whoever may read the files may enter it."""
+    return file_mode | 0o100 | (file_mode & 0o044) >> 2
+
+
 #: Renders a WARNING record of the package (logger ``mlops_logging``) from a message and fields.
 Notice = Callable[[str, dict[str, Any]], bytes]
 
 
-def ensure_log_dir(directory: Path, *, fix: str = DIR_FIX) -> Path:
-    """Create ``directory`` level by level (each new one 0750, less if the umask is stricter) and check it is usable.
+def ensure_log_dir(directory: Path, *, fix: str = DIR_FIX, file_mode: int = FILE_MODE) -> Path:
+    """Create ``directory`` level by level (each new one :func:`dir_mode_for` ``file_mode``: 0750 by default, less
+    if the umask is stricter) and check it is usable.
 
     Refuses, with a :class:`LogSetupError` naming the path: a component that is not a directory, and a symlink on
     the way that neither root nor this user owns (another user could point it anywhere). ``fix`` ends the messages
     with how the caller chooses another directory.
     """
     path = os.path.abspath(directory)
+    dir_mode = dir_mode_for(file_mode)
     euid = os.geteuid()
     pending = [part for part in reversed(path.split("/")) if part]
     current = "/"
@@ -70,7 +87,7 @@ def ensure_log_dir(directory: Path, *, fix: str = DIR_FIX) -> Path:
             st = os.lstat(candidate)
         except FileNotFoundError:
             try:
-                os.mkdir(candidate, DIR_MODE)  # one level at a time: parents too get 0750 (less by the umask)
+                os.mkdir(candidate, dir_mode)  # one level at a time: parents too get it (less by the umask)
             except FileExistsError:
                 pending.append(name)  # created meanwhile by another process: look again
                 continue
@@ -113,10 +130,11 @@ def ensure_log_dir(directory: Path, *, fix: str = DIR_FIX) -> Path:
     return directory
 
 
-def open_log_file(path: Path) -> int:
-    """Open ``path`` for appending, creating it 0640; refuse symlinks and anything but a regular file."""
+def open_log_file(path: Path, mode: int = FILE_MODE) -> int:
+    """Open ``path`` for appending, creating it with ``mode`` (less by the umask; an existing file keeps its own);
+    refuse symlinks and anything but a regular file."""
     try:
-        fd = os.open(path, _OPEN_FLAGS, FILE_MODE)
+        fd = os.open(path, _OPEN_FLAGS, mode)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise LogSetupError(f"refusing to open log file {path}: it is a symlink (remove it; log files are "
@@ -160,8 +178,10 @@ class LogFile:
         backups: int = 0,
         check_interval: float = 1.0,
         exclusive: bool = False,
+        mode: int = FILE_MODE,
     ) -> None:
         self.path = Path(path)
+        self.mode = mode  # of the files (and directories) this creates: at the start, after a rotation or a delete
         self.exclusive = exclusive  # the only writer of this file: a record the disk cut short is trimmed off
         self.max_bytes = max_bytes
         self.backups = backups
@@ -171,7 +191,7 @@ class LogFile:
         #: signal handler that logs may interrupt a write of its own thread. Recreated in a forked child. Never waited
         #: for forever at interpreter exit (:mod:`._locks`): a daemon thread frozen while writing keeps it for good.
         self.lock = threading.RLock()
-        self._fd = open_log_file(self.path)
+        self._fd = open_log_file(self.path, self.mode)
         st = os.fstat(self._fd)
         self._ident = (st.st_dev, st.st_ino)
         self._size = st.st_size
@@ -263,7 +283,7 @@ class LogFile:
     def _write_retired(self, data: bytes) -> None:
         """Append ``data`` through a descriptor of its own: the shared one was closed by :meth:`close`."""
         try:
-            fd = open_log_file(self.path)
+            fd = open_log_file(self.path, self.mode)
         except LogSetupError as exc:
             raise OSError(errno.EBADF, str(exc)) from None
         try:
@@ -355,14 +375,15 @@ class LogFile:
 
     def _reopen(self) -> None:
         try:
-            new_fd = open_log_file(self.path)
+            new_fd = open_log_file(self.path, self.mode)
         except LogSetupError as exc:
             if self.path.parent.exists():
                 raise OSError(errno.EIO, str(exc)) from None
             # The whole log directory was removed (a cleanup job, `rm -rf logs/`): recreate it.
             try:
-                ensure_log_dir(self.path.parent, fix="recreate it or restart the service with another log directory")
-                new_fd = open_log_file(self.path)
+                ensure_log_dir(self.path.parent, fix="recreate it or restart the service with another log directory",
+                               file_mode=self.mode)
+                new_fd = open_log_file(self.path, self.mode)
             except LogSetupError as again:
                 raise OSError(errno.ENOENT, str(again)) from None
         try:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ._errors import LogSetupError
-from ._files import DIR_FIX
+from ._files import DIR_FIX, FILE_MODE
 from ._records import LEVELS, level_from_number, normalize_level
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "ENV_NAMES",
     "LogSettings",
     "parse_bool",
+    "parse_file_mode",
     "parse_size",
     "resolve_settings",
     "validate_service",
@@ -41,6 +42,7 @@ ARGUMENT_NAMES: Mapping[str, str] = {
     "strict": "strict=",
     "max_bytes": "max_bytes=",
     "backups": "backups=",
+    "file_mode": "file_mode=",
 }
 #: The variable each setting falls back to.
 ENV_NAMES: Mapping[str, str] = {
@@ -51,6 +53,7 @@ ENV_NAMES: Mapping[str, str] = {
     "strict": "MLOPS_LOG_STRICT",
     "max_bytes": "MLOPS_LOG_MAX_BYTES",
     "backups": "MLOPS_LOG_BACKUPS",
+    "file_mode": "MLOPS_LOG_FILE_MODE",
 }
 
 
@@ -139,6 +142,8 @@ class LogSettings:
     strict: bool = False
     max_bytes: int = 0
     backups: int = 0
+    #: Mode of the log files created (directories: whoever reads the files may enter); the images set 0644.
+    file_mode: int = FILE_MODE
     #: How a message about an unusable log directory says to choose another one (the caller's own spelling).
     dir_fix: str = DIR_FIX
 
@@ -164,11 +169,12 @@ def resolve_settings(
     strict: bool | str | None = None,
     max_bytes: int | str | None = None,
     backups: int | str | None = None,
+    file_mode: int | str | None = None,
     env: Mapping[str, str] | None = None,
     names: Mapping[str, str] | None = None,
 ) -> LogSettings:
     """Combine arguments (which win) with ``MLOPS_SERVICE``, ``MLOPS_LOG_DIR``, ``MLOPS_LOG_ROOT``,
-    ``MLOPS_LOG_LEVEL``, ``MLOPS_LOG_FORMAT``, ``MLOPS_LOG_STRICT``, ``MLOPS_LOG_MAX_BYTES``, ``MLOPS_LOG_BACKUPS``.
+    ``MLOPS_LOG_LEVEL``, ``MLOPS_LOG_FORMAT``, ``MLOPS_LOG_STRICT``, ``MLOPS_LOG_MAX_BYTES``, ``MLOPS_LOG_BACKUPS``, ``MLOPS_LOG_FILE_MODE``.
 
     Raises LogSetupError with a one-line message for any bad value, naming where it came from: the argument as
     ``names`` spells it (default :data:`ARGUMENT_NAMES`; logwrap passes its options), or the variable.
@@ -199,6 +205,9 @@ def resolve_settings(
         raise LogSetupError(f"{n_backups} backups from {backups_from}: size rotation ({size_from}) needs at least "
                             "1 backup")
 
+    raw_mode, mode_from = pick("file_mode", file_mode, None)
+    mode = FILE_MODE if raw_mode is None or raw_mode == "" else parse_file_mode(raw_mode, name=mode_from)
+
     if log_dir is not None and str(log_dir) != "":
         directory = Path(log_dir)
     else:
@@ -211,5 +220,22 @@ def resolve_settings(
         strict=parse_bool(raw_strict, name=strict_from),
         max_bytes=size,
         backups=n_backups,
+        file_mode=mode,
         dir_fix=f"choose another {spelled['log_dir']} / MLOPS_LOG_DIR",
     )
+
+
+def parse_file_mode(value: int | str, *, name: str) -> int:
+    """An octal file mode (``0644``, ``644``, ``0o644``, or an int) that lets the owner read and write, executes
+    nothing, and lets no one but the owner and the group write (anyone who may write can forge records)."""
+    try:
+        mode = value if isinstance(value, int) and not isinstance(value, bool) else int(str(value).strip(), 8)
+    except ValueError:
+        mode = -1
+    if not 0 <= mode <= 0o777:
+        raise LogSetupError(f"{value!r} from {name} is not a file mode: use octal digits, e.g. 0640 (owner and "
+                            "group read; the default) or 0644 (everyone reads)")
+    if mode & 0o600 != 0o600 or mode & 0o111 or mode & 0o002:
+        raise LogSetupError(f"file mode {mode:04o} from {name} is not allowed for log files: the owner must read "
+                            "and write, nothing is executable and others may not write; e.g. 0640 or 0644")
+    return mode

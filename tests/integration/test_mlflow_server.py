@@ -16,15 +16,10 @@ import os
 import re
 import sys
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
-from vllm_server import free_port, wait_for_http
-
 from support.container import (
     Restarted,
     assert_appended_without_loss,
@@ -32,6 +27,8 @@ from support.container import (
     not_contained_reason,
     start_twice,
 )
+from support.mlflow_traffic import ACCESS, client_traffic, recording_requests
+from vllm_server import free_port, wait_for_http
 
 pytestmark = [pytest.mark.mlflow, pytest.mark.timeout(300)]
 
@@ -40,7 +37,6 @@ BIN = Path(sys.executable).parent
 ENTRYPOINT = REPO / "entrypoints" / "mlflow.sh"
 MARKER = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d (DEBUG|INFO|WARNING|ERROR|CRITICAL)[: ]")
 PY_WARNING = re.compile(r"^\S+:\d+: \w*Warning: ")
-ACCESS = re.compile(r'INFO: +\S+ - "(\w+) (\S+) HTTP/[\d.]+" (\d{3})')
 
 
 @dataclass
@@ -50,40 +46,6 @@ class Traffic:
     port: int
     requests: list[tuple[str, str]] = field(default_factory=list)  #: (method, path) the client sent
     host_checks: dict[str, int] = field(default_factory=dict)  #: Host header -> status
-
-
-@contextmanager
-def recording_requests(port: int) -> Iterator[list[tuple[str, str]]]:
-    """Every HTTP request this process sends to ``port`` (http.client's putrequest: one call per request sent)."""
-    sent: list[tuple[str, str]] = []
-    original = http.client.HTTPConnection.putrequest
-
-    def putrequest(self: http.client.HTTPConnection, method: str, url: str, *args: Any, **kwargs: Any) -> None:
-        if self.port == port:
-            sent.append((method, url))
-        original(self, method, url, *args, **kwargs)
-
-    http.client.HTTPConnection.putrequest = putrequest  # type: ignore[method-assign]
-    try:
-        yield sent
-    finally:
-        http.client.HTTPConnection.putrequest = original  # type: ignore[method-assign]
-
-
-def _client_traffic(port: int, workdir: Path) -> None:
-    """What a training job does with the real client: experiment, run, param, metric, artifact; and one 404."""
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=f"http://127.0.0.1:{port}")
-    experiment = client.create_experiment("containers")
-    run = client.create_run(experiment)
-    client.log_param(run.info.run_id, "lr", "0.05")
-    client.log_metric(run.info.run_id, "loss", 0.25, step=1)
-    artifact = workdir / "model.txt"
-    artifact.write_text("w=3.0 b=-2.0\n")
-    client.log_artifact(run.info.run_id, str(artifact))
-    client.set_terminated(run.info.run_id)
-    assert client.get_experiment_by_name("no-such-experiment") is None  # answered 404
 
 
 def _host_check(port: int, host: str) -> int:
@@ -118,13 +80,13 @@ def runs(traffic: Traffic, tmp_path_factory: pytest.TempPathFactory) -> Restarte
     argv = [str(ENTRYPOINT), "--backend-store-uri", f"sqlite:///{store}/mlflow.db",
             "--artifacts-destination", str(store / "artifacts"), "--workers", "2", "--port", str(traffic.port)]
 
-    def client_traffic() -> None:
+    def traffic_during_second() -> None:
         with recording_requests(traffic.port) as sent:
-            _client_traffic(traffic.port, base)
+            client_traffic(traffic.port, base)
             traffic.host_checks = {host: _host_check(traffic.port, host) for host in ("mlflow:5000", "evil.example")}
         traffic.requests = sent
 
-    return start_twice((argv, argv), log_dir, base, _env(), "mlflow", during_second=client_traffic,
+    return start_twice((argv, argv), log_dir, base, _env(), "mlflow", during_second=traffic_during_second,
                        ready=lambda s: wait_for_http(f"http://127.0.0.1:{traffic.port}/health", 120, proc=s.proc,
                                                      log_path=s.console))
 

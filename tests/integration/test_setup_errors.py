@@ -126,6 +126,47 @@ def test_the_default_root_and_service_directories_under_umask_000_are_0750(tmp_p
         assert stat.S_IMODE(directory.stat().st_mode) == 0o750, directory
 
 
+@pytest.mark.parametrize("how", ["configure_logging", "logwrap"])
+def test_file_mode_setting_applies_to_new_files_and_directories(tmp_path: Path, how: str) -> None:
+    """MLOPS_LOG_FILE_MODE=0644 (what our images set): files 0644, directories created for them 0755, even under
+    umask 000; a file that already exists keeps its mode."""
+    target = tmp_path / "new" / "svc"
+    env = {"MLOPS_LOG_FILE_MODE": "0644"}
+    if how == "configure_logging":
+        run_python(f"""
+            import os
+            os.umask(0)
+            from mlops_logging import configure_logging, get_logger
+            configure_logging("svc", log_dir={str(target)!r}, stdout=False)
+            get_logger().info("hello")
+        """, env=env)
+    else:
+        subprocess.run(["sh", "-c", 'umask 000 && exec "$@"', "sh", *WRAP, "--service", "svc", "--log-dir",
+                        str(target), "--", "echo", "hello"], env={**os.environ, **env}, check=True,
+                       capture_output=True)
+    for directory in (tmp_path / "new", target):
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o755, directory
+    log = target / "svc.log"
+    assert stat.S_IMODE(log.stat().st_mode) == 0o644
+    assert any(r["message"] == "hello" for r in read_records(log))
+    log.chmod(0o600)  # an existing file keeps the mode it has
+    run_python(f"""
+        from mlops_logging import configure_logging, get_logger
+        configure_logging("svc", log_dir={str(target)!r}, stdout=False)
+        get_logger().info("again")
+    """, env=env)
+    assert stat.S_IMODE(log.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("value", ["0777", "0666", "0400", "0755", "rw-r--r--", "01644"])
+def test_a_file_mode_others_could_write_or_execute_stops_the_service_at_start(tmp_path: Path, value: str) -> None:
+    result = subprocess.run([*WRAP, "--service", "svc", "--log-dir", str(tmp_path), "--", "true"],
+                            env={**os.environ, "MLOPS_LOG_FILE_MODE": value}, capture_output=True)
+    assert result.returncode == 2 and result.stderr.count(b"\n") == 1, result.stderr
+    assert b"from MLOPS_LOG_FILE_MODE" in result.stderr and b"0644" in result.stderr
+    assert not (tmp_path / "svc.log").exists()
+
+
 @pytest.fixture
 def foreign_symlink(tmp_path: Path) -> tuple[Path, Path]:
     """``<tmp>/logs/svc`` -> ``<tmp>/elsewhere``, the symlink owned by uid 12345 (another user)."""

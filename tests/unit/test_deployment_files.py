@@ -37,8 +37,16 @@ WRAPPED = {REPO / "deployment" / "serving" / "Dockerfile.vllm": "vllm", REPO / "
 RESTART = re.compile(r"no|always|unless-stopped|on-failure(:\d+)?")
 
 
+class _ComposeLoader(yaml.SafeLoader):
+    """YAML as Compose reads it, with its ``!reset`` merge tag (an override file drops the value: loaded empty)."""
+
+
+_ComposeLoader.add_constructor("!reset", lambda loader, node: {} if isinstance(node, yaml.MappingNode) else
+                               [] if isinstance(node, yaml.SequenceNode) else None)
+
+
 def _load(path: Path) -> dict[str, Any]:
-    return yaml.safe_load(path.read_text())
+    return yaml.load(path.read_text(), Loader=_ComposeLoader)  # noqa: S506 (a SafeLoader with two more tags)
 
 
 @cache
@@ -77,8 +85,30 @@ def _binds(service: dict[str, Any]) -> list[tuple[str, str]]:
 # --- compose ------------------------------------------------------------------------------------------------------
 
 
-def test_the_repository_ships_both_compose_files() -> None:
-    assert {p.name for p in COMPOSE_FILES} == {"docker-compose.yml", "docker-compose.mlflow.yml"}
+def test_the_repository_ships_the_compose_files_and_the_cpu_override() -> None:
+    assert {p.name for p in COMPOSE_FILES} == {"docker-compose.yml", "docker-compose.mlflow.yml",
+                                               "docker-compose.cpu.yml"}
+
+
+def test_the_cpu_override_changes_the_vllm_service_and_nothing_else() -> None:
+    override = _load(REPO / "docker" / "docker-compose.cpu.yml")
+    assert set(override) == {"services"} and set(override["services"]) == {"vllm"}
+    vllm = override["services"]["vllm"]
+    assert set(vllm) <= {"build", "image", "command", "environment", "volumes", "deploy"}, set(vllm)
+    assert vllm["deploy"] == {}  # `!reset {}`: the GPU reservation of docker-compose.yml is dropped
+    assert "!reset" in (REPO / "docker" / "docker-compose.cpu.yml").read_text()
+    base = stack()["vllm"][1]
+    assert base["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]  # the GPU file
+    assert vllm["image"] != base["image"] and re.fullmatch(r"[\w./-]+:\d+\.\d+\.\d+", vllm["image"])
+    assert re.fullmatch(r".+:v\d+\.\d+\.\d+", vllm["build"]["args"]["VLLM_IMAGE"])
+    assert any(target.startswith("/models/model") and source.startswith("${VLLM_MODEL_DIR:?")
+               for source, target in (v.rsplit(":", 2)[:2] for v in vllm["volumes"]))
+    assert vllm["command"][0] == "/models/model"
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: str(p.relative_to(REPO)))
+def test_every_image_makes_its_log_files_readable_by_host_users(dockerfile: Path) -> None:
+    assert ("ENV", "MLOPS_LOG_FILE_MODE=0644") in [(k, rest.strip()) for k, rest in instructions(dockerfile)]
 
 
 @pytest.mark.parametrize("path", COMPOSE_FILES, ids=lambda p: p.name)

@@ -65,6 +65,7 @@ options (environment variable in brackets):
   --max-line-bytes N    split longer lines into records marked partial (default 64KiB)
   --max-bytes N         rotate the file at N bytes (k/M/G suffixes) [MLOPS_LOG_MAX_BYTES]; default off
   --backups K           rotated files to keep [MLOPS_LOG_BACKUPS]; default 5 with --max-bytes
+  --file-mode MODE      mode of the log file when created [MLOPS_LOG_FILE_MODE]; default 0640 (the images: 0644)
   --buffer-bytes N      records held in memory while the file cannot be written (default 16MiB)
   --strict              exit 125 before starting CMD when the log file cannot be set up [MLOPS_LOG_STRICT=1]
   --signal-group        run CMD in its own session and signal its whole process group; when CMD
@@ -95,6 +96,7 @@ class Options:
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
     max_bytes: int | None = None
     backups: int | None = None
+    file_mode: str | None = None
     buffer_bytes: int = DEFAULT_BUFFER_BYTES
     strict: bool | None = None
     signal_group: bool = False
@@ -159,6 +161,7 @@ _OPTIONS: dict[str, tuple[str, Callable[[str, str], Any] | None, Any]] = {
     "--max-line-bytes": ("max_line_bytes", _line_bytes, None),
     "--max-bytes": ("max_bytes", _size, None),
     "--backups": ("backups", _count, None),
+    "--file-mode": ("file_mode", lambda _n, v: v, None),
     "--buffer-bytes": ("buffer_bytes", _size, None),
     "--strict": ("strict", None, True),
     "--signal-group": ("signal_group", None, True),
@@ -215,7 +218,7 @@ def parse_args(argv: Sequence[str]) -> Options:
 
 
 SETTING_NAMES = {"service": "--service", "log_dir": "--log-dir", "fmt": "--format", "strict": "--strict",
-                 "max_bytes": "--max-bytes", "backups": "--backups"}
+                 "max_bytes": "--max-bytes", "backups": "--backups", "file_mode": "--file-mode"}
 
 
 def settings_for(opts: Options, env: Mapping[str, str]) -> LogSettings:
@@ -228,6 +231,7 @@ def settings_for(opts: Options, env: Mapping[str, str]) -> LogSettings:
         strict=opts.strict,
         max_bytes=opts.max_bytes,
         backups=opts.backups,
+        file_mode=opts.file_mode,
         env=env,
         names=SETTING_NAMES,
     )

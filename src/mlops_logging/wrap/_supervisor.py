@@ -186,7 +186,7 @@ class Supervisor:
         """Create the directory and open the log file(s). Returns the one-line error, or None."""
         s = self.settings
         try:
-            ensure_log_dir(s.log_dir)
+            ensure_log_dir(s.log_dir, file_mode=s.file_mode)
             names = ("stdout", "stderr") if self.opts.split_streams else (None,)
             opened: dict[str | None, LogFile] = {}
             try:
@@ -195,7 +195,7 @@ class Supervisor:
                     # check_interval=0: look at the path before every batch, so a deleted or renamed file is
                     # replaced at once and nothing goes to an unlinked inode (one lstat per batch).
                     opened[stream] = LogFile(path, max_bytes=s.max_bytes, backups=s.backups, check_interval=0.0,
-                                             exclusive=True)
+                                             exclusive=True, mode=s.file_mode)
             except LogSetupError:
                 for logfile in opened.values():
                     logfile.close()
