@@ -17,9 +17,8 @@ from pathlib import Path
 import pytest
 
 from mlops_logging._records import Loss, format_timestamp, loss_notice, render_json
-from mlops_logging.check import Status, audit, audit_service
-from mlops_logging._check_config import DEFAULT_SERVICES, CheckSettings
-from mlops_logging._check_render import report_document  # imported before a test forks and drops privileges
+from mlops_logging.check import DEFAULT_SERVICES, CheckSettings, Status, audit, audit_service
+from mlops_logging.check._render import report_document  # imported before a test forks and drops privileges
 from mlops_logging._output import Output
 from support.procs import run_python
 

@@ -19,13 +19,13 @@ LAYERS: list[set[str]] = [
     {"_records"},
     {"_files", "_levels"},
     {"_settings", "_sink", "_console"},
-    {"_framer", "_output", "_context", "_check_config", "_check_files", "_check_records"},
-    {"_structlog", "_stdlib", "_check_trace", "wrap._command", "wrap._process", "wrap._passthrough"},
-    {"_config", "_check_render", "wrap._tty"},
-    {"fastapi", "uvicorn_conf", "testing", "check", "wrap._supervisor"},
-    {"gunicorn_conf", "wrap._cli"},
-    {"wrap", "system", "__init__"},
-    {"wrap.__main__"},
+    {"_framer", "_output", "_context", "check._config", "check._files", "check._records"},
+    {"_structlog", "_stdlib", "check._trace", "check._probe", "wrap._command", "wrap._process", "wrap._passthrough"},
+    {"_config", "check._report", "wrap._tty"},
+    {"fastapi", "uvicorn_conf", "testing", "check._audit", "check._render", "wrap._supervisor"},
+    {"gunicorn_conf", "check._cli", "wrap._cli"},
+    {"wrap", "check", "system", "__init__"},
+    {"wrap.__main__", "check.__main__"},
 ]
 LAYER = {module: index for index, layer in enumerate(LAYERS) for module in layer}
 #: What logwrap runs: never structlog, python-json-logger or the in-process logging setup.
