@@ -21,7 +21,8 @@ def machine() -> str:
 
 def publish(section: str, body: str) -> None:
     """Replace the text between ``<!-- bench:SECTION -->`` and ``<!-- /bench:SECTION -->`` with ``body``."""
-    command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], DOC.parent.parent), *sys.argv[1:]])
+    argv = [os.path.relpath(sys.argv[0], DOC.parent.parent), *sys.argv[1:]]
+    command = "python " + " ".join(shlex.quote(a) for a in argv)
     block = f"<!-- bench:{section} -->\nCommand: `{command}` ({machine()})\n\n{body.strip()}\n<!-- /bench:{section} -->"
     text = DOC.read_text()
     pattern = re.compile(rf"<!-- bench:{section} -->.*?<!-- /bench:{section} -->", re.S)

@@ -29,8 +29,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.append(str(ROOT / "src"))  # last: an installed mlops_logging (the venv's, or a test build's) comes first
 
-from mlops_logging import _pattern as pt  # noqa: E402
 from mlops_logging import _levels as lv  # noqa: E402
+from mlops_logging import _pattern as pt  # noqa: E402
 from mlops_logging._records import LEVELS  # noqa: E402
 
 HEADER = ROOT / "src" / "mlops_logging" / "_grammar.h"
@@ -304,7 +304,7 @@ def render(formats: Sequence[lv.Format] | None = None, tokens: Sequence[lv.Token
         f"/* levels.TRACEBACK_STARTS: whole lines */\n"
         f"static const struct {{\n    const char *text;\n    Py_ssize_t len;\n}} GRAMMAR_TRACEBACK_STARTS[] = {{\n"
         f"{starts}}};\n#define GRAMMAR_N_TRACEBACK_STARTS {len(lv.TRACEBACK_STARTS)}\n\n"
-        "/* --- the marker grammar: _levels.LINE_RE --------------------------------------------------------------- */\n"
+        "/* --- the marker grammar: _levels.LINE_RE " + "-" * 63 + " */\n"
         "\n" + "".join(compiler.class_defs) + "\n" + "\n".join(compiler.functions) + "\n"
         "/* The level index of the structural marker at the start of the line s[0:n], or -1 (_levels.LINE_RE_B). */\n"
         "static int grammar_marker(const unsigned char *s, Py_ssize_t n) { return "

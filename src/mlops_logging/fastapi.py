@@ -39,9 +39,9 @@ from . import _output
 from ._config import configure_logging, silence_loggers
 from ._context import REGISTRY, bound_context
 from ._records import (
-    THIS_PROCESS,
     REDACTED,
     RESERVED,
+    THIS_PROCESS,
     add_fields,
     build_record,
     is_secret_key,

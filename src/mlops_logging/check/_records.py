@@ -2,8 +2,8 @@
 
 A line is one of three formats:
 
-- ``json``: our record (``record.schema.json``: RFC 3339 ms ``Z`` timestamp, a level of :data:`mlops_logging._records.LEVELS`,
-  a string message and service);
+- ``json``: our record (``record.schema.json``: RFC 3339 ms ``Z`` timestamp, a level of
+  :data:`mlops_logging._records.LEVELS`, a string message and service);
 - ``json-other``: another JSON object; complete when it has a timestamp (``timestamp``, ``time``, ``ts``,
   ``@timestamp``, ``asctime``...), a level (``level``, ``levelname``, ``severity``...; else the level marker of its
   message, as logwrap reads it) and a message (``message``, ``msg``, ``event``, ``log``);

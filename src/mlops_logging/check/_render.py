@@ -149,7 +149,7 @@ class Output:
             for i, header in enumerate(headers):
                 table.add_column(header, overflow="fold" if i == len(headers) - 1 else "ellipsis",
                                  no_wrap=i != len(headers) - 1, justify="right" if header in _RIGHT else "left")
-            for row, style in zip(rows, styles):
+            for row, style in zip(rows, styles, strict=True):
                 cells = [self.rich.text.Text(c, style=style or "") if i == 1 else self.rich.text.Text(c)
                          for i, c in enumerate(row)]
                 table.add_row(*cells)
@@ -160,7 +160,8 @@ class Output:
         widths[-1] = len(headers[-1])  # the notes column is last and not padded
 
         def fmt(cells: Sequence[str]) -> str:
-            out = [c.rjust(w) if headers[i] in _RIGHT else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))]
+            out = [c.rjust(w) if headers[i] in _RIGHT else c.ljust(w)
+                   for i, (c, w) in enumerate(zip(cells, widths, strict=True))]
             return "  ".join(out).rstrip()
 
         self._write(fmt(headers) + "\n")

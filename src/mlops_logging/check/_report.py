@@ -16,7 +16,7 @@ from ._records import Sample
 __all__ = ["FileReport", "Finding", "Report", "ServiceReport", "Status"]
 
 
-class Status(str, enum.Enum):
+class Status(str, enum.Enum):  # noqa: UP042 - not StrEnum: the public class keeps its bases
     """A service's verdict."""
 
     OK = "OK"
