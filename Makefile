@@ -49,7 +49,8 @@ setup-containers:
 	    echo "note: could not install podman: the container suite will be skipped"; \
 	else echo "note: no container engine (needs Docker, or root and apt-get for podman): the container suite will be skipped"; fi
 
-## mypy --strict over src/ ([tool.mypy] in pyproject.toml): the package ships py.typed.
+## mypy --strict over src/ ([tool.mypy] in pyproject.toml): the package ships py.typed. Also over tests/support and
+## tests/typing (the public API used as a user's code types it: checked, never run).
 typecheck: setup
 	$(PY) -m mypy
 
