@@ -4,6 +4,7 @@ modules never import structlog, and logwrap starts without it."""
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -110,3 +111,15 @@ def test_python_m_wrap_version_does_not_import_structlog() -> None:
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('structlog', 'pythonjsonlogger')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.splitlines()[-1] == "[]" and out.startswith("logwrap (mlops-logging) ")
+
+
+def test_the_documented_layer_table_is_the_enforced_one() -> None:
+    """docs/architecture.md's rows (``| 4 | `_framer` |``, ``| 9 | `wrap`, `mlops_logging` |``) name the modules of
+    :data:`LAYERS`, each in its layer: the map a reader trusts is the one this file checks."""
+    from conftest import REPO
+
+    documented: dict[int, set[str]] = {}
+    for row in re.finditer(r"^\| (\d+) \| ([^|]+) \|", (REPO / "docs" / "architecture.md").read_text(), re.M):
+        names = {name.replace("/", ".") for name in re.findall(r"`([^`]+)`", row[2])}
+        documented.setdefault(int(row[1]), set()).update("__init__" if n == "mlops_logging" else n for n in names)
+    assert documented == dict(enumerate(LAYERS))
