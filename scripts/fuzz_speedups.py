@@ -34,13 +34,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
+from tests.support import grammar  # noqa: E402
+
 import build_speedups  # noqa: E402
 import gen_grammar  # noqa: E402
-from mlops_logging import _pattern as pt  # noqa: E402
-from mlops_logging import _levels as lv  # noqa: E402
 from mlops_logging import _framer as lines  # noqa: E402
+from mlops_logging import _levels as lv  # noqa: E402
+from mlops_logging import _pattern as pt  # noqa: E402
 from mlops_logging._records import LEVELS  # noqa: E402
-from tests.support import grammar  # noqa: E402
 
 SPECIAL = [
     b"\x1b[31m", b"\x1b]0;t\x07", b"\r", b"\r\n", b"\x7f", b'"', b"\\", b"\x00", b"\x08", b"\x0c", b"\x0b", b"\x1c",

@@ -174,7 +174,8 @@ def resolve_settings(
     names: Mapping[str, str] | None = None,
 ) -> LogSettings:
     """Combine arguments (which win) with ``MLOPS_SERVICE``, ``MLOPS_LOG_DIR``, ``MLOPS_LOG_ROOT``,
-    ``MLOPS_LOG_LEVEL``, ``MLOPS_LOG_FORMAT``, ``MLOPS_LOG_STRICT``, ``MLOPS_LOG_MAX_BYTES``, ``MLOPS_LOG_BACKUPS``, ``MLOPS_LOG_FILE_MODE``.
+    ``MLOPS_LOG_LEVEL``, ``MLOPS_LOG_FORMAT``, ``MLOPS_LOG_STRICT``, ``MLOPS_LOG_MAX_BYTES``, ``MLOPS_LOG_BACKUPS``,
+    ``MLOPS_LOG_FILE_MODE``.
 
     Raises LogSetupError with a one-line message for any bad value, naming where it came from: the argument as
     ``names`` spells it (default :data:`ARGUMENT_NAMES`; logwrap passes its options), or the variable.

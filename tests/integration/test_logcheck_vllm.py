@@ -11,7 +11,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from fastapi_support import BIN, REPO, free_port, start, wait_ready
+from mlops_logging.testing import read_records
 from vllm_server import (
     SERVED_MODEL_NAME,
     VLLM_PYTHON,
@@ -22,8 +24,6 @@ from vllm_server import (
     vllm_serve_args,
     wait_for_http,
 )
-
-from mlops_logging.testing import read_records
 
 pytestmark = [pytest.mark.vllm, pytest.mark.timeout(600)]
 

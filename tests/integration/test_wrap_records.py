@@ -9,6 +9,8 @@ import select
 from pathlib import Path
 
 import pytest
+
+from mlops_logging.testing import read_records
 from support.records import read_lines
 from wrap_helpers import (
     PY,
@@ -21,8 +23,6 @@ from wrap_helpers import (
     start_wrap,
     wrapper_records,
 )
-
-from mlops_logging.testing import read_records
 
 
 def test_lines_become_records_and_pass_through_byte_for_byte(tmp_path: Path) -> None:

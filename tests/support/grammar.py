@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 
 from hypothesis import strategies as st
 
-from mlops_logging import _pattern as pt
 from mlops_logging import _levels as lv
+from mlops_logging import _pattern as pt
 from mlops_logging._records import LEVELS
 
 #: Bytes no format uses, which any line may still hold (tab, UTF-8, invalid UTF-8).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given
@@ -30,7 +30,7 @@ RFC3339_MS_Z = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
 def test_timestamp_is_rfc3339_utc_with_milliseconds_and_z(t: float) -> None:
     text = format_timestamp(t)
     assert RFC3339_MS_Z.fullmatch(text), text
-    parsed = datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+    parsed = datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
     assert abs(parsed.timestamp() - t) < 0.001 + 1e-6 * max(1.0, t) / 1e6
 
 
