@@ -41,7 +41,7 @@ import gen_grammar  # noqa: E402
 from mlops_logging import _framer as lines  # noqa: E402
 from mlops_logging import _levels as lv  # noqa: E402
 from mlops_logging import _pattern as pt  # noqa: E402
-from mlops_logging._records import LEVELS  # noqa: E402
+from mlops_logging._level_map import LEVELS  # noqa: E402
 
 SPECIAL = [
     b"\x1b[31m", b"\x1b]0;t\x07", b"\r", b"\r\n", b"\x7f", b'"', b"\\", b"\x00", b"\x08", b"\x0c", b"\x0b", b"\x1c",

@@ -68,17 +68,9 @@ import orjson
 
 from . import _levels as _lv
 from ._errors import LogSetupError
-from ._records import (
-    LEVELS,
-    TEXT_SPECIAL_ASCII,
-    TEXT_SPECIAL_UTF8,
-    build_record,
-    escape_lines,
-    format_timestamp,
-    render_json,
-    render_stream_text,
-    text_head,
-)
+from ._level_map import LEVELS
+from ._records import build_record, format_timestamp
+from ._render import TEXT_SPECIAL_ASCII, TEXT_SPECIAL_UTF8, escape_lines, render_json, render_stream_text, text_head
 from ._settings import parse_bool, validate_service
 
 __all__ = ["StreamFramer", "clean_line", "speedups_enabled", "speedups_requested"]

@@ -15,7 +15,7 @@ from typing import Any
 
 from ._errors import LogSetupError
 from ._files import DIR_FIX, FILE_MODE
-from ._records import LEVELS, level_from_number, normalize_level
+from ._level_map import LEVELS, level_from_number, normalize_level
 
 __all__ = [
     "ARGUMENT_NAMES",

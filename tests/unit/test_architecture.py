@@ -16,7 +16,7 @@ PACKAGE = Path(mlops_logging.__file__).parent
 #: Lowest first; a module may import (at any depth in its code) only modules of an earlier layer. The same table is
 #: in docs/architecture.md.
 LAYERS: list[set[str]] = [
-    {"_version", "_errors", "_speedups", "_pattern", "_locks"},
+    {"_version", "_errors", "_speedups", "_pattern", "_locks", "_level_map", "_render", "_redaction"},
     {"_records"},
     {"_files", "_levels"},
     {"_settings", "_sink", "_console"},
@@ -32,7 +32,7 @@ LAYER = {module: index for index, layer in enumerate(LAYERS) for module in layer
 #: What logwrap runs: never structlog, python-json-logger or the in-process logging setup.
 WRAP_MODULES = {m for m in LAYER if m.startswith("wrap")} | {"_framer", "_levels", "_pattern", "_records", "_files",
                                                             "_sink", "_settings", "_errors", "_version", "_speedups",
-                                                            "_locks"}
+                                                            "_locks", "_level_map", "_render", "_redaction"}
 
 
 def _name(path: Path) -> str:

@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING, Any
 from .._errors import LogSetupError, describe_os_error
 from .._files import LogFile, ensure_log_dir
 from .._records import render_wrapper_record
+from .._redaction import redact_argv
 from .._settings import LogSettings
 from .._sink import WRITE_SLICE, FileSink
 from .._framer import StreamFramer, speedups_enabled
-from ._command import redact_argv
 from ._passthrough import PASSTHROUGH_BUFFER, Passthrough
 from ._process import (
     JOB_CONTROL_SIGNALS,
