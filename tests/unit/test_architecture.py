@@ -22,7 +22,7 @@ LAYERS: list[set[str]] = [
     {"_settings", "_sink", "_console"},
     {"_framer", "_output", "_context", "check._config", "check._files", "check._records"},
     {"_structlog", "_stdlib", "check._trace", "check._probe", "wrap._command", "wrap._process", "wrap._passthrough"},
-    {"_config", "check._report", "wrap._tty"},
+    {"_config", "check._report", "wrap._tty", "wrap._options"},
     {"fastapi", "uvicorn_conf", "testing", "check._audit", "check._render", "wrap._supervisor"},
     {"gunicorn_conf", "check._cli", "wrap._cli"},
     {"wrap", "check", "system", "__init__"},

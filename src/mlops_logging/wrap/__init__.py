@@ -18,8 +18,9 @@ that takes nothing for ``--passthrough-timeout`` seconds is stuck: passthrough b
 reads again, the log file keeps every line. A failing passthrough is turned off. Records are written whole: a write
 cut short by a full disk is trimmed back to the last complete record, so the file never holds a torn line.
 
-The implementation is private: ``_cli`` (options, :func:`main`), ``_command`` (the service name),
-``_supervisor`` (the loop and its states), ``_passthrough``, ``_process`` (signals, spawning, reaping), ``_tty``.
+The implementation is private: ``_cli`` (parsing, :func:`main`), ``_options`` (the parsed options), ``_command`` (the
+service name), ``_supervisor`` (the loop and its states), ``_passthrough``, ``_process`` (signals, spawning, reaping),
+``_tty``.
 It needs the core's files, sink and records, never structlog.
 """
 

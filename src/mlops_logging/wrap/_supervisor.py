@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .._errors import LogSetupError, describe_os_error
 from .._files import LogFile, ensure_log_dir
@@ -28,6 +28,7 @@ from .._redaction import redact_argv
 from .._settings import LogSettings
 from .._sink import WRITE_SLICE, FileSink
 from .._framer import StreamFramer, speedups_enabled
+from ._options import Options
 from ._passthrough import PASSTHROUGH_BUFFER, Passthrough
 from ._process import (
     JOB_CONTROL_SIGNALS,
@@ -42,9 +43,6 @@ from ._process import (
     spawn,
 )
 from ._tty import Terminal, open_terminal
-
-if TYPE_CHECKING:
-    from ._cli import Options
 
 __all__ = ["EXIT_SETUP", "TRANSITIONS", "State", "Supervisor"]
 
