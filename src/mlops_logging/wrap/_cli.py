@@ -10,8 +10,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .._errors import LogSetupError
-from .._framer import speedups_enabled, speedups_requested
-from .._settings import LogSettings, parse_size, resolve_settings
+from .._framer import speedups_enabled
+from .._settings import LogSettings, parse_size, resolve_settings, speedups_requested
 from .._version import __version__
 from ._command import service_from_command
 from ._options import Options
@@ -216,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         settings = settings_for(opts, os.environ)
-        speedups_requested(os.environ)  # MLOPS_LOG_SPEEDUPS=2 is a bad setting, refused here (the import is lenient)
+        speedups_requested(os.environ)  # MLOPS_LOG_SPEEDUPS=2 is a bad setting, refused here (the framer is lenient)
     except LogSetupError as exc:
         say(f"{exc}")
         return EXIT_USAGE
