@@ -15,7 +15,7 @@ from typing import Any
 
 from ._errors import LogSetupError
 from ._files import DIR_FIX, FILE_MODE
-from ._records import LEVELS, level_from_number, normalize_level
+from ._level_map import LEVELS, level_from_number, normalize_level
 
 __all__ = [
     "ARGUMENT_NAMES",
@@ -25,6 +25,7 @@ __all__ = [
     "parse_file_mode",
     "parse_size",
     "resolve_settings",
+    "speedups_requested",
     "validate_service",
 ]
 
@@ -85,6 +86,13 @@ def parse_bool(value: str | bool, *, name: str) -> bool:
     if lowered in _FALSE or lowered == "":
         return False
     raise LogSetupError(f"{value!r} from {name} is not a boolean: use 1/0, true/false, yes/no or on/off (any case)")
+
+
+def speedups_requested(env: Mapping[str, str]) -> bool:
+    """``MLOPS_LOG_SPEEDUPS``: whether logwrap's framer may run its C extension (unset or empty: yes); raises
+    LogSetupError naming the variable for a value that is not a boolean."""
+    value = env.get("MLOPS_LOG_SPEEDUPS", "")
+    return parse_bool(value, name="MLOPS_LOG_SPEEDUPS") if value.strip() else True
 
 
 _SIZE_RE = re.compile(r"\s*(\d+)\s*([kmg]i?b?|b)?\s*", re.IGNORECASE)

@@ -18,15 +18,8 @@ from structlog.typing import EventDict, WrappedLogger
 
 from . import _output
 from ._context import merge_bound_context
-from ._records import (
-    LEVEL_NUMBERS,
-    METHOD_LEVELS,
-    THIS_PROCESS,
-    build_record,
-    interpolation_failed,
-    level_from_number,
-    unrenderable_record,
-)
+from ._level_map import LEVEL_NUMBERS, METHOD_LEVELS, level_from_number
+from ._records import THIS_PROCESS, build_record, interpolation_failed, unrenderable_record
 
 __all__ = ["SinkLogger", "SinkLoggerFactory", "bound_logger_class", "processors", "to_record"]
 

@@ -201,7 +201,7 @@ def _serve(app: Any, count: int = 1, **scope: Any) -> None:
 
 
 def test_access_lines_are_render_json_of_their_record_and_generated_ids_unique(logfile: Path) -> None:
-    from mlops_logging._records import render_json
+    from mlops_logging._render import render_json
     from support.records import read_lines
 
     _serve(RequestLoggingMiddleware(_ok_app), 600)  # more ids than one os.urandom batch makes

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from mlops_logging._output import Output
-from mlops_logging._records import Loss, format_timestamp, loss_notice, render_json
+from mlops_logging._records import Loss, format_timestamp, loss_notice
+from mlops_logging._render import render_json
 from mlops_logging.check import DEFAULT_SERVICES, CheckSettings, Status, audit, audit_service
 from mlops_logging.check._render import report_document  # imported before a test forks and drops privileges
 from support.procs import run_python

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mlops_logging._errors import LogSetupError
-from mlops_logging._records import render_json
+from mlops_logging._render import render_json
 from mlops_logging.check import sample_file_lines
 from mlops_logging.check._config import DEFAULT_SERVICES, load_config, parse_duration, resolve
 from mlops_logging.check._records import (

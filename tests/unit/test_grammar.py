@@ -22,7 +22,7 @@ import gen_grammar
 from mlops_logging import _framer as lines
 from mlops_logging import _levels as lv
 from mlops_logging import _pattern as pt
-from mlops_logging._records import LEVELS
+from mlops_logging._level_map import LEVELS
 
 HEADER = Path(lv.__file__).resolve().with_name("_grammar.h")
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops_logging._framer import StreamFramer, clean_line
+from mlops_logging._framer import StreamFramer
 from mlops_logging._levels import (
     detect_level,
     is_chain_marker,
@@ -14,6 +14,7 @@ from mlops_logging._levels import (
     is_traceback_body,
     is_traceback_start,
 )
+from mlops_logging._line_text import clean_line
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 

@@ -12,7 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlops_logging._framer import StreamFramer, clean_line
+from mlops_logging._framer import StreamFramer
+from mlops_logging._line_text import clean_line
 from mlops_logging.testing import assert_valid
 
 TS = 1_795_680_000.25  # a fixed wall clock, so outputs of different runs compare byte for byte

@@ -7,9 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mlops_logging._records import REDACTED, is_secret_key, key_words, redact
+from mlops_logging._redaction import REDACTED, is_secret_key, key_words, redact, redact_argv
 from mlops_logging.fastapi import redact_query
-from mlops_logging.wrap._command import redact_argv
 
 SECRET = [
     # the shapes

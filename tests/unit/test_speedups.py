@@ -27,7 +27,7 @@ import gen_grammar
 from mlops_logging import _framer as lines
 from mlops_logging import _levels as lv
 from mlops_logging import _pattern as pt
-from mlops_logging._records import LEVELS
+from mlops_logging._level_map import LEVELS
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 speedups = lines._speedups  # None when not built; the first test says so
