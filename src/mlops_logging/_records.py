@@ -18,6 +18,8 @@ from typing import Any
 
 import orjson
 
+from ._traceparent import is_span_id, is_trace_flags, is_trace_id
+
 __all__ = [
     "LEVELS",
     "LEVEL_NAMES",
@@ -176,6 +178,10 @@ TYPED_FIELDS: Mapping[str, Callable[[object], bool]] = {
     "exception": _is_str,
     "partial": _is_bool,
     "raw_b64": _is_str,
+    # the W3C trace context of the span current where the record was written (_tracecontext)
+    "trace_id": is_trace_id,
+    "span_id": is_span_id,
+    "trace_flags": is_trace_flags,
 }
 _CHECKED = RESERVED | frozenset(TYPED_FIELDS)
 

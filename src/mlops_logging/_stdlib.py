@@ -25,6 +25,7 @@ from ._records import (
     render_json,
     unrenderable_record,
 )
+from ._tracecontext import add_trace_fields
 
 __all__ = ["JsonFormatter", "RecordHandler"]
 
@@ -77,6 +78,7 @@ class JsonFormatter(OrjsonFormatter):
         if context:
             for key, value in context.items():
                 fields.setdefault(key, value)
+        add_trace_fields(fields)  # the current span's ids, after the bound context (as on the structlog path)
         if record.exc_info and not record.exc_text:
             text = self.formatException(record.exc_info)  # python-json-logger's may give a list of lines
             record.exc_text = text if isinstance(text, str) else "\n".join(text)

@@ -15,13 +15,13 @@ PACKAGE = Path(mlops_logging.__file__).parent
 #: Lowest first; a module may import (at any depth in its code) only modules of an earlier layer. The same table is
 #: in docs/architecture.md.
 LAYERS: list[set[str]] = [
-    {"_version", "_errors", "_speedups", "_pattern", "_locks"},
+    {"_version", "_errors", "_speedups", "_pattern", "_locks", "_traceparent"},
     {"_records"},
-    {"_files", "_levels"},
+    {"_files", "_levels", "_tracecontext"},
     {"_settings", "_sink", "_console"},
     {"_framer", "_output", "_context", "_check_config", "_check_files", "_check_records"},
     {"_structlog", "_stdlib", "_check_trace", "wrap._command", "wrap._process", "wrap._passthrough"},
-    {"_config", "_check_render", "wrap._tty"},
+    {"_config", "_check_render", "_check_follow", "wrap._tty"},
     {"fastapi", "uvicorn_conf", "testing", "check", "wrap._supervisor"},
     {"gunicorn_conf", "wrap._cli"},
     {"wrap", "system", "__init__"},
@@ -31,7 +31,7 @@ LAYER = {module: index for index, layer in enumerate(LAYERS) for module in layer
 #: What logwrap runs: never structlog, python-json-logger or the in-process logging setup.
 WRAP_MODULES = {m for m in LAYER if m.startswith("wrap")} | {"_framer", "_levels", "_pattern", "_records", "_files",
                                                             "_sink", "_settings", "_errors", "_version", "_speedups",
-                                                            "_locks"}
+                                                            "_locks", "_traceparent"}
 
 
 def _name(path: Path) -> str:
