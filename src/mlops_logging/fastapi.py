@@ -48,15 +48,25 @@ from ._records import (
     level_from_number,
     redact,
 )
+from ._tracecontext import (
+    RequestState,
+    add_access_fields,
+    add_trace_fields,
+    end_request,
+    outgoing_traceparent,
+    start_request,
+)
 
 __all__ = [
     "ACCESS_LOGGER",
     "REQUEST_ID_HEADER",
     "RequestLoggingMiddleware",
     "SERVER_ACCESS_LOGGERS",
+    "TRACEPARENT_HEADER",
     "current_request_id",
     "disable_server_access_logs",
     "instrument",
+    "outgoing_traceparent",
     "redact_query",
     "valid_request_id",
 ]
@@ -71,10 +81,13 @@ _ASGIApp = Callable[[_Scope, _Receive, _Send], Awaitable[None]]
 ACCESS_LOGGER = "mlops_logging.access"
 #: The request-id header (ASGI header names are lower case).
 REQUEST_ID_HEADER = "x-request-id"
+#: The W3C trace-context header (read: ``_tracecontext.RequestTrace``; sent on: :func:`outgoing_traceparent`).
+TRACEPARENT_HEADER = "traceparent"
 #: Loggers of the servers' own access logs, replaced by the middleware's record.
 SERVER_ACCESS_LOGGERS = ("uvicorn.access", "gunicorn.access")
 
 _HEADER = REQUEST_ID_HEADER.encode("latin-1")
+_TRACEPARENT = TRACEPARENT_HEADER.encode("latin-1")
 _VALID_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 _INTERNAL_ERROR = b"Internal Server Error"
 _ERROR_HEADERS = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"21")]
@@ -171,6 +184,7 @@ def _emit(logger: logging.Logger, levelno: int, message: str, fields: dict[str, 
         context["request_id"] = request_id
     context.update(bound_context())
     context.update(fields)
+    add_trace_fields(context)
     if exc is not None:
         context["exception"] = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip("\n")
     current.emit(build_record(level_from_number(levelno), message, current.service, logger.name, THIS_PROCESS,
@@ -200,12 +214,15 @@ class RequestLoggingMiddleware:
         start = perf_counter()
         raw_id: bytes | None = None
         user_agent = b""
+        traceparent: bytes | None = None
         for name, value in scope["headers"]:
             if name == _HEADER:
                 if raw_id is None:
                     raw_id = value
             elif name == b"user-agent":
                 user_agent = value
+            elif name == _TRACEPARENT:  # a second one makes it invalid, as the two joined into one would be
+                traceparent = value if traceparent is None else traceparent + b"," + value
 
         if raw_id is not None and _VALID_ID.fullmatch(raw_id):
             request_id = raw_id.decode("ascii")
@@ -214,6 +231,7 @@ class RequestLoggingMiddleware:
             request_id = _new_id()
             id_header = (_HEADER, request_id.encode("ascii"))
         token = _REQUEST_ID.set(request_id)
+        trace = start_request(traceparent, scope)  # the request's W3C trace context, current until end_request
 
         status = 0  # set by http.response.start: 0 means nothing has been sent yet
         sent = 0
@@ -265,6 +283,9 @@ class RequestLoggingMiddleware:
             if raw_id is not None and id_header[1] is not raw_id:
                 _emit(self._log, logging.WARNING, "invalid X-Request-ID replaced",
                       {"invalid_request_id": raw_id[:200].decode("latin-1")})
+            if trace.rejected:
+                _emit(self._log, logging.WARNING, "invalid traceparent ignored",
+                      {"invalid_traceparent": (traceparent or b"")[:200].decode("latin-1")})
             try:
                 await self.app(scope, receive_wrapper, send_wrapper)
             except Exception as exc:  # noqa: BLE001 - the middleware is the last line: log it, answer 500
@@ -287,7 +308,7 @@ class RequestLoggingMiddleware:
                     status = 500
                     end = end or perf_counter()
             except BaseException:  # cancelled (server shutdown): still account for the request, then propagate
-                self._access_record(scope, request_id, status or 499, start, end, sent, user_agent, True)
+                self._access_record(scope, request_id, status or 499, start, end, sent, user_agent, True, trace)
                 raise
             if status and not end:
                 # The app returned before the last body byte: Starlette does that when the client went away
@@ -302,12 +323,13 @@ class RequestLoggingMiddleware:
                 what = "a response was sent" if gone_early else "the response was complete"
                 _emit(self._log, logging.WARNING, f"client disconnected before {what}",
                       {"method": scope["method"], "path": scope["path"], "bytes_sent": sent, "disconnected": True})
-            self._access_record(scope, request_id, status, start, end, sent, user_agent, disconnected)
+            self._access_record(scope, request_id, status, start, end, sent, user_agent, disconnected, trace)
         finally:
+            end_request(trace, status)
             _REQUEST_ID.reset(token)
 
     def _access_record(self, scope: _Scope, request_id: str, status: int, start: float, end: float, sent: int,
-                       user_agent: bytes, disconnected: bool) -> None:
+                       user_agent: bytes, disconnected: bool, trace: RequestState) -> None:
         levelno = logging.ERROR if status >= 500 else logging.WARNING if status >= 400 or disconnected \
             else logging.INFO
         access = self._access
@@ -341,6 +363,7 @@ class RequestLoggingMiddleware:
             if len(context) > 1:  # the app bound more than request_id (model, user...): add it, redacted
                 add_fields(record, context, replace=False)
                 redact(record)
+        add_access_fields(record, trace)  # trace_id, span_id, trace_flags, parent_span_id
         writer = current.writer
         if writer is not None and levelno == logging.INFO and not self._access_console:
             writer.submit(current.render(record))  # the file's sink: never raises, counts and reports a failed write
