@@ -1,7 +1,7 @@
 """``logcheck``: the audit that says, per service, whether logs are being written and are complete.
 
     logcheck [--root logs] [--services a,b] [--unused inference] [--max-age 15m] [--json]
-    logcheck --trace REQUEST_ID
+    logcheck --trace REQUEST_ID_OR_TRACE_ID
     logcheck --probe fastapi=http://127.0.0.1:8080/health
 
 For each service it looks at ``<root>/<service>/``: the log files (rotated and ``--split-streams`` ones too), their
@@ -40,8 +40,9 @@ from pathlib import Path
 
 from ._check_config import DEFAULT_SERVICES, CheckSettings, duration_text, load_config, resolve
 from ._check_files import STREAMS, LogPath, NotAuditable, list_service_files, read_tail
+from ._check_follow import trace
 from ._check_records import LossSeen, Sample, judge_lines, parse_time
-from ._check_trace import ProbeResult, TraceHit, probe, trace
+from ._check_trace import ProbeResult, TraceHit, probe
 from ._errors import LogSetupError, describe_os_error
 
 __all__ = [
@@ -373,8 +374,8 @@ def _build_parser() -> argparse.ArgumentParser:
                                                     "./pyproject.toml)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON (shape in LOGGING.md)")
     parser.add_argument("--plain", action="store_true", help="plain table even when rich is installed")
-    parser.add_argument("--trace", metavar="REQUEST_ID", help="print every record carrying this request id, in "
-                                                              "any service, merged by time")
+    parser.add_argument("--trace", metavar="ID", help="print every record carrying this request id, in any service, "
+                                                      "merged by time; for a W3C trace id, every record of its requests")
     parser.add_argument("--probe", action="append", metavar="SERVICE=URL",
                         help="GET URL with a fresh X-Request-ID, check its record reaches SERVICE's log")
     parser.add_argument("--probe-timeout", help="how long to wait for a probe's record (default 5s)")
