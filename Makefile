@@ -6,7 +6,7 @@ VLLM_VENV := .venv-vllm
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: all setup setup-vllm setup-system setup-containers setup-bench typecheck test test-fast test-containers \
+.PHONY: all setup setup-vllm setup-system setup-containers setup-bench typecheck lint test test-fast test-containers \
 	test-sanitize grammar demo demo-containers bench clean
 
 all: test
@@ -49,15 +49,20 @@ setup-containers:
 	    echo "note: could not install podman: the container suite will be skipped"; \
 	else echo "note: no container engine (needs Docker, or root and apt-get for podman): the container suite will be skipped"; fi
 
-## mypy --strict over src/ ([tool.mypy] in pyproject.toml): the package ships py.typed.
+## mypy --strict over src/ ([tool.mypy] in pyproject.toml): the package ships py.typed. Also over tests/support and
+## tests/typing (the public API used as a user's code types it: checked, never run).
 typecheck: setup
 	$(PY) -m mypy
 
-## The type check, then the whole suite, real vLLM included; then the integration tests again with the framer's C
-## extension turned off (MLOPS_LOG_SPEEDUPS=0: what an install without a C compiler runs), as MarkupSafe tests both.
-## The container suite (tests/containers) runs in it under the real engine; MLOPS_REQUIRE_ENGINE=1 makes a missing
-## engine a failure there rather than a skip.
-test: setup setup-vllm setup-system setup-containers typecheck
+## ruff over all our Python ([tool.ruff] in pyproject.toml: the rules, and why a few are ignored where they are).
+lint: setup
+	$(PY) -m ruff check src tests bench scripts examples
+
+## The lint and the type check, then the whole suite, real vLLM included; then the integration tests again with the
+## framer's C extension turned off (MLOPS_LOG_SPEEDUPS=0: what an install without a C compiler runs), as MarkupSafe
+## tests both. The container suite (tests/containers) runs in it under the real engine; MLOPS_REQUIRE_ENGINE=1 makes
+## a missing engine a failure there rather than a skip.
+test: setup setup-vllm setup-system setup-containers lint typecheck
 	MLOPS_REQUIRE_ENGINE=$$(if [ "$$(id -u)" = 0 ] || command -v podman >/dev/null 2>&1; then echo 1; else echo 0; fi) \
 	  $(PY) -m pytest $(PYTEST_ARGS)
 	MLOPS_LOG_SPEEDUPS=0 $(PY) -m pytest tests/integration $(PYTEST_ARGS)

@@ -19,9 +19,23 @@ def machine() -> str:
             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
 
 
+def _portable(argv: list[str]) -> list[str]:
+    """The command line with each ``--compare LABEL=PYTHON`` interpreter relative to the repo, so the published
+    command runs from any checkout (``before-8=../before-8/.venv/bin/python``), not only on the machine that ran it."""
+    out = []
+    for previous, arg in zip(["", *argv], argv, strict=False):
+        prefix = "--compare=" if arg.startswith("--compare=") else "" if previous == "--compare" else None
+        label, sep, python = arg.removeprefix(prefix or "").partition("=")
+        if prefix is not None and sep and os.path.isabs(python):
+            arg = f"{prefix}{label}={os.path.relpath(python, DOC.parent.parent)}"
+        out.append(arg)
+    return out
+
+
 def publish(section: str, body: str) -> None:
     """Replace the text between ``<!-- bench:SECTION -->`` and ``<!-- /bench:SECTION -->`` with ``body``."""
-    command = "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], DOC.parent.parent), *sys.argv[1:]])
+    argv = _portable([os.path.relpath(sys.argv[0], DOC.parent.parent), *sys.argv[1:]])
+    command = "python " + " ".join(shlex.quote(a) for a in argv)
     block = f"<!-- bench:{section} -->\nCommand: `{command}` ({machine()})\n\n{body.strip()}\n<!-- /bench:{section} -->"
     text = DOC.read_text()
     pattern = re.compile(rf"<!-- bench:{section} -->.*?<!-- /bench:{section} -->", re.S)

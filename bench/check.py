@@ -19,9 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from mlops_logging._records import format_timestamp, render_json
-from mlops_logging._check_config import CheckSettings
-from mlops_logging.check import audit
+from mlops_logging._records import format_timestamp
+from mlops_logging._render import render_json
+from mlops_logging.check import CheckSettings, audit
 
 SMALL = 10 * 1024 * 1024
 

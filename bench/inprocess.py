@@ -26,7 +26,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _report import comparison, compared_installs, installs, publish  # noqa: E402  (a sibling module)
+from _report import compared_installs, comparison, installs, publish  # noqa: E402  (a sibling module)
 
 COMMON = """
 import logging, os, sys, time

@@ -5,8 +5,10 @@
 (1) no logging at all, (2) uvicorn's default access log to a file, (3) asgi-correlation-id + a stdlib JSON access log
 (python-json-logger, uvicorn.access to a file, the usual recipe), (4) ``mlops_logging.fastapi`` (``instrument(app)``
 + ``--log-config`` ``uvicorn_log_config.json``, the defaults: INFO access records to the file only) and (4b) the same
-with ``access_console=True`` (every access record also as a readable line on stdout, which goes to /dev/null). Every server runs at once; rounds are interleaved and the order rotates each round (1, 2, 3, 4, 4b,
-then 2, 3, 4, 4b, 1, ...) so drift on a shared machine hits all of them alike and none always runs first; the ratios are computed per round and their median reported. Targets: (4) >= 0.9x (1), (4) >= 1.2x (3).
+with ``access_console=True`` (every access record also as a readable line on stdout, which goes to /dev/null).
+Every server runs at once; rounds are interleaved and the order rotates each round (1, 2, 3, 4, 4b, then 2, 3, 4, 4b,
+1, ...) so drift on a shared machine hits all of them alike and none always runs first; the ratios are computed per
+round and their median reported. Targets: (4) >= 0.9x (1), (4) >= 1.2x (3).
 
 Load comes from ``wrk`` in a separate process (Debian: ``apt-get install -y wrk``), pinned to another core than the
 server when ``taskset`` exists. Without wrk the script falls back to a small asyncio keep-alive load generator
@@ -33,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import comparison, compared_installs, installs, publish, source_dir  # noqa: E402  (a sibling module)
+from _report import compared_installs, comparison, installs, publish, source_dir  # noqa: E402  (a sibling module)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -243,7 +245,7 @@ def main() -> None:
         servers = {v: start_server(v, work) for v in VARIANTS}
         servers.update({name: start_server(v, work, python, label) for name, (v, python, label) in extra.items()})
         try:
-            for variant, (_, port) in servers.items():  # warm-up
+            for _, port in servers.values():  # warm-up
                 load(port, 1.0, args.connections)
             order = list(servers)
             for round_no in range(args.rounds):
@@ -260,7 +262,8 @@ def main() -> None:
             for proc, _ in servers.values():
                 proc.wait(timeout=30)
         lines = {v: sum(f.read_bytes().count(b"\n") for f in (work / v).rglob("*.log")) for v in VARIANTS}
-    per_round = {name: [m / n for (m, _), (n, _) in zip(results[name], results["none"])] for name in results}
+    per_round = {name: [m / n for (m, _), (n, _) in zip(results[name], results["none"], strict=True)]
+                 for name in results}
 
     rps = {v: statistics.median(r for r, _ in results[v]) for v in VARIANTS}
     p99 = {v: statistics.median(p for _, p in results[v]) for v in VARIANTS}
@@ -270,9 +273,11 @@ def main() -> None:
     for v, label in VARIANTS.items():
         rows.append(f"| {label} | {rps[v]:.0f} | {p99[v]:.2f} | {rps[v] / base:.2f}x | {lines[v]} |")
     # Paired per round (the variants of one round ran back to back), then the median: robust to machine drift.
-    ratio_none = statistics.median(m / n for (m, _), (n, _) in zip(results["mlops"], results["none"]))
-    ratio_corr = statistics.median(m / c for (m, _), (c, _) in zip(results["mlops"], results["correlation"]))
-    verdict = (f"Median of per-round ratios: (4) / (1) = **{ratio_none:.2f}x** (target >= 0.90: {'met' if ratio_none >= 0.9 else 'NOT met'}); "
+    ratio_none = statistics.median(m / n for (m, _), (n, _) in zip(results["mlops"], results["none"], strict=True))
+    ratio_corr = statistics.median(m / c for (m, _), (c, _) in zip(results["mlops"], results["correlation"],
+                                                                    strict=True))
+    verdict = (f"Median of per-round ratios: (4) / (1) = **{ratio_none:.2f}x** "
+               f"(target >= 0.90: {'met' if ratio_none >= 0.9 else 'NOT met'}); "
                f"(4) / (3) = **{ratio_corr:.2f}x** (target >= 1.20: {'met' if ratio_corr >= 1.2 else 'NOT met'}).")
     import fastapi
     import uvicorn
@@ -297,7 +302,7 @@ def main() -> None:
         table = {VARIANTS[v]: {**{label: statistics.median(per_round[f"{v} [{label}]"]) for label, _ in others},
                                "now": statistics.median(per_round[v])} for v in ("mlops", "mlops-console")}
         table["(4) / (3)"] = {**{label: statistics.median(
-            m / c for (m, _), (c, _) in zip(results[f"mlops [{label}]"], results["correlation"]))
+            m / c for (m, _), (c, _) in zip(results[f"mlops [{label}]"], results["correlation"], strict=True))
             for label, _ in others}, "now": ratio_corr}
         body += ("\n\nEvery install, median of per-round ratios against (1) (last row: against (3)):\n\n"
                  + comparison(labels, table, "vs (1)") + "\n\n" + compared_installs(others))

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import comparison, compared_installs, installs, publish  # noqa: E402
+from _report import compared_installs, comparison, installs, publish  # noqa: E402
 
 TARGETS = {"json": 0.25, "text": 0.40}
 LATENCY_P99_TARGET_MS = 50.0

@@ -34,13 +34,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
+from tests.support import grammar  # noqa: E402
+
 import build_speedups  # noqa: E402
 import gen_grammar  # noqa: E402
-from mlops_logging import _pattern as pt  # noqa: E402
-from mlops_logging import _levels as lv  # noqa: E402
 from mlops_logging import _framer as lines  # noqa: E402
-from mlops_logging._records import LEVELS  # noqa: E402
-from tests.support import grammar  # noqa: E402
+from mlops_logging import _levels as lv  # noqa: E402
+from mlops_logging import _pattern as pt  # noqa: E402
+from mlops_logging._level_map import LEVELS  # noqa: E402
 
 SPECIAL = [
     b"\x1b[31m", b"\x1b]0;t\x07", b"\r", b"\r\n", b"\x7f", b'"', b"\\", b"\x00", b"\x08", b"\x0c", b"\x0b", b"\x1c",
@@ -166,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cflags", default="-O1", help="compiler flags for the random grammars' builds")
     parser.add_argument("--expect", type=Path, help="fail unless the extension is loaded from this file")
     args = parser.parse_args(argv)
-    speedups = lines._speedups  # type: ignore[attr-defined]  # the module the framer uses (private on purpose)
+    # The module the framer uses (private on purpose), unless it does not use one.
+    speedups = lines._speedups if lines.speedups_enabled() else None  # type: ignore[attr-defined]
     if speedups is None:
         print("fuzz_speedups: the C extension is not built (or MLOPS_LOG_SPEEDUPS=0): nothing to fuzz", file=sys.stderr)
         return 1

@@ -29,8 +29,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.append(str(ROOT / "src"))  # last: an installed mlops_logging (the venv's, or a test build's) comes first
 
-from mlops_logging import _pattern as pt  # noqa: E402
 from mlops_logging import _levels as lv  # noqa: E402
+from mlops_logging import _pattern as pt  # noqa: E402
 from mlops_logging._records import LEVELS  # noqa: E402
 
 HEADER = ROOT / "src" / "mlops_logging" / "_grammar.h"
@@ -294,17 +294,17 @@ def render(formats: Sequence[lv.Format] | None = None, tokens: Sequence[lv.Token
         "#ifndef MLOPS_LOGGING_GRAMMAR_H\n#define MLOPS_LOGGING_GRAMMAR_H\n\n"
         f"/* _levels.GRAMMAR_DIGEST of the data this was generated from (the framer checks it at import). */\n"
         f'#define GRAMMAR_DIGEST "{lv.grammar_digest(formats, tokens)}"\n\n'
-        f"/* records.LEVELS */\nenum {{ {enum}, NLEVELS = {len(LEVELS)} }};\n"
+        f"/* _records.LEVELS */\nenum {{ {enum}, NLEVELS = {len(LEVELS)} }};\n"
         f"/* _levels.UNMARKED_LEVEL: a line without a marker */\n"
         f"#define GRAMMAR_UNMARKED LV_{lv.UNMARKED_LEVEL}\n"
-        f"/* levels.INDENT: the first bytes of a line that continues the one before */\n"
+        f"/* _levels.INDENT: the first bytes of a line that continues the one before */\n"
         f"#define GRAMMAR_IS_INDENT(c) ({indent})\n"
-        f"/* levels.WARNING_NEEDLE: every Python warnings header contains it */\n"
+        f"/* _levels.WARNING_NEEDLE: every Python warnings header contains it */\n"
         f"static const char GRAMMAR_WARNING_NEEDLE[] = {c_string(lv.WARNING_NEEDLE)};\n"
-        f"/* levels.TRACEBACK_STARTS: whole lines */\n"
+        f"/* _levels.TRACEBACK_STARTS: whole lines */\n"
         f"static const struct {{\n    const char *text;\n    Py_ssize_t len;\n}} GRAMMAR_TRACEBACK_STARTS[] = {{\n"
         f"{starts}}};\n#define GRAMMAR_N_TRACEBACK_STARTS {len(lv.TRACEBACK_STARTS)}\n\n"
-        "/* --- the marker grammar: _levels.LINE_RE --------------------------------------------------------------- */\n"
+        "/* --- the marker grammar: _levels.LINE_RE " + "-" * 63 + " */\n"
         "\n" + "".join(compiler.class_defs) + "\n" + "\n".join(compiler.functions) + "\n"
         "/* The level index of the structural marker at the start of the line s[0:n], or -1 (_levels.LINE_RE_B). */\n"
         "static int grammar_marker(const unsigned char *s, Py_ssize_t n) { return "

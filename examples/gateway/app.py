@@ -7,8 +7,9 @@ It is the ``fastapi`` service of the stack: every request gets one access record
 own request id (``Received request chatcmpl-<id>`` with ``--enable-log-requests``), so one id finds a request in both
 logs. The request's W3C trace (the caller's ``traceparent``, or one the middleware starts) travels too: a
 ``traceparent`` with the same trace id and a new span id for the upstream call (``upstream_traceparent`` on the
-request's records), which vLLM's ``llm_request`` span takes as its parent when it exports traces. Streaming (SSE) responses are relayed chunk by chunk. An unreachable backend answers 502, a slow one 504, each
-with an ERROR record that says why.
+request's records), which vLLM's ``llm_request`` span takes as its parent when it exports traces. Streaming (SSE)
+responses are relayed chunk by chunk. An unreachable backend answers 502, a slow one 504, each with an ERROR record
+that says why.
 
 Environment: ``GATEWAY_BACKEND_URL`` (default ``http://127.0.0.1:8000``), ``GATEWAY_TIMEOUT_S`` (read timeout, default
 120), ``GATEWAY_CONNECT_TIMEOUT_S`` (default 5), plus the ``MLOPS_*`` logging variables (service ``fastapi``).

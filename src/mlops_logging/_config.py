@@ -18,8 +18,9 @@ from . import _output
 from ._console import Console
 from ._errors import LogSetupError
 from ._files import LogFile, ensure_log_dir
+from ._level_map import LEVEL_NUMBERS
 from ._output import Output
-from ._records import LEVEL_NUMBERS, render_json, render_text
+from ._render import render_json, render_text
 from ._settings import LogSettings, resolve_settings
 from ._sink import FileSink
 from ._stdlib import RecordHandler

@@ -34,7 +34,8 @@ from collections.abc import Mapping
 from typing import Any, TextIO
 
 from ._locks import acquire, hold
-from ._records import build_record, escape_text, render_text, unrenderable_record
+from ._records import build_record, unrenderable_record
+from ._render import escape_text, render_text
 
 __all__ = ["Console", "cut_line", "split_line"]
 

@@ -44,50 +44,31 @@ Pure and in-memory (no I/O, no clock of its own except the wall-clock timestamp 
   are held in memory.
 
 Speed: a chunk of complete lines without special cases (no ESC, CR, DEL, invalid UTF-8, over-long line, traceback or
-warnings header, open traceback or split line) takes a fast path; anything else takes the exact per-line
-path. The fast path is the optional C extension ``_speedups`` (one pass over the chunk: classify each line with the
-marker grammar generated from ``_levels``' data, escape, copy; no Python object per line) when it was built from the
-current grammar (its ``GRAMMAR_DIGEST`` is ``_levels.GRAMMAR_DIGEST``), else a handful of C-level passes from
-Python (one regex ``findall`` for the levels, or a single ``count`` when every line starts with the same marker; one
-``orjson.dumps``; ``replace``/``split``/``join``). ``MLOPS_LOG_SPEEDUPS=0`` turns the extension off. All three give
-byte-identical output; the property tests feed each of them and compare, and :attr:`StreamFramer.paths` counts the
-chunks each one rendered.
+warnings header, open traceback or split line) takes a fast path (:mod:`._fastpath`); anything else takes the exact
+per-line path. The fast path is the optional C extension ``_speedups`` (one pass over the chunk, no Python object per
+line) when it was built from the current grammar (its ``GRAMMAR_DIGEST`` is ``_levels.GRAMMAR_DIGEST``) and
+``MLOPS_LOG_SPEEDUPS`` does not turn it off, else its pure-Python twin. All three give byte-identical output; the
+property tests feed each of them and compare, and :attr:`StreamFramer.paths` counts the chunks each one rendered.
 """
 
 from __future__ import annotations
 
 import base64
 import os
-import re
 import time
 import warnings
-from collections.abc import Mapping
 from typing import Any
-
-import orjson
 
 from . import _levels as _lv
 from ._errors import LogSetupError
-from ._records import (
-    LEVELS,
-    TEXT_SPECIAL_ASCII,
-    TEXT_SPECIAL_UTF8,
-    build_record,
-    escape_lines,
-    format_timestamp,
-    render_json,
-    render_stream_text,
-    text_head,
-)
-from ._settings import parse_bool, validate_service
+from ._fastpath import PythonLines, RecordHeads
+from ._level_map import LEVELS
+from ._line_text import line_text
+from ._records import build_record, format_timestamp
+from ._render import render_json, render_stream_text
+from ._settings import speedups_requested, validate_service
 
-__all__ = ["StreamFramer", "clean_line", "speedups_enabled", "speedups_requested"]
-
-
-def speedups_requested(env: Mapping[str, str]) -> bool:
-    """``MLOPS_LOG_SPEEDUPS`` as a boolean (unset or empty: on); raises LogSetupError naming it for any other value."""
-    value = env.get("MLOPS_LOG_SPEEDUPS", "")
-    return parse_bool(value, name="MLOPS_LOG_SPEEDUPS") if value.strip() else True
+__all__ = ["StreamFramer", "speedups_enabled"]
 
 
 try:
@@ -101,45 +82,18 @@ if _speedups is not None and getattr(_speedups, "GRAMMAR_DIGEST", None) != _lv.G
                   "in pure Python (regenerate with `make grammar`, rebuild with `pip install -e .`)", RuntimeWarning,
                   stacklevel=1)
     _speedups = None  # type: ignore[assignment]  # (the module or None, as above)
-try:
-    if not speedups_requested(os.environ):
-        _speedups = None  # type: ignore[assignment]  # (the module or None, as above)
-except LogSetupError:
-    pass  # importing never fails on it: logwrap refuses the value at start (exit 2); a library keeps the default
 
 _LEVEL_INDEX = {level: index for index, level in enumerate(LEVELS)}
 
 
 def speedups_enabled() -> bool:
-    """Whether the framer's fast path runs in the C extension (built, and not turned off by MLOPS_LOG_SPEEDUPS=0)."""
-    return _speedups is not None
-
-# CSI (ESC [ params intermediates final: colours, cursor moves, erase), OSC (ESC ] ... BEL or ST: titles, hyperlinks),
-# charset designations (ESC ( B) and the other 2-byte ESC sequences. A lone ESC that starts none of them is kept.
-_ANSI_RE = re.compile(
-    r"\x1b\[[0-?]*[ -/]*[@-~]"
-    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"
-    r"|\x1b[()*+][0-9A-Za-z]"
-    r"|\x1b[@-Z\\^_`a-z{|}~=>]"
-)
-_TB_NEEDLE = _lv.TRACEBACK_NEEDLE.encode()
-_WARNING_NEEDLE = _lv.WARNING_NEEDLE.encode()
-_TOKEN_LEVELS_B = {token.encode(): level for token, level in _lv.TOKEN_LEVELS.items()}
-_CONT = _lv.CONTINUATION
-#: findall item -> level for the fast path: no marker -> INFO, indented -> CONTINUATION.
-_CHUNK_LEVELS: dict[bytes, str] = {key: (level or _lv.UNMARKED_LEVEL) for key, level in _lv.CHUNK_KEYS.items()}
-
-def clean_line(text: str) -> str:
-    """Remove ANSI sequences and trailing CRs; a CR left in the middle keeps only what follows it (the final redraw)."""
-    if "\x1b" in text:
-        text = _ANSI_RE.sub("", text)
-    if "\r" in text:
-        text = text.rstrip("\r")
-        cut = text.rfind("\r")
-        if cut >= 0:
-            text = text[cut + 1 :]
-    return text
-
+    """Whether the framer's fast path runs in the C extension: built from this grammar, and not turned off by
+    ``MLOPS_LOG_SPEEDUPS=0`` (read now; a bad value keeps the default here, logwrap refuses it at start: exit 2)."""
+    try:
+        requested = speedups_requested(os.environ)
+    except LogSetupError:
+        requested = True  # using the framer never fails on it
+    return requested and _speedups is not None
 
 #: An unfinished traceback stays open across at most this many lines of other processes in a row (see _line).
 MAX_INTERRUPTIONS = 16
@@ -149,9 +103,16 @@ _NONE, _BODY, _AFTER, _CHAIN, _MULTI = 0, 1, 2, 3, 4
 _VLLM_HEADER = _lv.VLLM_HEADER_RE_B
 
 
-# Stand-ins rendered once to cut the fast path's record heads out of a real record (see StreamFramer.__init__).
-_TS_MARK, _LEVEL_MARK, _MESSAGE_MARK = "\x00ts\x00", "\x00level\x00", "\x00message\x00"
-_TS_MARK_B, _LEVEL_MARK_B = orjson.dumps(_TS_MARK)[1:-1], orjson.dumps(_LEVEL_MARK)[1:-1]
+
+def _check_arguments(service: str, stream: str, fmt: str, max_line_bytes: int) -> None:
+    """A framer's arguments, checked once: a bad one is a bug of the caller (ValueError, LogSetupError)."""
+    validate_service(service)
+    if stream not in ("stdout", "stderr"):
+        raise ValueError(f"stream must be 'stdout' or 'stderr', not {stream!r}")
+    if fmt not in ("json", "text"):
+        raise ValueError(f"format must be 'json' or 'text', not {fmt!r}")
+    if max_line_bytes < 1:
+        raise ValueError(f"max_line_bytes must be at least 1, not {max_line_bytes}")
 
 
 class StreamFramer:
@@ -172,13 +133,7 @@ class StreamFramer:
         fast: bool = True,
         native: bool = True,
     ) -> None:
-        validate_service(service)
-        if stream not in ("stdout", "stderr"):
-            raise ValueError(f"stream must be 'stdout' or 'stderr', not {stream!r}")
-        if fmt not in ("json", "text"):
-            raise ValueError(f"format must be 'json' or 'text', not {fmt!r}")
-        if max_line_bytes < 1:
-            raise ValueError(f"max_line_bytes must be at least 1, not {max_line_bytes}")
+        _check_arguments(service, stream, fmt, max_line_bytes)
         self.service = service
         self.stream = stream
         self.fmt = fmt
@@ -190,11 +145,11 @@ class StreamFramer:
         self.max_group_lines = max_group_lines
         self.max_group_bytes = 4 * max_line_bytes
         self._clock = clock
-        self._try_prefix = True  # whether the next chunk tries the one-prefix test (see _fast_lines)
-        self._mixed_chunks = 0
         self._fast = fast  # False: every chunk takes the exact line-by-line path (tests compare the two)
-        # The C fast path, unless asked for the pure-Python one (native=False, for the tests) or not built.
-        self._native = _speedups.render_lines if native and _speedups is not None else None
+        # The fast path: the C extension's, unless asked for the pure-Python one (native=False, for the tests),
+        # turned off (MLOPS_LOG_SPEEDUPS=0) or not built; the two give the same bytes.
+        self._native = native and speedups_enabled()
+        self._render_lines = _speedups.render_lines if self._native else PythonLines().render_lines
         self.lines_in = 0
         self.records_out = 0
         # Which path rendered each chunk of complete lines: the C fast path, the pure-Python fast path, the exact path.
@@ -219,18 +174,8 @@ class StreamFramer:
         self._group_level = "ERROR"
         self._multi_header = b""  # the header every line of an open vLLM multi-line message starts with
         self._tentative: list[tuple[bytes, str, bool]] = []  # blank lines after an exception line (JSON)
-
-        # Pre-rendered record parts for the fast path, cut out of a record of the one builder rendered by the one
-        # renderer (so they cannot drift from the exact path): the JSON head (up to the message's opening quote),
-        # with a timestamp and a level to fill in, and the tail after its closing quote; text: records.text_head.
-        marked = render_json(self._record(_TS_MARK, _LEVEL_MARK, _MESSAGE_MARK))
-        head, _, tail = marked.partition(orjson.dumps(_MESSAGE_MARK)[1:-1])
-        self._json_head = head
-        self._json_tail = tail
-        self._heads_ts = ""
-        self._heads: dict[str | None, bytes] = {}
-        self._head_seq: tuple[bytes, ...] = ()  # the same heads in LEVELS order, for the C path
-        self._line_tail = self._json_tail if self.json else b"\n"
+        # The fast path's record heads, cut out of a record of the one builder (so they cannot drift).
+        self._heads = RecordHeads(self._record, json=self.json, stream=stream)
 
     # --- public API ------------------------------------------------------------------------------------------------
 
@@ -333,147 +278,25 @@ class StreamFramer:
 
     # --- fast path: whole chunks, no per-line Python --------------------------------------------------------------
 
-    def _head_table(self, ts: str) -> dict[str | None, bytes]:
-        if ts != self._heads_ts:
-            if self.json:
-                head = self._json_head.replace(_TS_MARK_B, ts.encode())
-                self._heads = {lv: head.replace(_LEVEL_MARK_B, lv.encode()) for lv in LEVELS}
-            else:
-                self._heads = {lv: text_head(ts, lv, self.stream).encode() for lv in LEVELS}
-            self._heads[None] = self._heads[_lv.UNMARKED_LEVEL]
-            self._head_seq = tuple(self._heads[lv] for lv in LEVELS)
-            self._heads_ts = ts
-        return self._heads
-
-    def _has_long_line(self, body: bytes) -> bool:
-        """Whether a line of ``body`` (complete lines) is longer than max_line_bytes, in O(len / max) searches."""
-        maxb = self.max_line_bytes
-        size = len(body)
-        pos = 0
-        while size - pos > maxb + 1:
-            newline = body.rfind(b"\n", pos, pos + maxb + 1)
-            if newline < 0:
-                return True
-            pos = newline + 1
-        return False
-
     def _fast_lines(self, body: bytes, ts: str) -> bytes | None:
-        """Render complete lines (``body`` ends with a newline) with a few C-level passes over the chunk.
-
-        Returns None when the chunk has anything the exact path must see (ESC, a lone CR, DEL, invalid UTF-8, a line
-        longer than max_line_bytes, a traceback or warnings header, an empty line); the caller then takes that path.
-        Output is byte-identical to the exact path (the tests feed both).
-        """
-        if self._native is not None:
-            self._head_table(ts)
-            result = self._native(body, self.json, self._head_seq, self._line_tail, _LEVEL_INDEX[self._prev_level],
-                                  self.max_line_bytes)
-            if result is None:
-                return None
-            rendered: bytes
-            rendered, count, last = result
-            self._prev_level = LEVELS[last]
-            self.lines_in += count
-            self.records_out += count
-            self.native_chunks += 1
-            return rendered
-        # ESC and CR are cleaned from messages (the record then keeps raw_b64; in JSON a CRLF may also end a line of a
-        # vLLM multi-line message, which the exact path groups); DEL is the fast path's own marker below.
-        if b"\x1b" in body or b"\x7f" in body or b"\r" in body or self._has_long_line(body):
+        """Render complete lines (``body`` ends with a newline) in one go: the C extension's ``render_lines``, or its
+        pure-Python twin (:mod:`._fastpath`). None when the chunk has anything the exact path must see (the caller
+        then takes that path); the output is byte-identical to the exact path's (the tests feed both)."""
+        result = self._render_lines(body, self.json, self._heads.at(ts), self._heads.tail,
+                                    _LEVEL_INDEX[self._prev_level], self.max_line_bytes)
+        if result is None:
             return None
-
-        # Levels. Fast case: every line starts with the same marker prefix as the first one ("(APIServer pid=1) INFO ",
-        # "INFO:", "2026/11/26 08:19:10 INFO "): one count. A line starting with that prefix has that level whatever
-        # follows (the marker grammar decides within the prefix).
-        single: str | None = None
-        levels: list[str] | None = None
-        first = None
-        if self._try_prefix:
-            first = _lv.LINE_RE_B.match(body, 0, body.find(b"\n"))
-        # (The match ends after the token's `after`, so every byte the marker grammar looked at is in the prefix.)
-        if first is not None and body.count(b"\n" + body[: first.end()]) == body.count(b"\n") - 1:
-            single = _TOKEN_LEVELS_B[_lv.marker_token(first)]
-            count = body.count(b"\n")
-        else:
-            # Not one prefix: try again only every 8th chunk, as long as chunks are mixed.
-            self._try_prefix = self._mixed_chunks % 8 == 7
-            self._mixed_chunks += 1
-            keys = _lv.CHUNK_RE_B.findall(b"\n" + body)
-            keys.pop()
-            count = len(keys)
-            kinds = set(keys)
-            if not kinds <= _lv.TOKEN_KEYS:  # unmarked, indented or empty lines: tracebacks, warnings headers?
-                if _TB_NEEDLE in body or _WARNING_NEEDLE in body:
-                    return None
-            table = _CHUNK_LEVELS
-            distinct = {table[key] for key in kinds}
-            if _CONT in distinct:
-                levels = list(map(table.__getitem__, keys))
-                prev = self._prev_level
-                for index, level in enumerate(levels):
-                    if level is _CONT:
-                        levels[index] = prev
-                    else:
-                        prev = level
-            elif len(distinct) == 1:
-                single = distinct.pop()
-            else:
-                levels = list(map(table.__getitem__, keys))
-
-        heads = self._head_table(ts)
-        if self.json:
-            try:
-                text = body.replace(b"\n", b"\x7f").decode()  # DEL is absent; orjson leaves it unescaped
-            except UnicodeDecodeError:
-                return None
-            inner = orjson.dumps(text)[1:-2]
-            tail = self._json_tail
-            if single is not None:
-                head = heads[single]
-                rendered = head + inner.replace(b"\x7f", tail + head) + tail
-            else:
-                parts = inner.split(b"\x7f")
-                seq = [tail] * (3 * count)
-                seq[0::3] = map(heads.__getitem__, levels)  # type: ignore[arg-type]  # levels is set here
-                seq[1::3] = parts
-                rendered = b"".join(seq)
-        else:
-            if not body.isascii():
-                try:
-                    body.decode()
-                except UnicodeDecodeError:
-                    return None
-                needs_escape = any(special in body for special in TEXT_SPECIAL_UTF8)
-            else:
-                needs_escape = False
-            if needs_escape or len(body.translate(None, TEXT_SPECIAL_ASCII)) != len(body):
-                body = escape_lines(body.decode()).encode()
-            if single is not None:
-                head = heads[single]
-                rendered = head + body[:-1].replace(b"\n", b"\n" + head) + b"\n"
-            else:
-                lines = body[:-1].split(b"\n")
-                seq = [b"\n"] * (3 * count)
-                seq[0::3] = map(heads.__getitem__, levels)  # type: ignore[arg-type]  # levels is set here
-                seq[1::3] = lines
-                rendered = b"".join(seq)
-        self._prev_level = single if single is not None else levels[-1]  # type: ignore[index]  # set if no single
+        rendered, count, last = result
+        self._prev_level = LEVELS[last]
         self.lines_in += count
         self.records_out += count
-        self.python_chunks += 1
+        if self._native:
+            self.native_chunks += 1
+        else:
+            self.python_chunks += 1
         return rendered
 
     # --- exact, line-by-line path ----------------------------------------------------------------------------------
-
-    def _decode(self, raw: bytes) -> tuple[str, bool]:
-        """Cleaned text of one line, and whether it is lossy: the text does not give ``raw`` back (undecodable bytes,
-        kept as lone surrogates until rendered, or bytes the cleaning removed). A lossy line's record has raw_b64."""
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            return clean_line(raw.decode("utf-8", "surrogateescape")), True
-        cleaned = clean_line(text)
-        return cleaned, cleaned is not text and cleaned != text
 
     def _message(self, text: str, lossy: bool) -> str:
         """What goes into ``message``: JSON replaces undecodable bytes with U+FFFD; text keeps them for escaping."""
@@ -514,7 +337,7 @@ class StreamFramer:
 
     def _piece(self, raw: bytes, ts: str, out: list[bytes], *, partial: bool) -> None:
         """One piece of a line that is split (too long, or flushed before its newline)."""
-        text, lossy = self._decode(raw)
+        text, lossy = line_text(raw)
         level: str | None
         if self._cont:
             level = self._cont_level
@@ -541,7 +364,7 @@ class StreamFramer:
 
     def _line(self, raw: bytes, ts: str, out: list[bytes]) -> None:
         """One complete line of at most max_line_bytes: the traceback state machine, then the plain rules."""
-        text, lossy = self._decode(raw)
+        text, lossy = line_text(raw)
         state = self._tb
         if state == _NONE:
             if _lv.is_traceback_start(text):
@@ -556,43 +379,8 @@ class StreamFramer:
             else:
                 self._plain(raw, text, lossy, ts, out)
             return
-        if state == _MULTI:
-            if raw.startswith(self._multi_header):
-                rest, _ = self._decode(raw[len(self._multi_header) :])
-                self._group_add(raw, rest, True, ts, out)  # lossy: the message leaves the header out
-                if not raw.endswith(b"\r"):  # the message's last line
-                    self._flush_group(out, final=True)
-                return
-        elif state == _BODY:
-            if _lv.is_traceback_body(text) or _lv.is_traceback_start(text):
-                self._group_add(raw, text, lossy, ts, out)
-                return
-            if _lv.is_exception_line(text):
-                self._tb = _AFTER
-                self._group_add(raw, text, lossy, ts, out)
-                return
-        elif state == _AFTER:
-            if not text:
-                if self.json:
-                    self._tentative.append((raw, text, lossy))
-                    if len(self._tentative) >= self.max_group_lines:
-                        self._flush_group(out, final=True)
-                else:
-                    self._render(ts, "ERROR", "", raw if lossy else None, False, out)
-                return
-            if _lv.is_chain_marker(text):
-                self._tb = _CHAIN
-                for t_raw, t_text, t_lossy in self._tentative:
-                    self._group_add(t_raw, t_text, t_lossy, ts, out)
-                self._tentative = []
-                self._group_add(raw, text, lossy, ts, out)
-                return
-        elif state == _CHAIN:
-            if not text or _lv.is_traceback_start(text):
-                if text:
-                    self._tb = _BODY
-                self._group_add(raw, text, lossy, ts, out)
-                return
+        if self._group_takes(state, raw, text, lossy, ts, out):
+            return
         if state in (_BODY, _CHAIN) and self._interruptions < MAX_INTERRUPTIONS:
             level = _lv.line_key_level(text)
             if level is not None and level != _lv.CONTINUATION:
@@ -606,6 +394,48 @@ class StreamFramer:
         # The group (traceback or vLLM message) is over: emit it, then this line is an ordinary one.
         self._flush_group(out, final=True)
         self._line(raw, ts, out)
+
+    def _group_takes(self, state: int, raw: bytes, text: str, lossy: bool, ts: str, out: list[bytes]) -> bool:
+        """Whether the open group (``state``: a traceback's part, or a vLLM multi-line message) goes on with this line;
+        it is added (or, after an exception line, a blank line is held) and the state moves on."""
+        if state == _MULTI:
+            if raw.startswith(self._multi_header):
+                rest, _ = line_text(raw[len(self._multi_header) :])
+                self._group_add(raw, rest, True, ts, out)  # lossy: the message leaves the header out
+                if not raw.endswith(b"\r"):  # the message's last line
+                    self._flush_group(out, final=True)
+                return True
+        elif state == _BODY:
+            if _lv.is_traceback_body(text) or _lv.is_traceback_start(text):
+                self._group_add(raw, text, lossy, ts, out)
+                return True
+            if _lv.is_exception_line(text):
+                self._tb = _AFTER
+                self._group_add(raw, text, lossy, ts, out)
+                return True
+        elif state == _AFTER:
+            if not text:
+                if self.json:
+                    self._tentative.append((raw, text, lossy))
+                    if len(self._tentative) >= self.max_group_lines:
+                        self._flush_group(out, final=True)
+                else:
+                    self._render(ts, "ERROR", "", raw if lossy else None, False, out)
+                return True
+            if _lv.is_chain_marker(text):
+                self._tb = _CHAIN
+                for t_raw, t_text, t_lossy in self._tentative:
+                    self._group_add(t_raw, t_text, t_lossy, ts, out)
+                self._tentative = []
+                self._group_add(raw, text, lossy, ts, out)
+                return True
+        elif state == _CHAIN:
+            if not text or _lv.is_traceback_start(text):
+                if text:
+                    self._tb = _BODY
+                self._group_add(raw, text, lossy, ts, out)
+                return True
+        return False
 
     def _group_add(self, raw: bytes, text: str, lossy: bool, ts: str, out: list[bytes]) -> None:
         self._prev_level = self._group_level

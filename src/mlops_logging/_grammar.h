@@ -7,15 +7,15 @@
 /* _levels.GRAMMAR_DIGEST of the data this was generated from (the framer checks it at import). */
 #define GRAMMAR_DIGEST "faf791a463d73763"
 
-/* records.LEVELS */
+/* _records.LEVELS */
 enum { LV_DEBUG = 0, LV_INFO = 1, LV_WARNING = 2, LV_ERROR = 3, LV_CRITICAL = 4, NLEVELS = 5 };
 /* _levels.UNMARKED_LEVEL: a line without a marker */
 #define GRAMMAR_UNMARKED LV_INFO
-/* levels.INDENT: the first bytes of a line that continues the one before */
+/* _levels.INDENT: the first bytes of a line that continues the one before */
 #define GRAMMAR_IS_INDENT(c) ((c) == ' ' || (c) == 9)
-/* levels.WARNING_NEEDLE: every Python warnings header contains it */
+/* _levels.WARNING_NEEDLE: every Python warnings header contains it */
 static const char GRAMMAR_WARNING_NEEDLE[] = "Warning: ";
-/* levels.TRACEBACK_STARTS: whole lines */
+/* _levels.TRACEBACK_STARTS: whole lines */
 static const struct {
     const char *text;
     Py_ssize_t len;

@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import AnyStr
 
+from ._level_map import LEVELS
 from ._pattern import (
     DIGITS,
     LINE_END,
@@ -51,7 +52,6 @@ from ._pattern import (
     to_regex,
     walk,
 )
-from ._records import LEVELS
 
 __all__ = [
     "detect_level",
@@ -193,7 +193,7 @@ EXCEPTION_LINE = seq(IDENTIFIER, Repeat(seq(lit("."), IDENTIFIER)),
 # line of the message, each starting with the same header and all but the last ending in "\r\n":
 #   (APIServer pid=1) ERROR 11-26 12:51:15 [async_llm.py:906] AsyncLLM output_handler failed.\r
 #   (APIServer pid=1) ERROR 11-26 12:51:15 [async_llm.py:906] Traceback (most recent call last):\r
-#: That header; its group is the level name vLLM wrote (one of _records.LEVELS).
+#: That header; its group is the level name vLLM wrote (one of _level_map.LEVELS).
 VLLM_HEADER = seq(opt(VLLM_TAG), Group(alt(*(lit(word) for word, level in LEVEL_WORDS.items() if word == level))),
                   lit(" "), digits(2), lit("-"), digits(2), lit(" "), TIME,
                   lit(" ["), chars("]\n", 1, 256, negated=True), lit("] "))

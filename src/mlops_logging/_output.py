@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._console import Console
-from ._records import THIS_PROCESS, build_record, render_json, unrenderable_record
+from ._records import THIS_PROCESS, build_record, unrenderable_record
+from ._render import render_json
 from ._sink import Sink
 
 __all__ = ["Output", "current", "install"]

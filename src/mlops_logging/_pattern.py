@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Union
 
 __all__ = [
     "Alt", "Anchor", "Chars", "DIGITS", "Group", "LINE_END", "LINE_START", "Lit", "Node", "Repeat", "Seq", "alt",
@@ -78,7 +77,7 @@ class Anchor:
     regex: str
 
 
-Node = Union[Lit, Chars, Seq, Alt, Group, Repeat, Anchor]
+Node = Lit | Chars | Seq | Alt | Group | Repeat | Anchor
 LINE_START = Anchor("^")
 LINE_END = Anchor(r"\Z")
 DIGITS = "0123456789"

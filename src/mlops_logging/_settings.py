@@ -15,7 +15,7 @@ from typing import Any
 
 from ._errors import LogSetupError
 from ._files import DIR_FIX, FILE_MODE
-from ._records import LEVELS, level_from_number, normalize_level
+from ._level_map import LEVELS, level_from_number, normalize_level
 
 __all__ = [
     "ARGUMENT_NAMES",
@@ -25,6 +25,7 @@ __all__ = [
     "parse_file_mode",
     "parse_size",
     "resolve_settings",
+    "speedups_requested",
     "validate_service",
 ]
 
@@ -85,6 +86,13 @@ def parse_bool(value: str | bool, *, name: str) -> bool:
     if lowered in _FALSE or lowered == "":
         return False
     raise LogSetupError(f"{value!r} from {name} is not a boolean: use 1/0, true/false, yes/no or on/off (any case)")
+
+
+def speedups_requested(env: Mapping[str, str]) -> bool:
+    """``MLOPS_LOG_SPEEDUPS``: whether logwrap's framer may run its C extension (unset or empty: yes); raises
+    LogSetupError naming the variable for a value that is not a boolean."""
+    value = env.get("MLOPS_LOG_SPEEDUPS", "")
+    return parse_bool(value, name="MLOPS_LOG_SPEEDUPS") if value.strip() else True
 
 
 _SIZE_RE = re.compile(r"\s*(\d+)\s*([kmg]i?b?|b)?\s*", re.IGNORECASE)
@@ -174,7 +182,8 @@ def resolve_settings(
     names: Mapping[str, str] | None = None,
 ) -> LogSettings:
     """Combine arguments (which win) with ``MLOPS_SERVICE``, ``MLOPS_LOG_DIR``, ``MLOPS_LOG_ROOT``,
-    ``MLOPS_LOG_LEVEL``, ``MLOPS_LOG_FORMAT``, ``MLOPS_LOG_STRICT``, ``MLOPS_LOG_MAX_BYTES``, ``MLOPS_LOG_BACKUPS``, ``MLOPS_LOG_FILE_MODE``.
+    ``MLOPS_LOG_LEVEL``, ``MLOPS_LOG_FORMAT``, ``MLOPS_LOG_STRICT``, ``MLOPS_LOG_MAX_BYTES``, ``MLOPS_LOG_BACKUPS``,
+    ``MLOPS_LOG_FILE_MODE``.
 
     Raises LogSetupError with a one-line message for any bad value, naming where it came from: the argument as
     ``names`` spells it (default :data:`ARGUMENT_NAMES`; logwrap passes its options), or the variable.

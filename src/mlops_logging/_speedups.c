@@ -152,7 +152,7 @@ static inline Py_ssize_t first_special(bytes_t s, bytes_t end, int json) {
 static const char HEX[] = "0123456789abcdef";
 
 /* Append one line's bytes [s, end) to o, escaped for JSON (as orjson does) or for the text format (as
- * records._escape does). Returns 0, 1 when the line needs the exact path, -1 on memory error. */
+ * _records.escape_text does). Returns 0, 1 when the line needs the exact path, -1 on memory error. */
 static int copy_escaped(outbuf *o, bytes_t s, bytes_t end, int json) {
     for (;;) {
         Py_ssize_t plain = first_special(s, end, json);
@@ -232,7 +232,7 @@ static PyObject *result_tuple(PyObject *rendered, Py_ssize_t count, int level) {
 PyDoc_STRVAR(render_lines_doc,
 "render_lines($module, body, json, heads, tail, prev_level, max_line_bytes, /)\n--\n\n"
 "Render complete lines (body ends with a newline): for each line heads[level] + escaped line + tail.\n\n"
-"Levels are indexes into records.LEVELS; prev_level is inherited by a first indented or empty line. Returns\n"
+"Levels are indexes into _records.LEVELS; prev_level is inherited by a first indented or empty line. Returns\n"
 "(rendered, count, last_level), or None when the chunk needs the exact line-by-line path.");
 
 static PyObject *render_lines(PyObject *self, PyObject *args) {
@@ -314,7 +314,7 @@ done:
 
 PyDoc_STRVAR(line_level_doc,
 "line_level($module, line, /)\n--\n\n"
-"Level index (records.LEVELS) of the structural marker at the start of line (bytes, no newline).\n\n"
+"Level index (_records.LEVELS) of the structural marker at the start of line (bytes, no newline).\n\n"
 "CONTINUATION (-2) for an indented or empty line, NO_MARKER (-1) when it has none. Same grammar as\n"
 "_levels.LINE_RE_B.");
 

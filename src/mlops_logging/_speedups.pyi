@@ -22,7 +22,7 @@ def render_lines(
 ) -> tuple[bytes, int, int] | None:
     """Render complete lines (``body`` ends with a newline): for each line ``heads[level]`` + escaped line + ``tail``.
 
-    Levels index ``records.LEVELS`` (``heads`` has one head per level); ``prev_level`` is inherited by a first indented
+    Levels index ``_records.LEVELS`` (``heads`` has one head per level); ``prev_level`` is inherited by a first indented
     or empty line. ``(rendered, count, last_level)``, or None when the chunk needs the exact line-by-line path.
     """
 

@@ -2,7 +2,7 @@
 
 Third-party loggers (uvicorn, gunicorn, mlflow, httpx) and ``logging.getLogger(__name__)`` go through here; the
 structlog chain (:mod:`mlops_logging._structlog`) builds the same dict, and both render with
-:func:`mlops_logging._records.render_json`, so their lines agree byte for byte on field names and formats.
+:func:`mlops_logging._render.render_json`, so their lines agree byte for byte on field names and formats.
 """
 
 from __future__ import annotations
@@ -16,15 +16,9 @@ from pythonjsonlogger.orjson import OrjsonFormatter
 
 from . import _output
 from ._context import bound_context
-from ._records import (
-    THIS_PROCESS,
-    build_record,
-    format_timestamp,
-    interpolation_failed,
-    level_from_number,
-    render_json,
-    unrenderable_record,
-)
+from ._level_map import level_from_number
+from ._records import THIS_PROCESS, build_record, format_timestamp, interpolation_failed, unrenderable_record
+from ._render import render_json
 from ._tracecontext import add_trace_fields
 
 __all__ = ["JsonFormatter", "RecordHandler"]

@@ -9,8 +9,8 @@ from __future__ import annotations
 import functools
 import sys
 import traceback
-from types import FrameType
 from collections.abc import Callable, Mapping
+from types import FrameType
 from typing import Any
 
 import structlog
@@ -18,15 +18,8 @@ from structlog.typing import EventDict, WrappedLogger
 
 from . import _output
 from ._context import merge_bound_context
-from ._records import (
-    THIS_PROCESS,
-    LEVEL_NUMBERS,
-    METHOD_LEVELS,
-    build_record,
-    interpolation_failed,
-    level_from_number,
-    unrenderable_record,
-)
+from ._level_map import LEVEL_NUMBERS, METHOD_LEVELS, level_from_number
+from ._records import THIS_PROCESS, build_record, interpolation_failed, unrenderable_record
 from ._tracecontext import add_trace_fields
 
 __all__ = ["SinkLogger", "SinkLoggerFactory", "bound_logger_class", "processors", "to_record"]
@@ -105,7 +98,7 @@ def _async_method(base: Callable[..., Any]) -> Callable[..., Any]:
     return ameth
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def bound_logger_class(min_level: int) -> type:
     """structlog's filtering bound logger for ``min_level`` (levels below it cost one ``return None``), except that
     a ``%`` interpolation that fails gives a message saying so and ``log()`` takes any level number (25 -> INFO),

@@ -139,7 +139,7 @@ def add_trace_fields(fields: MutableMapping[str, Any]) -> None:
         fields["trace_id"], fields["span_id"], fields["trace_flags"] = ids
         return
     moved = {}
-    for name, value, fits in zip(TRACE_FIELDS, ids, _CHECKS):
+    for name, value, fits in zip(TRACE_FIELDS, ids, _CHECKS, strict=True):
         if name in fields:
             if fits(fields[name]):
                 continue

@@ -39,9 +39,9 @@ from . import _output
 from ._config import configure_logging, silence_loggers
 from ._context import REGISTRY, bound_context
 from ._records import (
-    THIS_PROCESS,
     REDACTED,
     RESERVED,
+    THIS_PROCESS,
     add_fields,
     build_record,
     is_secret_key,
@@ -81,7 +81,7 @@ _ASGIApp = Callable[[_Scope, _Receive, _Send], Awaitable[None]]
 ACCESS_LOGGER = "mlops_logging.access"
 #: The request-id header (ASGI header names are lower case).
 REQUEST_ID_HEADER = "x-request-id"
-#: The W3C trace-context header (read: ``_tracecontext.RequestTrace``; sent on: :func:`outgoing_traceparent`).
+#: The W3C trace-context header (read: ``_tracecontext.start_request``; sent on: :func:`outgoing_traceparent`).
 TRACEPARENT_HEADER = "traceparent"
 #: Loggers of the servers' own access logs, replaced by the middleware's record.
 SERVER_ACCESS_LOGGERS = ("uvicorn.access", "gunicorn.access")
@@ -191,11 +191,91 @@ def _emit(logger: logging.Logger, levelno: int, message: str, fields: dict[str, 
                               context))
 
 
+class _Exchange:
+    """One HTTP request as the middleware sees it: its id, and what went back (``send`` and ``receive`` keep count).
+
+    One object a request, its ``send``/``receive`` handed to the app in place of the server's.
+    """
+
+    __slots__ = ("_receive", "_send", "start", "request_id", "id_header", "invalid_id", "user_agent", "status",
+                 "sent", "end", "headers", "gone_early", "traceparent", "trace")
+
+    def __init__(self, scope: _Scope, receive: _Receive, send: _Send) -> None:
+        self.start = perf_counter()
+        self._receive = receive
+        self._send = send
+        raw_id: bytes | None = None
+        user_agent = b""
+        traceparent: bytes | None = None
+        for name, value in scope["headers"]:
+            if name == _HEADER:
+                if raw_id is None:
+                    raw_id = value
+            elif name == b"user-agent":
+                user_agent = value
+            elif name == _TRACEPARENT:  # a second one makes it invalid, as the two joined into one would be
+                traceparent = value if traceparent is None else traceparent + b"," + value
+        self.user_agent = user_agent
+        self.traceparent = traceparent  # the W3C trace context header (None: none came)
+        self.trace: RequestState  # set by the middleware: the request's trace context (_tracecontext)
+        self.invalid_id: bytes | None = None  # an incoming X-Request-ID that was replaced
+        if raw_id is not None and _VALID_ID.fullmatch(raw_id):
+            self.request_id = raw_id.decode("ascii")
+            self.id_header = (_HEADER, raw_id)
+        else:
+            self.request_id = _new_id()
+            self.id_header = (_HEADER, self.request_id.encode("ascii"))
+            self.invalid_id = raw_id
+        self.status = 0  # set by http.response.start: 0 means nothing has been sent yet
+        self.sent = 0
+        self.end = 0.0  # when the last body byte went out
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.gone_early = False  # the client hung up before a response started (an aborted upload): a 499
+
+    async def send(self, message: _Message) -> None:
+        """Count the body bytes, note the status and the end, put our X-Request-ID into the response headers."""
+        kind = message["type"]
+        if kind == "http.response.body":
+            body = message.get("body")
+            if body:
+                self.sent += len(body)
+            await self._send(message)
+            if not message.get("more_body"):
+                self.end = perf_counter()
+            return
+        if kind == "http.response.start":
+            self.status = message["status"]
+            # A new list (the app's may be shared); ASGI header names are lower case; the app's own x-request-id
+            # (rare: scanned for, not rebuilt) gives way to ours.
+            headers = list(message.get("headers", ()))
+            for header in headers:
+                if header[0] == _HEADER:
+                    headers = [h for h in headers if h[0] != _HEADER]
+                    break
+            headers.append(self.id_header)
+            message["headers"] = self.headers = headers
+        elif kind == "http.response.pathsend":
+            # The ASGI path-send extension (Starlette's FileResponse on servers that offer it): the server sends the
+            # file itself and this message ends the response; its size is the Content-Length.
+            await self._send(message)
+            self.end = perf_counter()
+            self.sent += _content_length(self.headers)
+            return
+        await self._send(message)
+
+    async def receive(self) -> _Message:
+        """The server's message; a disconnect before any response marks an aborted request."""
+        message = await self._receive()
+        if message["type"] == "http.disconnect" and not self.status:
+            self.gone_early = True
+        return message
+
+
 class RequestLoggingMiddleware:
     """Pure ASGI middleware: request id in, request id out, one access record per HTTP request.
 
-    Kept lean because it runs on every request: no header dict, one closure for ``send``, the access record built
-    as one dict and written with one ``write()``.
+    Kept lean because it runs on every request: no header dict, one small object for ``send``/``receive``, the
+    access record built as one dict and written with one ``write()``.
     """
 
     _mlops_logging_instrumented = False  # set on a middleware instrument() made
@@ -211,125 +291,69 @@ class RequestLoggingMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        start = perf_counter()
-        raw_id: bytes | None = None
-        user_agent = b""
-        traceparent: bytes | None = None
-        for name, value in scope["headers"]:
-            if name == _HEADER:
-                if raw_id is None:
-                    raw_id = value
-            elif name == b"user-agent":
-                user_agent = value
-            elif name == _TRACEPARENT:  # a second one makes it invalid, as the two joined into one would be
-                traceparent = value if traceparent is None else traceparent + b"," + value
-
-        if raw_id is not None and _VALID_ID.fullmatch(raw_id):
-            request_id = raw_id.decode("ascii")
-            id_header = (_HEADER, raw_id)
-        else:
-            request_id = _new_id()
-            id_header = (_HEADER, request_id.encode("ascii"))
-        token = _REQUEST_ID.set(request_id)
-        trace = start_request(traceparent, scope)  # the request's W3C trace context, current until end_request
-
-        status = 0  # set by http.response.start: 0 means nothing has been sent yet
-        sent = 0
-        end = 0.0
-        headers: list[tuple[bytes, bytes]] = []
-
-        async def send_wrapper(message: _Message) -> None:
-            nonlocal status, sent, end, headers
-            kind = message["type"]
-            if kind == "http.response.body":
-                body = message.get("body")
-                if body:
-                    sent += len(body)
-                await send(message)
-                if not message.get("more_body"):
-                    end = perf_counter()
-                return
-            if kind == "http.response.start":
-                status = message["status"]
-                # A new list (the app's may be shared); ASGI header names are lower case; the app's own
-                # x-request-id (rare: scanned for, not rebuilt) gives way to ours.
-                headers = list(message.get("headers", ()))
-                for header in headers:
-                    if header[0] == _HEADER:
-                        headers = [h for h in headers if h[0] != _HEADER]
-                        break
-                headers.append(id_header)
-                message["headers"] = headers
-            elif kind == "http.response.pathsend":
-                # The ASGI path-send extension (Starlette's FileResponse on servers that offer it): the server sends
-                # the file itself and this message ends the response; its size is the Content-Length.
-                await send(message)
-                end = perf_counter()
-                sent += _content_length(headers)
-                return
-            await send(message)
-
-        gone_early = False  # the client hung up before a response started (an aborted upload): a 499
-
-        async def receive_wrapper() -> _Message:
-            nonlocal gone_early
-            message = await receive()
-            if message["type"] == "http.disconnect" and not status:
-                gone_early = True
-            return message
-
-        disconnected = False
+        exchange = _Exchange(scope, receive, send)
+        token = _REQUEST_ID.set(exchange.request_id)
+        trace = exchange.trace = start_request(exchange.traceparent, scope)  # current until end_request
         try:
-            if raw_id is not None and id_header[1] is not raw_id:
+            if exchange.invalid_id is not None:
                 _emit(self._log, logging.WARNING, "invalid X-Request-ID replaced",
-                      {"invalid_request_id": raw_id[:200].decode("latin-1")})
+                      {"invalid_request_id": exchange.invalid_id[:200].decode("latin-1")})
             if trace.rejected:
                 _emit(self._log, logging.WARNING, "invalid traceparent ignored",
-                      {"invalid_traceparent": (traceparent or b"")[:200].decode("latin-1")})
+                      {"invalid_traceparent": (exchange.traceparent or b"")[:200].decode("latin-1")})
+            disconnected = False
             try:
-                await self.app(scope, receive_wrapper, send_wrapper)
+                await self.app(scope, exchange.receive, exchange.send)
             except Exception as exc:  # noqa: BLE001 - the middleware is the last line: log it, answer 500
-                if gone_early or _is_client_disconnect(exc) or (status and isinstance(exc, OSError)):
-                    # The client went away (Starlette's ClientDisconnect while reading the body or streaming; ASGI
-                    # >= 2.4 servers raise OSError on send() to a closed connection): not a server error.
-                    disconnected = True
-                    gone_early = gone_early or not status
-                    end = end or perf_counter()
-                else:
-                    _emit(self._log, logging.ERROR, f"unhandled {type(exc).__name__} in {scope['method']} "
-                          f"{scope['path']}: {exc}", {"method": scope["method"], "path": scope["path"]}, exc)
-                    if not status:
-                        try:
-                            await send_wrapper({"type": "http.response.start", "status": 500,
-                                                "headers": list(_ERROR_HEADERS)})
-                            await send_wrapper({"type": "http.response.body", "body": _INTERNAL_ERROR})
-                        except Exception:  # noqa: BLE001 - the client is gone; the records say what happened
-                            disconnected = True
-                    status = 500
-                    end = end or perf_counter()
+                disconnected = await self._failed(scope, exchange, exc)
             except BaseException:  # cancelled (server shutdown): still account for the request, then propagate
-                self._access_record(scope, request_id, status or 499, start, end, sent, user_agent, True, trace)
+                self._access_record(scope, exchange, exchange.status or 499, True)
                 raise
-            if status and not end:
-                # The app returned before the last body byte: Starlette does that when the client went away
-                # mid-stream (it listens for http.disconnect); ASGI servers drop sends to a closed connection.
+            if disconnected or exchange.gone_early or (exchange.status and not exchange.end):
+                # Also when the app returned before the last body byte: Starlette does that when the client went
+                # away mid-stream (it listens for http.disconnect); ASGI servers drop sends to a closed connection.
+                self._client_gone(scope, exchange)
                 disconnected = True
-            if gone_early:
-                # nginx's 499 "client closed request": whatever the app answered afterwards, nobody received it.
-                status = 499
-                disconnected = True
-                end = end or perf_counter()
-            if disconnected:
-                what = "a response was sent" if gone_early else "the response was complete"
-                _emit(self._log, logging.WARNING, f"client disconnected before {what}",
-                      {"method": scope["method"], "path": scope["path"], "bytes_sent": sent, "disconnected": True})
-            self._access_record(scope, request_id, status, start, end, sent, user_agent, disconnected, trace)
+            self._access_record(scope, exchange, exchange.status, disconnected)
         finally:
-            end_request(trace, status)
+            end_request(trace, exchange.status)
             _REQUEST_ID.reset(token)
 
-    def _access_record(self, scope: _Scope, request_id: str, status: int, start: float, end: float, sent: int,
-                       user_agent: bytes, disconnected: bool, trace: RequestState) -> None:
+    async def _failed(self, scope: _Scope, exchange: _Exchange, exc: Exception) -> bool:
+        """The app raised: a client that went away, or an ERROR record and a 500 (when nothing was sent yet).
+        Returns whether the client is gone."""
+        if exchange.gone_early or _is_client_disconnect(exc) or (exchange.status and isinstance(exc, OSError)):
+            # The client went away (Starlette's ClientDisconnect while reading the body or streaming; ASGI >= 2.4
+            # servers raise OSError on send() to a closed connection): not a server error.
+            exchange.gone_early = exchange.gone_early or not exchange.status
+            exchange.end = exchange.end or perf_counter()
+            return True
+        _emit(self._log, logging.ERROR, f"unhandled {type(exc).__name__} in {scope['method']} {scope['path']}: {exc}",
+              {"method": scope["method"], "path": scope["path"]}, exc)
+        gone = False
+        if not exchange.status:
+            try:
+                await exchange.send({"type": "http.response.start", "status": 500, "headers": list(_ERROR_HEADERS)})
+                await exchange.send({"type": "http.response.body", "body": _INTERNAL_ERROR})
+            except Exception:  # noqa: BLE001 - the client is gone; the records say what happened
+                gone = True
+        exchange.status = 500
+        exchange.end = exchange.end or perf_counter()
+        return gone
+
+    def _client_gone(self, scope: _Scope, exchange: _Exchange) -> None:
+        """The client went away before the response was complete: one WARNING record (a 499 when it was gone
+        before the response started)."""
+        if exchange.gone_early:
+            # nginx's 499 "client closed request": whatever the app answered afterwards, nobody received it.
+            exchange.status = 499
+            exchange.end = exchange.end or perf_counter()
+        what = "a response was sent" if exchange.gone_early else "the response was complete"
+        _emit(self._log, logging.WARNING, f"client disconnected before {what}",
+              {"method": scope["method"], "path": scope["path"], "bytes_sent": exchange.sent, "disconnected": True})
+
+    def _access_record(self, scope: _Scope, exchange: _Exchange, status: int, disconnected: bool) -> None:
+        """Write the request's one access record (INFO straight to the file's sink: the common case, kept short)."""
         levelno = logging.ERROR if status >= 500 else logging.WARNING if status >= 400 or disconnected \
             else logging.INFO
         access = self._access
@@ -343,16 +367,16 @@ class RequestLoggingMiddleware:
         record = build_record(level_from_number(levelno), f"{method} {path} {status}", current.service, access.name,
                               THIS_PROCESS)
         record.update({  # the middleware's own fields: their types are the schema's
-            "request_id": request_id,
+            "request_id": exchange.request_id,
             "method": method,
             "path": path,
             "query": redact_query(query) if query else "",
             "status_code": status,
             # Whole microseconds, in ms: round(x, 3)'s result at a third of its cost.
-            "duration_ms": round(((end or perf_counter()) - start) * 1_000_000) / 1000,
-            "bytes_sent": sent,
+            "duration_ms": round(((exchange.end or perf_counter()) - exchange.start) * 1_000_000) / 1000,
+            "bytes_sent": exchange.sent,
             "client": client[0] if client else None,
-            "user_agent": user_agent.decode("latin-1"),
+            "user_agent": exchange.user_agent.decode("latin-1"),
         })
         if disconnected:
             record["disconnected"] = True
@@ -363,7 +387,7 @@ class RequestLoggingMiddleware:
             if len(context) > 1:  # the app bound more than request_id (model, user...): add it, redacted
                 add_fields(record, context, replace=False)
                 redact(record)
-        add_access_fields(record, trace)  # trace_id, span_id, trace_flags, parent_span_id
+        add_access_fields(record, exchange.trace)  # trace_id, span_id, trace_flags, parent_span_id
         writer = current.writer
         if writer is not None and levelno == logging.INFO and not self._access_console:
             writer.submit(current.render(record))  # the file's sink: never raises, counts and reports a failed write

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._errors import LogSetupError
-from .wrap._command import redact_argv
+from ._redaction import redact_argv
 
 __all__ = ["GpuReader", "Sampler", "main"]
 

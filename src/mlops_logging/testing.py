@@ -21,7 +21,9 @@ import orjson
 import structlog
 
 from . import _output
-from ._records import LEVEL_NUMBERS, Loss, render_json
+from ._level_map import LEVEL_NUMBERS
+from ._records import Loss
+from ._render import render_json
 from ._sink import FileSink
 from ._stdlib import RecordHandler
 from ._structlog import SinkLoggerFactory, bound_logger_class, processors

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 import pytest
+
 from engine import Engine, detect, ensure_bases, why_none
 
 

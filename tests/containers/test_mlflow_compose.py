@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from engine import Engine
 from support.mlflow_traffic import ACCESS, client_traffic, recording_requests
 from support.stack import Stack, as_nobody, copy_repository

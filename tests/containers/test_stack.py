@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from engine import Engine
 from support.stack import Stack, as_nobody, copy_repository
 from vllm_server import ensure_tiny_model, vllm_available

@@ -29,7 +29,8 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start(argv: Sequence[str], out: Path, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.Popen:
+def start(argv: Sequence[str], out: Path, env: dict[str, str] | None = None,
+          cwd: Path | None = None) -> subprocess.Popen:
     """Start ``argv`` in its own session with stdout+stderr captured to ``out``."""
     handle = out.open("ab")
     try:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from support.procs import run_python
 from mlops_logging.testing import assert_valid, read_records
+from support.procs import run_python
 from support.records import read_lines
 
 
@@ -422,7 +422,8 @@ def test_call_and_context_fields_never_replace_the_reserved_fields(log_root: Pat
         assert isinstance(record["pid"], int) and record["pid"] > 1 and record["pid_"] == "from-context"
     structlog_line, stdlib_line, renamed, from_dict = records
     assert {k: v for k, v in structlog_line.items() if k.endswith("_")} == {
-        "timestamp_": 1700000000, "level_": "VERBOSE", "service_": "billing", "logger_": "other", "pid_": "from-context"}
+        "timestamp_": 1700000000, "level_": "VERBOSE", "service_": "billing", "logger_": "other",
+        "pid_": "from-context"}
     assert lines[0] == lines[1]  # the two paths still agree byte for byte
     assert renamed["message_"] == "call message" and renamed["level_"] == "taken"
     assert from_dict["service_"] == "billing"

@@ -13,10 +13,10 @@ import threading
 from pathlib import Path
 
 import pytest
-from fastapi_support import BIN, HERE, REPO, Call, free_port, send_all, stop, wait_ready
-from support.procs import wait_for
 
+from fastapi_support import BIN, HERE, REPO, Call, free_port, send_all, stop, wait_ready
 from mlops_logging.testing import read_records
+from support.procs import wait_for
 
 LINE = re.compile(rb"\S+ INFO t: L(\d+)-(\d+):(\d+):(x*):E\n")
 LINE_CUT = re.compile(rb"\S+ INFO t: L(\d+)-(\d+):(\d+):(x*) \xe2\x80\xa6\[cut: (\d+) bytes; whole record in \S+\]\n")

@@ -11,11 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fastapi_support import free_port
-from vllm_server import stop_process, wait_for_http
 
-from support.procs import wait_for
+from fastapi_support import free_port
 from mlops_logging.testing import read_records
+from support.procs import wait_for
+from vllm_server import stop_process, wait_for_http
 
 mlflow = pytest.importorskip("mlflow", reason="the training job needs MLflow: pip install -e '.[mlflow]'")
 from mlflow.tracking import MlflowClient  # noqa: E402

@@ -13,8 +13,8 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi_support import BIN, CLEAN_EXIT, REPO, free_port, start, stop, wait_ready
 
+from fastapi_support import BIN, CLEAN_EXIT, REPO, free_port, start, stop, wait_ready
 from mlops_logging.testing import read_records
 
 pytestmark = pytest.mark.timeout(120)

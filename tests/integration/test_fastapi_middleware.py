@@ -1,4 +1,5 @@
-"""The request middleware called in-process (httpx's ASGI transport), plus the uvicorn log config, against real files."""
+"""The request middleware called in-process (httpx's ASGI transport), plus the uvicorn log config, against real
+files."""
 
 from __future__ import annotations
 
@@ -24,8 +25,8 @@ from mlops_logging.fastapi import (
     redact_query,
     valid_request_id,
 )
-from mlops_logging.uvicorn_conf import LOG_CONFIG, LOG_CONFIG_FILE, log_config
 from mlops_logging.testing import read_records
+from mlops_logging.uvicorn_conf import LOG_CONFIG, LOG_CONFIG_FILE, log_config
 
 
 @pytest.fixture
@@ -200,14 +201,15 @@ def _serve(app: Any, count: int = 1, **scope: Any) -> None:
 
 
 def test_access_lines_are_render_json_of_their_record_and_generated_ids_unique(logfile: Path) -> None:
-    from mlops_logging._records import render_json
+    from mlops_logging._render import render_json
     from support.records import read_lines
 
     _serve(RequestLoggingMiddleware(_ok_app), 600)  # more ids than one os.urandom batch makes
     lines = [line for line in read_lines(logfile) if b'"logger":"mlops_logging.access"' in line]
     records = [json.loads(line) for line in lines]
     assert len(records) == 600
-    assert all(line + b"\n" == render_json(record) for line, record in zip(lines, records))  # the same bytes
+    # the same bytes
+    assert all(line + b"\n" == render_json(record) for line, record in zip(lines, records, strict=True))
     assert list(records[0]) == ["timestamp", "level", "message", "service", "logger", "pid", "request_id", "method",
                                 "path", "query", "status_code", "duration_ms", "bytes_sent", "client", "user_agent",
                                 "trace_id", "span_id", "trace_flags"]

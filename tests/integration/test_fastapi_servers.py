@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi_support import BIN, HERE, REPO, Call, free_port, send_all, start, stop, wait_ready
 
+from fastapi_support import BIN, HERE, REPO, Call, free_port, send_all, start, stop, wait_ready
 from mlops_logging.testing import read_records
 from support.records import read_lines
 

@@ -15,10 +15,10 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi_support import BIN, CLEAN_EXIT, HERE, REPO, free_port, start, stop, wait_ready
 
-from support.procs import wait_for
+from fastapi_support import BIN, CLEAN_EXIT, HERE, REPO, free_port, start, stop, wait_ready
 from mlops_logging.testing import read_records
+from support.procs import wait_for
 
 pytestmark = pytest.mark.timeout(120)
 TRACE, PARENT = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
@@ -105,7 +105,8 @@ def test_malformed_traceparents_never_fail_a_request_and_never_reach_a_record(tm
                          for name, value in MALFORMED.items()}
             later = client.get("/work", headers={"x-request-id": "later-version",
                                                  "traceparent": f"01-{TRACE}-{PARENT}-01-what-comes-next"})
-            two = client.get("/work", headers=[("x-request-id", "two-headers"), ("traceparent", f"00-{TRACE}-{PARENT}-01"),
+            two = client.get("/work", headers=[("x-request-id", "two-headers"),
+                                               ("traceparent", f"00-{TRACE}-{PARENT}-01"),
                                                ("traceparent", f"00-{TRACE}-{PARENT}-01")])
         log = log_root / "fastapi" / "fastapi.log"
         wait_for(lambda: len([r for r in read_records(log) if r["message"] == "GET /work 200"]) == 11,

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fastapi_support import BIN, CLEAN_EXIT, HERE, REPO, free_port, start, stop, wait_ready
 
-from support.procs import wait_for
+from fastapi_support import BIN, CLEAN_EXIT, HERE, REPO, free_port, start, stop, wait_ready
 from mlops_logging.testing import read_records
+from support.procs import wait_for
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from support.procs import run_python, wait_for
-from support.tmpfs import mounted_tmpfs
-from mlops_logging._records import render_json
+from mlops_logging._render import render_json
 from mlops_logging.testing import assert_valid, read_records
+from support.procs import run_python, wait_for
 from support.records import read_lines
+from support.tmpfs import mounted_tmpfs
 
 WRITER = """
 import sys

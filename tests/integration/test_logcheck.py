@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from mlops_logging._records import Loss, format_timestamp, loss_notice, render_json
-from mlops_logging.check import Status, audit, audit_service
-from mlops_logging._check_config import DEFAULT_SERVICES, CheckSettings
-from mlops_logging._check_render import report_document  # imported before a test forks and drops privileges
 from mlops_logging._output import Output
+from mlops_logging._records import Loss, format_timestamp, loss_notice
+from mlops_logging._render import render_json
+from mlops_logging.check import DEFAULT_SERVICES, CheckSettings, Status, audit, audit_service
+from mlops_logging.check._render import report_document  # imported before a test forks and drops privileges
 from support.procs import run_python
 
 REPO = Path(__file__).resolve().parents[2]
@@ -268,7 +268,7 @@ def as_unprivileged(function: Callable[[], object]) -> object:
             os.setresgid(65534, 65534, 65534)
             os.setresuid(65534, 65534, 65534)
             data = json.dumps({"ok": function()}).encode()
-        except BaseException as exc:  # noqa: BLE001 - reported to the parent
+        except BaseException:  # noqa: BLE001 - reported to the parent
             import traceback
             data, code = json.dumps({"error": traceback.format_exc()}).encode(), 1
         os.write(write_end, data)

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fastapi_support import BIN, CLEAN_EXIT, REPO, free_port, start, wait_ready
-from vllm_server import stop_process
 
+from fastapi_support import BIN, CLEAN_EXIT, REPO, free_port, start, wait_ready
 from mlops_logging.check import trace
 from mlops_logging.testing import read_records
+from vllm_server import stop_process
 
 pytestmark = pytest.mark.timeout(180)
 LOGCHECK = [sys.executable, "-m", "mlops_logging.check", "--no-transcript"]

@@ -21,7 +21,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from fastapi_support import BIN, REPO, free_port, start, wait_ready
+from mlops_logging.testing import read_records
+from support.otlp import OtlpReceiver, ReceivedSpan
 from vllm_server import (
     SERVED_MODEL_NAME,
     VLLM_PYTHON,
@@ -32,9 +35,6 @@ from vllm_server import (
     vllm_serve_args,
     wait_for_http,
 )
-
-from support.otlp import OtlpReceiver, ReceivedSpan
-from mlops_logging.testing import read_records
 
 pytestmark = [pytest.mark.vllm, pytest.mark.timeout(600)]
 TRACE, PARENT = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
 from support.container import (
     Restarted,
     assert_appended_without_loss,

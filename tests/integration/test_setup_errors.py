@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from support.procs import run_python
 from mlops_logging.testing import read_records
+from support.procs import run_python
 
 WRAP = [sys.executable, "-m", "mlops_logging.wrap"]
 
@@ -24,8 +24,10 @@ WRAP = [sys.executable, "-m", "mlops_logging.wrap"]
          "log level 'LOUD' from MLOPS_LOG_LEVEL is not known: use one of DEBUG, INFO, WARNING, ERROR, CRITICAL"),
         ('configure_logging("svc", level="LOUD")', {"MLOPS_LOG_LEVEL": "DEBUG"},
          "log level 'LOUD' from argument level= is not known: use one of DEBUG, INFO, WARNING, ERROR, CRITICAL"),
-        ('configure_logging("svc", fmt="xml")', {}, "log format 'xml' from argument fmt= is not known: use json or text"),
-        ('configure_logging("svc")', {"MLOPS_LOG_FORMAT": "xml"}, "log format 'xml' from MLOPS_LOG_FORMAT is not known"),
+        ('configure_logging("svc", fmt="xml")', {},
+         "log format 'xml' from argument fmt= is not known: use json or text"),
+        ('configure_logging("svc")', {"MLOPS_LOG_FORMAT": "xml"},
+         "log format 'xml' from MLOPS_LOG_FORMAT is not known"),
         ('configure_logging("../x")', {}, "invalid service name '../x' from argument service=: use 1-128 characters"),
         ('configure_logging()', {"MLOPS_SERVICE": "a/b"}, "invalid service name 'a/b' from MLOPS_SERVICE:"),
         ('configure_logging()', {}, "no service name: use service= or set MLOPS_SERVICE"),

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from mlops_logging.system import GpuReader
-from support.procs import wait_for
 from mlops_logging.testing import read_records
+from support.procs import wait_for
 
 pytestmark = pytest.mark.timeout(120)
 

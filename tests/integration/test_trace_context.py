@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from mlops_logging.testing import read_records
 from support.procs import run_python
 from support.records import read_lines
-from mlops_logging.testing import read_records
 
 SDK = """
         from opentelemetry import trace

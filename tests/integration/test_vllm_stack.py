@@ -20,7 +20,16 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from fastapi_support import BIN, CLEAN_EXIT, REPO, free_port, start, stop, wait_ready
+from mlops_logging.testing import read_records
+from support.container import (
+    Restarted,
+    assert_appended_without_loss,
+    assert_pid1_left_nothing,
+    not_contained_reason,
+    start_twice,
+)
 from vllm_server import (
     SERVED_MODEL_NAME,
     VLLM_CLI,
@@ -32,15 +41,6 @@ from vllm_server import (
     vllm_serve_args,
     wait_for_http,
 )
-
-from support.container import (
-    Restarted,
-    assert_appended_without_loss,
-    assert_pid1_left_nothing,
-    not_contained_reason,
-    start_twice,
-)
-from mlops_logging.testing import read_records
 
 pytestmark = [pytest.mark.vllm, pytest.mark.timeout(900)]
 

@@ -13,7 +13,6 @@ import pytest
 from mlops_logging.testing import read_records
 from wrap_helpers import (
     PY,
-    WRAP as WRAP_PREFIX,
     child_records,
     file_has,
     pid_alive,
@@ -25,6 +24,9 @@ from wrap_helpers import (
     start_wrap,
     wait_for,
     wrapper_records,
+)
+from wrap_helpers import (
+    WRAP as WRAP_PREFIX,
 )
 
 

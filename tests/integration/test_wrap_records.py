@@ -9,6 +9,8 @@ import select
 from pathlib import Path
 
 import pytest
+
+from mlops_logging.testing import read_records
 from support.records import read_lines
 from wrap_helpers import (
     PY,
@@ -21,8 +23,6 @@ from wrap_helpers import (
     start_wrap,
     wrapper_records,
 )
-
-from mlops_logging.testing import read_records
 
 
 def test_lines_become_records_and_pass_through_byte_for_byte(tmp_path: Path) -> None:
@@ -238,11 +238,12 @@ def test_the_runs_choice_of_framer_reaches_every_logwrap_the_tests_start(tmp_pat
     """``make test`` runs this suite twice, the second time with MLOPS_LOG_SPEEDUPS=0: the logwraps of that run must
     frame in pure Python (the environment a test inherits keeps the variable), those of the first in C."""
     from mlops_logging import _framer as lines
+    from mlops_logging._settings import speedups_requested
 
     logs = tmp_path / "logs"
     assert run_wrap(logs, "--service", "choice", command=["echo", "hi"]).returncode == 0
     records = wrapper_records(logs / "choice.log")
-    requested = lines.speedups_requested(os.environ)
+    requested = speedups_requested(os.environ)
     assert records[0]["speedups"] is lines.speedups_enabled() is requested
     assert records[-1]["framer_chunks"]["native" if requested else "python"] == 1
 

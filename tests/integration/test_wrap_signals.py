@@ -96,7 +96,8 @@ def test_every_catchable_signal_is_forwarded_to_the_child(tmp_path: Path) -> Non
     with recorder(tmp_path) as (proc, got, log):
         for sig in FORWARDED:
             os.kill(proc.pid, sig)
-            wait_for(lambda: sig in received(got), timeout=10, what=f"{name(sig)} to reach the child", proc=proc)
+            wait_for(lambda sig=sig: sig in received(got), timeout=10, what=f"{name(sig)} to reach the child",
+                     proc=proc)
         assert received(got) == FORWARDED  # each exactly once, in order
         forwarded = [r["signal"] for r in wrapper_records(log) if r["message"].startswith("forwarded ")]
     assert forwarded == [name(sig) for sig in FORWARDED if sig != signal.SIGWINCH]  # WINCH is not worth a record
@@ -119,7 +120,8 @@ def test_the_child_starts_with_the_signal_mask_and_dispositions_logwrap_started_
     logs = tmp_path / "logs"
     blocker = ("import os, signal, sys; signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGUSR2}); "
                "signal.signal(signal.SIGHUP, signal.SIG_IGN); os.execvp(sys.argv[1], sys.argv[1:])")
-    command = [PY, "-c", blocker, *wrap_cmd(logs, "--service", "mask", command=["grep", "^Sig[BI]", "/proc/self/status"])]
+    command = [PY, "-c", blocker,
+               *wrap_cmd(logs, "--service", "mask", command=["grep", "^Sig[BI]", "/proc/self/status"])]
     result = run(command)
     assert result.returncode == 0, result.stderr
     masks = dict(r["message"].split(":\t") for r in child_records(logs / "mask.log"))
@@ -150,15 +152,16 @@ BLOCKED_TERM_CHILD = """\
 
 def test_a_term_blocked_when_logwrap_started_is_still_forwarded(tmp_path: Path) -> None:
     logs = tmp_path / "logs"
-    blocker = "import os, signal, sys; signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM}); os.execvp(sys.argv[1], sys.argv[1:])"
+    blocker = ("import os, signal, sys; signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM}); "
+               "os.execvp(sys.argv[1], sys.argv[1:])")
     command = [PY, "-c", blocker,
                *wrap_cmd(logs, "--service", "blocked", command=script(tmp_path, "child.py", BLOCKED_TERM_CHILD))]
     log = logs / "blocked.log"
     with supervised(command) as proc:
         wait_for(lambda: file_has(log, b'"blocked: [15]"'), what="the child to start with TERM blocked", proc=proc)
         proc.send_signal(signal.SIGTERM)
-        wait_for(lambda: file_has(log, b"TERM is pending"), timeout=10, what="the forwarded TERM to be pending in the child",
-                 proc=proc)
+        wait_for(lambda: file_has(log, b"TERM is pending"), timeout=10,
+                 what="the forwarded TERM to be pending in the child", proc=proc)
         assert proc.wait(timeout=30) == 0
 
 
@@ -244,7 +247,8 @@ def test_without_a_signalfd_handlers_forward_signals_and_a_record_says_so(tmp_pa
         wait_for(lambda: file_has(log, b"ready; ignored since start"), what="the recorder to start", proc=proc)
         for sig in (signal.SIGUSR1, signal.SIGALRM, signal.SIGRTMIN + 3):
             os.kill(proc.pid, sig)
-            wait_for(lambda: sig in received(got), timeout=10, what=f"{name(sig)} to reach the child", proc=proc)
+            wait_for(lambda sig=sig: sig in received(got), timeout=10, what=f"{name(sig)} to reach the child",
+                     proc=proc)
         [warning] = [r for r in wrapper_records(log) if r["level"] == "WARNING"]
         assert "signalfd failed" in warning["message"] and "SIGPIPE and SIGXFSZ are not forwarded" in warning["message"]
         assert "nor the fault signals (ABRT, BUS, FPE, ILL, SEGV, SYS, TRAP)" in warning["message"]

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+
 from support.container import can_contain, not_contained_reason
 from wrap_helpers import child_records, script, supervised, wrap_cmd, wrapper_records
 

@@ -230,7 +230,7 @@ def start_twice(argvs: tuple[Sequence[str], Sequence[str]], log_dir: Path, base:
     runs = (Run(contained=False), Run(contained=can_contain()))
     first_bytes = b""
     log = log_dir / f"{service}.log"
-    for number, (argv, run) in enumerate(zip(argvs, runs), 1):
+    for number, (argv, run) in enumerate(zip(argvs, runs, strict=True), 1):
         server = start(argv, log_dir, base / f"run{number}.console", env, contained=run.contained)
         try:
             ready(server)

@@ -12,9 +12,9 @@ from collections.abc import Mapping, Sequence
 
 from hypothesis import strategies as st
 
-from mlops_logging import _pattern as pt
 from mlops_logging import _levels as lv
-from mlops_logging._records import LEVELS
+from mlops_logging import _pattern as pt
+from mlops_logging._level_map import LEVELS
 
 #: Bytes no format uses, which any line may still hold (tab, UTF-8, invalid UTF-8).
 OTHER_BYTES = [b"x", b"\t", b"\xc3\xa9", b"\xff", b" ", b"  "]

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from engine import Engine, Project
-
 from mlops_logging.testing import read_records
 
 REPO = Path(__file__).resolve().parents[2]

@@ -4,6 +4,7 @@ modules never import structlog, and logwrap starts without it."""
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,23 +16,27 @@ PACKAGE = Path(mlops_logging.__file__).parent
 #: Lowest first; a module may import (at any depth in its code) only modules of an earlier layer. The same table is
 #: in docs/architecture.md.
 LAYERS: list[set[str]] = [
-    {"_version", "_errors", "_speedups", "_pattern", "_locks", "_traceparent"},
+    {"_version", "_errors", "_speedups", "_pattern", "_locks", "_level_map", "_render", "_redaction", "_line_text",
+     "_traceparent"},
     {"_records"},
     {"_files", "_levels", "_tracecontext"},
-    {"_settings", "_sink", "_console"},
-    {"_framer", "_output", "_context", "_check_config", "_check_files", "_check_records"},
-    {"_structlog", "_stdlib", "_check_trace", "wrap._command", "wrap._process", "wrap._passthrough"},
-    {"_config", "_check_render", "_check_follow", "wrap._tty"},
-    {"fastapi", "uvicorn_conf", "testing", "check", "wrap._supervisor"},
-    {"gunicorn_conf", "wrap._cli"},
-    {"wrap", "system", "__init__"},
-    {"wrap.__main__"},
+    {"_settings", "_sink", "_console", "_fastpath"},
+    {"_framer", "_output", "_context", "check._config", "check._files", "check._records"},
+    {"_structlog", "_stdlib", "check._trace", "check._probe", "wrap._command", "wrap._process", "wrap._passthrough",
+     "wrap._drain"},
+    {"_config", "check._report", "check._follow", "wrap._tty", "wrap._options", "wrap._child", "wrap._outputs",
+     "wrap._logfiles"},
+    {"fastapi", "uvicorn_conf", "testing", "check._audit", "check._render", "wrap._supervisor"},
+    {"gunicorn_conf", "check._cli", "wrap._cli"},
+    {"wrap", "check", "system", "__init__"},
+    {"wrap.__main__", "check.__main__"},
 ]
 LAYER = {module: index for index, layer in enumerate(LAYERS) for module in layer}
 #: What logwrap runs: never structlog, python-json-logger or the in-process logging setup.
 WRAP_MODULES = {m for m in LAYER if m.startswith("wrap")} | {"_framer", "_levels", "_pattern", "_records", "_files",
                                                             "_sink", "_settings", "_errors", "_version", "_speedups",
-                                                            "_locks", "_traceparent"}
+                                                            "_locks", "_level_map", "_render", "_redaction",
+                                                            "_line_text", "_fastpath", "_traceparent"}
 
 
 def _name(path: Path) -> str:
@@ -110,3 +115,15 @@ def test_python_m_wrap_version_does_not_import_structlog() -> None:
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('structlog', 'pythonjsonlogger')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.splitlines()[-1] == "[]" and out.startswith("logwrap (mlops-logging) ")
+
+
+def test_the_documented_layer_table_is_the_enforced_one() -> None:
+    """docs/architecture.md's rows (``| 4 | `_framer` |``, ``| 9 | `wrap`, `mlops_logging` |``) name the modules of
+    :data:`LAYERS`, each in its layer: the map a reader trusts is the one this file checks."""
+    from conftest import REPO
+
+    documented: dict[int, set[str]] = {}
+    for row in re.finditer(r"^\| (\d+) \| ([^|]+) \|", (REPO / "docs" / "architecture.md").read_text(), re.M):
+        names = {name.replace("/", ".") for name in re.findall(r"`([^`]+)`", row[2])}
+        documented.setdefault(int(row[1]), set()).update("__init__" if n == "mlops_logging" else n for n in names)
+    assert documented == dict(enumerate(LAYERS))

@@ -9,8 +9,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mlops_logging._check_config import DEFAULT_SERVICES, load_config, parse_duration, resolve
-from mlops_logging._check_records import (
+from mlops_logging._errors import LogSetupError
+from mlops_logging._render import render_json
+from mlops_logging.check import sample_file_lines
+from mlops_logging.check._config import DEFAULT_SERVICES, load_config, parse_duration, resolve
+from mlops_logging.check._records import (
     BINARY,
     CORRUPT_JSON,
     NO_LEVEL,
@@ -19,11 +22,8 @@ from mlops_logging._check_records import (
     judge_lines,
     parse_time,
 )
-from mlops_logging._check_render import activity, sparkline
-from mlops_logging._check_trace import carries_id
-from mlops_logging.check import sample_file_lines
-from mlops_logging._errors import LogSetupError
-from mlops_logging._records import render_json
+from mlops_logging.check._render import activity, sparkline
+from mlops_logging.check._trace import carries_id
 
 NOW = calendar.timegm((2026, 11, 26, 8, 30, 0, 0, 0, 0))
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"

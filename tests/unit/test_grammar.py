@@ -12,17 +12,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-import gen_grammar
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-
-from mlops_logging import _pattern as pt
-from mlops_logging import _levels as lv
-from mlops_logging import _framer as lines
-from mlops_logging._records import LEVELS
 from tests.support import grammar
 from tests.support.grammar import reference_level
+
+import gen_grammar
+from mlops_logging import _framer as lines
+from mlops_logging import _levels as lv
+from mlops_logging import _pattern as pt
+from mlops_logging._level_map import LEVELS
 
 HEADER = Path(lv.__file__).resolve().with_name("_grammar.h")
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from mlops_logging._framer import StreamFramer
 from mlops_logging._levels import (
     detect_level,
     is_chain_marker,
@@ -13,7 +14,7 @@ from mlops_logging._levels import (
     is_traceback_body,
     is_traceback_start,
 )
-from mlops_logging._framer import StreamFramer, clean_line
+from mlops_logging._line_text import clean_line
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
@@ -72,7 +73,8 @@ FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
         ("F1126 08:17:04.841561  1234 server.cc:12] check failed", "CRITICAL"),
         # Ray (ray.init() and Ray's own loggers: asctime, a TAB, the level), as in tests/fixtures/ray-2.60-driver.log
         ("2026-12-01 23:31:14,443\tINFO worker.py:2038 -- Started a local Ray instance.", "INFO"),
-        ("2026-12-01 23:31:11,290\tWARNING authentication_token_setup.py:85 -- Token authentication is enabled", "WARNING"),
+        ("2026-12-01 23:31:11,290\tWARNING authentication_token_setup.py:85 -- Token authentication is enabled",
+         "WARNING"),
     ],
 )
 def test_structural_markers_give_the_level(line: str, level: str) -> None:
@@ -246,7 +248,7 @@ def test_every_line_of_the_real_samples_gets_the_right_level(
     expected = _expand(table)
     assert len(expected) == count == data.count(b"\n")
     got = _levels_from_framer(data, fmt, chunk)
-    mismatches = [(n, e, g) for n, (e, g) in enumerate(zip(expected, got), 1) if e != g]
+    mismatches = [(n, e, g) for n, (e, g) in enumerate(zip(expected, got, strict=False), 1) if e != g]
     assert not mismatches, f"{name}: (line, expected, got) {mismatches[:10]}"
     assert len(got) == count
 

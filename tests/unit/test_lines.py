@@ -12,7 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlops_logging._framer import StreamFramer, clean_line
+from mlops_logging._framer import StreamFramer
+from mlops_logging._line_text import clean_line
 from mlops_logging.testing import assert_valid
 
 TS = 1_795_680_000.25  # a fixed wall clock, so outputs of different runs compare byte for byte
@@ -152,8 +153,9 @@ def test_cr_and_ansi_are_stripped() -> None:
     assert [line.split(" ", 3)[3].split("\traw_b64=")[0] for line in texts(data)] == [r["message"] for r in got]
 
 
-@pytest.mark.parametrize("line", [b"\x1b[32mINFO\x1b[0m:     coloured", b"crlf ending\r", b"\rLoading: 0%\rLoading: 100%",
-                                  b"\x1b]0;title\x07after title", b"bad \xff \x1b[1m", b"\r"])
+@pytest.mark.parametrize("line", [b"\x1b[32mINFO\x1b[0m:     coloured", b"crlf ending\r",
+                                  b"\rLoading: 0%\rLoading: 100%", b"\x1b]0;title\x07after title",
+                                  b"bad \xff \x1b[1m", b"\r"])
 def test_a_line_the_cleaning_changed_keeps_its_original_bytes_in_raw_b64(line: bytes) -> None:
     (record,) = records(line + b"\n")
     assert base64.b64decode(record["raw_b64"]) == line
@@ -434,7 +436,8 @@ def test_a_vllm_multi_line_message_is_one_record_at_its_level() -> None:
     assert error[0] == H.decode() + "AsyncLLM output_handler failed."  # the first line whole, as any line
     assert error[1:3] == ["Traceback (most recent call last):", '  File "/tmp/wb/vlog.py", line 9, in <module>']
     assert error[-1] == "RuntimeError: engine step failed" and len(error) == 14
-    assert got[2]["message"] == "(MainProcess pid=7653) WARNING 11-26 12:51:15 [vlog.py:14] a warning\nwith a second line"
+    assert got[2]["message"] == ("(MainProcess pid=7653) WARNING 11-26 12:51:15 [vlog.py:14] a warning\n"
+                                 "with a second line")
     assert not any("partial" in r or "\r" in r["message"] for r in got)
 
 
@@ -467,7 +470,8 @@ def test_an_empty_line_or_a_traceback_without_the_header_ends_a_vllm_multi_line_
     got = records(H + b"failed.\r\n" + next_line + b"\nINFO:     after\n")
     # (The traceback that starts after it is unfinished when another line with a marker comes: it may go on later.)
     assert [(r["level"], r["message"], r.get("partial", False)) for r in got] == [
-        ("ERROR", H.decode() + "failed.", False), ("ERROR", next_line.decode() + "\n" * bool(next_line), bool(next_line)),
+        ("ERROR", H.decode() + "failed.", False),
+        ("ERROR", next_line.decode() + "\n" * bool(next_line), bool(next_line)),
         ("INFO", "INFO:     after", False)]
 
 
@@ -518,7 +522,7 @@ plain_streams = st.lists(
 
 def chunked(data: bytes, cuts: list[int]) -> list[bytes]:
     points = sorted({c % (len(data) + 1) for c in cuts})
-    return [data[a:b] for a, b in zip([0, *points], [*points, len(data)])]
+    return [data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=True)]
 
 
 # The fast path comes in two implementations: the C extension (native=True, when built) and pure Python.
@@ -641,7 +645,7 @@ def test_realistic_mixes_in_any_chunking_give_the_exact_path_output(native: bool
     assert run(data, fmt=fmt, max_line_bytes=max_line_bytes, native=native) == reference
 
 
-# --- every record stream is lossless -----------------------------------------------------------------------------------
+# --- every record stream is lossless --------------------------------------------------------------------------------
 
 _UNESCAPE = re.compile(r"\\(?:([nrt\\])|x([0-9a-f]{2})|u([0-9a-f]{4}))")
 _NAMED = {"n": "\n", "r": "\r", "t": "\t", "\\": "\\"}
@@ -688,7 +692,7 @@ def run_with_gaps(chunks: list[bytes], gaps: list[bool], **kwargs: Any) -> bytes
     f = framer(**kwargs)
     out = b""
     now = 1.0
-    for chunk, gap in zip(chunks, gaps + [False] * len(chunks)):
+    for chunk, gap in zip(chunks, gaps + [False] * len(chunks), strict=False):
         out += f.feed(chunk, now)
         if gap:
             now += 1.0

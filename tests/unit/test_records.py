@@ -4,23 +4,16 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mlops_logging._records import (
-    REDACTED,
-    format_timestamp,
-    is_secret_key,
-    level_from_number,
-    normalize_level,
-    redact,
-    render_json,
-    render_text,
-    render_wrapper_record,
-)
+from mlops_logging._level_map import level_from_number, normalize_level
+from mlops_logging._records import format_timestamp, render_wrapper_record
+from mlops_logging._redaction import REDACTED, is_secret_key, redact
+from mlops_logging._render import render_json, render_text
 from mlops_logging.testing import assert_valid
 
 RFC3339_MS_Z = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
@@ -30,7 +23,7 @@ RFC3339_MS_Z = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
 def test_timestamp_is_rfc3339_utc_with_milliseconds_and_z(t: float) -> None:
     text = format_timestamp(t)
     assert RFC3339_MS_Z.fullmatch(text), text
-    parsed = datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+    parsed = datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
     assert abs(parsed.timestamp() - t) < 0.001 + 1e-6 * max(1.0, t) / 1e6
 
 
@@ -202,7 +195,7 @@ def test_the_typed_fields_are_the_schemas_typed_optional_properties() -> None:
 
 
 def test_one_level_map_serves_every_name_and_number() -> None:
-    from mlops_logging._records import LEVEL_NAMES, LEVEL_NUMBERS, METHOD_LEVELS, level_named
+    from mlops_logging._level_map import LEVEL_NAMES, LEVEL_NUMBERS, METHOD_LEVELS, level_named
 
     assert set(LEVEL_NAMES.values()) == set(LEVEL_NUMBERS) == {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
     assert (METHOD_LEVELS["exception"], METHOD_LEVELS["msg"], METHOD_LEVELS["warn"]) == ("ERROR", "INFO", "WARNING")

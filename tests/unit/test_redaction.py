@@ -7,9 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mlops_logging._records import REDACTED, is_secret_key, key_words, redact
+from mlops_logging._redaction import REDACTED, is_secret_key, key_words, redact, redact_argv
 from mlops_logging.fastapi import redact_query
-from mlops_logging.wrap._command import redact_argv
 
 SECRET = [
     # the shapes
@@ -195,7 +194,8 @@ R = REDACTED
      ["x", f"HF_TOKEN={R}", f"--api-key={R}", "--token", R, "--password", R, "--client-secret", R,
       f"-Dfoo.password={R}"]),
     # a secret option's values run to the next option or to a word hidden by its own name; a key may end in '='
-    (["x", "--api-key", "k1", "k2==", "HF_TOKEN=t2", "k3", "-v"], ["x", "--api-key", R, R, f"HF_TOKEN={R}", "k3", "-v"]),
+    (["x", "--api-key", "k1", "k2==", "HF_TOKEN=t2", "k3", "-v"],
+     ["x", "--api-key", R, R, f"HF_TOKEN={R}", "k3", "-v"]),
 ])
 def test_every_form_of_a_secret_on_a_command_line_is_hidden_and_the_flag_names_stay(argv: list[str],
                                                                                      expected: list[str]) -> None:

@@ -6,8 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mlops_logging.wrap._cli import Options, settings_for
+from mlops_logging.wrap._cli import settings_for
 from mlops_logging.wrap._command import service_from_command
+from mlops_logging.wrap._options import Options
 
 
 @pytest.mark.parametrize(

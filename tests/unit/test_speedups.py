@@ -16,18 +16,18 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-import build_speedups
-import gen_grammar
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from mlops_logging import _pattern as pt
-from mlops_logging import _levels as lv
-from mlops_logging import _framer as lines
-from mlops_logging._records import LEVELS
 from tests.support import grammar
 from tests.support.grammar import reference_level
+
+import build_speedups
+import gen_grammar
+from mlops_logging import _framer as lines
+from mlops_logging import _levels as lv
+from mlops_logging import _pattern as pt
+from mlops_logging._level_map import LEVELS
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 speedups = lines._speedups  # None when not built; the first test says so
@@ -97,7 +97,8 @@ def framed(data: bytes, fmt: str, **kwargs: object) -> bytes:
 @pytest.mark.parametrize("fmt", ["json", "text"])
 def test_every_control_character_quote_backslash_and_separator_is_escaped_as_the_exact_path_does(fmt: str) -> None:
     controls = bytes(c for c in range(32) if c not in (0x0A, 0x0D, 0x1B))
-    data = b"INFO: " + controls + b' "quoted" back\\slash \xe2\x80\xa8 \xe2\x80\xa9 \xc2\x85 caf\xc3\xa9 \xf0\x9f\x98\x80\n'
+    data = (b"INFO: " + controls
+            + b' "quoted" back\\slash \xe2\x80\xa8 \xe2\x80\xa9 \xc2\x85 caf\xc3\xa9 \xf0\x9f\x98\x80\n')
     heads = tuple(b"<%d>" % i for i in range(5))
     assert speedups.render_lines(data, fmt == "json", heads, b"|\n", 1, 65536) is not None  # the C path took it
     assert framed(data, fmt) == framed(data, fmt, fast=False)

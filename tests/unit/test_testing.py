@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 import structlog
 
-from mlops_logging import configure_logging, get_logger
-from mlops_logging import _output
+from mlops_logging import _output, configure_logging, get_logger
 from mlops_logging.testing import assert_valid, capture_records, read_records
 
 

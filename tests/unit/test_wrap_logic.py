@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import errno
-import json
 import os
 from pathlib import Path
 
 import pytest
 
-from mlops_logging.wrap._cli import DEFAULT_BUFFER_BYTES, Options, UsageError, parse_args
-from mlops_logging.wrap._command import redact_argv, service_from_command
+from mlops_logging._redaction import redact_argv
+from mlops_logging.wrap._cli import UsageError, parse_args
+from mlops_logging.wrap._command import service_from_command
+from mlops_logging.wrap._options import DEFAULT_BUFFER_BYTES, Options
 from mlops_logging.wrap._passthrough import DEFAULT_PASSTHROUGH_TIMEOUT, Passthrough
 from mlops_logging.wrap._process import FAULT_SIGNALS, FORWARDED_SIGNALS
 

@@ -8,8 +8,9 @@ error handled on purpose.
 
 Signals (tini's and dumb-init's rules): every signal a process can catch is forwarded, but CHLD (logwrap reaps); the
 fault signals (SEGV, BUS, FPE, ILL, TRAP, SYS, ABRT) when sent with kill(), while a real fault of logwrap's own still
-kills it; TSTP/TTIN/TTOU are forwarded, then logwrap stops itself until a CONT, which is forwarded too. The child starts with the signal mask and dispositions logwrap was
-started with (an ignored signal stays ignored and is not forwarded).
+kills it; TSTP/TTIN/TTOU are forwarded, then logwrap stops itself until a CONT, which is forwarded too. The child
+starts with the signal mask and dispositions logwrap was started with (an ignored signal stays ignored and is not
+forwarded).
 
 Failure policy: the child is never blocked by the log file (records are buffered up to ``--buffer-bytes`` and retried
 every second, the oldest dropped and counted past the bound, the loss reported in a WARNING record once writing works)
@@ -18,8 +19,10 @@ that takes nothing for ``--passthrough-timeout`` seconds is stuck: passthrough b
 reads again, the log file keeps every line. A failing passthrough is turned off. Records are written whole: a write
 cut short by a full disk is trimmed back to the last complete record, so the file never holds a torn line.
 
-The implementation is private: ``_cli`` (options, :func:`main`), ``_command`` (service name, argv redaction),
-``_supervisor`` (the loop and its states), ``_passthrough``, ``_process`` (signals, spawning, reaping), ``_tty``.
+The implementation is private: ``_cli`` (parsing, :func:`main`), ``_options`` (the parsed options), ``_command`` (the
+service name), ``_supervisor`` (the loop and its states), ``_child`` (signals to the child, its exit), ``_drain`` (the
+wait after it exited), ``_outputs`` (reading its outputs), ``_logfiles`` (the log files, logwrap's own records),
+``_passthrough``, ``_process`` (signals, spawning, reaping), ``_tty``.
 It needs the core's files, sink and records, never structlog.
 """
 

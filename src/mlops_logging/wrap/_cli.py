@@ -1,4 +1,5 @@
-"""logwrap's command line: the options, how they and ``MLOPS_*`` resolve into settings, and :func:`main`."""
+"""logwrap's command line: parsing it into :class:`Options`, how they and ``MLOPS_*`` resolve into settings, and
+:func:`main`."""
 
 from __future__ import annotations
 
@@ -6,26 +7,21 @@ import gc
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from .._version import __version__
 from .._errors import LogSetupError
-from .._settings import LogSettings, parse_size, resolve_settings
-from .._framer import speedups_enabled, speedups_requested
+from .._framer import speedups_enabled
+from .._settings import LogSettings, parse_size, resolve_settings, speedups_requested
+from .._version import __version__
 from ._command import service_from_command
-from ._passthrough import DEFAULT_PASSTHROUGH_TIMEOUT
+from ._options import Options
 from ._process import say, tune_malloc
 from ._supervisor import Supervisor
 
 __all__ = [
-    "DEFAULT_BUFFER_BYTES",
-    "DEFAULT_DRAIN_TIMEOUT",
-    "DEFAULT_MAX_LINE_BYTES",
     "EXIT_USAGE",
     "SETTING_NAMES",
     "USAGE",
-    "Options",
     "UsageError",
     "main",
     "parse_args",
@@ -33,14 +29,10 @@ __all__ = [
 ]
 
 EXIT_USAGE = 2  #: bad options, bad settings (CLI or MLOPS_* environment)
-DEFAULT_BUFFER_BYTES = 16 * 1024 * 1024
-DEFAULT_DRAIN_TIMEOUT = 2.0
-DEFAULT_MAX_LINE_BYTES = 64 * 1024
 
 
 class UsageError(Exception):
     """A bad command line or setting: one line naming the problem and the fix; exit status 2."""
-
 
 
 USAGE = """\
@@ -79,32 +71,6 @@ options (environment variable in brackets):
 
 exit status: CMD's; 2 bad usage; 125 --strict setup failure; 126 CMD not executable; 127 CMD not found.
 """
-
-
-@dataclass(frozen=True)
-class Options:
-    """The parsed command line. ``None`` means "not given": the environment or the default decides."""
-
-    command: tuple[str, ...] = ()
-    service: str | None = None
-    log_dir: str | None = None
-    fmt: str | None = None
-    split_streams: bool = False
-    passthrough: bool = True
-    passthrough_timeout: float = DEFAULT_PASSTHROUGH_TIMEOUT
-    tty: bool = True
-    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
-    max_bytes: int | None = None
-    backups: int | None = None
-    file_mode: str | None = None
-    buffer_bytes: int = DEFAULT_BUFFER_BYTES
-    strict: bool | None = None
-    signal_group: bool = False
-    kill_after: float | None = None
-    subreaper: bool = False
-    drain_timeout: float = DEFAULT_DRAIN_TIMEOUT
-    help: bool = False
-    version: bool = False
 
 
 def _size(name: str, value: str) -> int:
@@ -149,28 +115,23 @@ def _line_bytes(name: str, value: str) -> int:
     return size
 
 
-# option -> (Options field, converter or None for a flag, value a flag sets)
-_OPTIONS: dict[str, tuple[str, Callable[[str, str], Any] | None, Any]] = {
-    "--service": ("service", _name, None),
-    "--log-dir": ("log_dir", lambda _n, v: v, None),
-    "--format": ("fmt", _format, None),
-    "--split-streams": ("split_streams", None, True),
-    "--no-passthrough": ("passthrough", None, False),
-    "--passthrough-timeout": ("passthrough_timeout", _seconds, None),
-    "--no-tty": ("tty", None, False),
-    "--max-line-bytes": ("max_line_bytes", _line_bytes, None),
-    "--max-bytes": ("max_bytes", _size, None),
-    "--backups": ("backups", _count, None),
-    "--file-mode": ("file_mode", lambda _n, v: v, None),
-    "--buffer-bytes": ("buffer_bytes", _size, None),
-    "--strict": ("strict", None, True),
-    "--signal-group": ("signal_group", None, True),
-    "--kill-after": ("kill_after", _seconds, None),
-    "--subreaper": ("subreaper", None, True),
-    "--drain-timeout": ("drain_timeout", _seconds, None),
-    "--help": ("help", None, True),
-    "-h": ("help", None, True),
-    "--version": ("version", None, True),
+def _text(name: str, value: str) -> str:
+    return value
+
+
+#: Options that take a value -> (the Options field, what checks and converts the value).
+_VALUED: dict[str, tuple[str, Callable[[str, str], Any]]] = {
+    "--service": ("service", _name), "--log-dir": ("log_dir", _text), "--format": ("fmt", _format),
+    "--passthrough-timeout": ("passthrough_timeout", _seconds), "--max-line-bytes": ("max_line_bytes", _line_bytes),
+    "--max-bytes": ("max_bytes", _size), "--backups": ("backups", _count), "--file-mode": ("file_mode", _text),
+    "--buffer-bytes": ("buffer_bytes", _size), "--kill-after": ("kill_after", _seconds),
+    "--drain-timeout": ("drain_timeout", _seconds),
+}
+#: Flags -> (the Options field, the value the flag sets).
+_FLAGS: dict[str, tuple[str, bool]] = {
+    "--split-streams": ("split_streams", True), "--no-passthrough": ("passthrough", False), "--no-tty": ("tty", False),
+    "--strict": ("strict", True), "--signal-group": ("signal_group", True), "--subreaper": ("subreaper", True),
+    "--help": ("help", True), "-h": ("help", True), "--version": ("version", True),
 }
 
 
@@ -188,24 +149,24 @@ def parse_args(argv: Sequence[str]) -> Options:
             command = list(argv[i + 1:])
             break
         name, eq, value = arg.partition("=") if arg.startswith("--") else (arg, "", "")
-        spec = _OPTIONS.get(name)
-        if spec is None:
-            if arg.startswith("-") and arg != "-":
-                raise UsageError(f"unknown option {name!r}: see 'logwrap --help'")
-            command = list(argv[i:])
-            break
-        field_name, convert, flag_value = spec
-        if convert is None:
+        if name in _FLAGS:
             if eq:
                 raise UsageError(f"option {name} takes no value")
+            field_name, flag_value = _FLAGS[name]
             values[field_name] = flag_value
-        else:
+        elif name in _VALUED:
             if not eq:
                 i += 1
                 if i >= len(argv) or argv[i] == "--":
                     raise UsageError(f"option {name} needs a value")
                 value = argv[i]
+            field_name, convert = _VALUED[name]
             values[field_name] = convert(name, value)
+        elif arg.startswith("-") and arg != "-":
+            raise UsageError(f"unknown option {name!r}: see 'logwrap --help'")
+        else:
+            command = list(argv[i:])
+            break
         i += 1
     if values.get("help") or values.get("version"):
         return Options(**values)
@@ -214,7 +175,6 @@ def parse_args(argv: Sequence[str]) -> Options:
     if command[0] == "":
         raise UsageError("the command is an empty string: use 'logwrap [options] [--] CMD [ARGS...]'")
     return Options(command=tuple(command), **values)
-
 
 
 SETTING_NAMES = {"service": "--service", "log_dir": "--log-dir", "fmt": "--format", "strict": "--strict",
@@ -237,7 +197,6 @@ def settings_for(opts: Options, env: Mapping[str, str]) -> LogSettings:
     )
 
 
-
 def main(argv: Sequence[str] | None = None) -> int:
     """``logwrap [options] [--] CMD [ARGS...]``: returns the exit status (the child's, or 2/125/126/127)."""
     args = sys.argv[1:] if argv is None else list(argv)
@@ -257,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         settings = settings_for(opts, os.environ)
-        speedups_requested(os.environ)  # MLOPS_LOG_SPEEDUPS=2 is a bad setting, refused here (the import is lenient)
+        speedups_requested(os.environ)  # MLOPS_LOG_SPEEDUPS=2 is a bad setting, refused here (the framer is lenient)
     except LogSetupError as exc:
         say(f"{exc}")
         return EXIT_USAGE

@@ -11,7 +11,7 @@ import signal
 import struct
 import subprocess
 import termios
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from .._errors import describe_os_error
 
@@ -28,12 +28,14 @@ __all__ = [
     "PYTHON_IGNORED",
     "SignalInbox",
     "become_subreaper",
+    "guard_std_fds",
     "make_pipe",
     "process_group_members",
     "say",
     "set_nonblocking",
     "signal_name",
     "spawn",
+    "start_reaping",
     "tune_malloc",
 ]
 
@@ -101,6 +103,35 @@ def become_subreaper() -> str | None:
         return str(exc)
     return None
 
+
+def start_reaping(subreaper: bool) -> str | None:
+    """Whether logwrap reaps orphaned processes: as PID 1, or asked with ``--subreaper`` (made a subreaper here; a
+    failure is said on stderr). The note for the start record, or None."""
+    if os.getpid() == 1:
+        return "running as PID 1: reaping orphaned processes"
+    if subreaper:
+        problem = become_subreaper()
+        if problem:
+            say(f"--subreaper: prctl(PR_SET_CHILD_SUBREAPER) failed: {problem}; orphans will not be reaped here")
+            return f"--subreaper failed: {problem}"
+        return "subreaper: reaping orphaned processes"
+    return None
+
+
+def guard_std_fds() -> set[int]:
+    """Make sure fds 0-2 are open (on /dev/null when closed), so no pipe we create lands on them; the ones that were
+    closed."""
+    closed = set()
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+            closed.add(fd)
+    return closed
 
 
 def make_pipe() -> tuple[int, int]:
@@ -279,7 +310,6 @@ def process_group_members(pgid: int) -> list[int]:
         if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != b"Z":
             members.append(int(name))
     return sorted(members)
-
 
 
 def tune_malloc() -> bool:

@@ -91,6 +91,25 @@ class Terminal:
             if not data.endswith(b"\n") and data[-1:] not in eol:
                 self.keys.push(self.eof, now)  # the line was ended by a ^D
 
+    def read_stdin(self, now: float) -> bool:
+        """Our stdin to the child's terminal; at its end, the terminal's EOF character. False at that end (the caller
+        stops watching our stdin, then :meth:`close_stdin`)."""
+        try:
+            data = os.read(self.stdin, 65536)
+        except (BlockingIOError, InterruptedError):
+            return True
+        except OSError:  # EIO: we run in the background of a shell (TTIN is blocked): wait for the CONT of `fg`
+            self.stdin_paused = True
+            return True
+        self.keys.push(data or self.eof, now)  # nothing read: our terminal hung up
+        return bool(data)
+
+    def close_stdin(self) -> None:
+        """Our stdin ended: close our own description of it."""
+        if self.stdin > 2:
+            os.close(self.stdin)
+        self.stdin = -1
+
     def close(self, *, master: bool) -> None:
         """Close our descriptors (``master`` too when no stream took it over: the command did not start)."""
         self.keys.close()

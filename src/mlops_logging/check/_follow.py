@@ -1,6 +1,6 @@
 """``logcheck --trace ID`` for a W3C trace id: the trace's records, and every line of the requests in it.
 
-A trace id (32 lower-case hex digits) is searched as any id is (:func:`_check_trace.trace`: our records carry it as
+A trace id (32 lower-case hex digits) is searched as any id is (``check._trace.trace``: our records carry it as
 ``trace_id``); then each request id those records carry is searched too, because not every service writes trace
 ids: vLLM 0.32 puts none in its own lines, only the gateway's request id (``Received request cmpl-<id>-0``), and a
 batch job's records carry the request id it sent. A record found that way is kept unless it carries another trace
@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from ._check_trace import Trace
-from ._check_trace import trace as search
-from ._traceparent import is_trace_id
+from .._traceparent import is_trace_id
+from ._trace import Trace
+from ._trace import trace as search
 
 __all__ = ["trace"]
 
@@ -22,7 +22,7 @@ __all__ = ["trace"]
 def trace(root: Path, wanted: str, services: Sequence[str] | None = None, *, now: float | None = None) -> Trace:
     """Every record carrying ``wanted`` (a request id or a trace id) under ``root``, merged by time; for a trace id,
     also every record of the requests in that trace (their ids in ``request_ids``). Raises ValueError as
-    :func:`_check_trace.trace` does for an id that cannot be one."""
+    ``check._trace.trace`` does for an id that cannot be one."""
     result = search(root, wanted, services, now=now)
     if not is_trace_id(wanted):
         return result

@@ -14,7 +14,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._errors import describe_os_error
+from .._errors import describe_os_error
 
 __all__ = ["LogPath", "Listing", "TailRead", "list_service_files", "read_tail", "open_log"]
 

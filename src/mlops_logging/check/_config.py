@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._errors import LogSetupError
-from ._settings import parse_size, validate_service
+from .._errors import LogSetupError
+from .._settings import parse_size, validate_service
 
 __all__ = ["DEFAULT_SERVICES", "CheckSettings", "duration_text", "load_config", "parse_duration", "resolve"]
 

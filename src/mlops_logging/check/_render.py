@@ -19,9 +19,10 @@ from typing import Any, TextIO
 
 import orjson
 
-from ._check_config import CheckSettings, duration_text
-from ._check_trace import Trace
-from ._records import format_timestamp
+from .._records import format_timestamp
+from ._config import CheckSettings, duration_text
+from ._report import Report, ServiceReport
+from ._trace import Trace
 
 __all__ = ["Output", "activity", "print_report", "print_trace", "report_document", "sparkline", "trace_document"]
 
@@ -148,7 +149,7 @@ class Output:
             for i, header in enumerate(headers):
                 table.add_column(header, overflow="fold" if i == len(headers) - 1 else "ellipsis",
                                  no_wrap=i != len(headers) - 1, justify="right" if header in _RIGHT else "left")
-            for row, style in zip(rows, styles):
+            for row, style in zip(rows, styles, strict=True):
                 cells = [self.rich.text.Text(c, style=style or "") if i == 1 else self.rich.text.Text(c)
                          for i, c in enumerate(row)]
                 table.add_row(*cells)
@@ -159,7 +160,8 @@ class Output:
         widths[-1] = len(headers[-1])  # the notes column is last and not padded
 
         def fmt(cells: Sequence[str]) -> str:
-            out = [c.rjust(w) if headers[i] in _RIGHT else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))]
+            out = [c.rjust(w) if headers[i] in _RIGHT else c.ljust(w)
+                   for i, (c, w) in enumerate(zip(cells, widths, strict=True))]
             return "  ".join(out).rstrip()
 
         self._write(fmt(headers) + "\n")
@@ -212,7 +214,7 @@ _RIGHT = frozenset({"files", "size", "records", "complete", "errors"})
 # --- the audit ------------------------------------------------------------------------------------------------------
 
 
-def _service_row(s: Any) -> list[str]:
+def _service_row(s: ServiceReport) -> list[str]:
     share = s.complete_share
     files = [f for f in s.files]
     rotated = sum(f.rotated or f.compressed for f in files)
@@ -239,7 +241,7 @@ HEADERS = ("service", "status", "files", "size", "last write", "format", "record
            "activity", "notes")
 
 
-def print_report(out: Output, report: Any, *, as_json: bool = False) -> None:
+def print_report(out: Output, report: Report, *, as_json: bool = False) -> None:
     """The table, the findings, the probes and the verdict line (or the --json document)."""
     if as_json:
         out.raw(orjson.dumps(report_document(report), option=orjson.OPT_INDENT_2).decode() + "\n")
@@ -269,7 +271,7 @@ def print_report(out: Output, report: Any, *, as_json: bool = False) -> None:
     out.line(report.verdict(), style="bold green" if report.ok else "bold red")
 
 
-def report_document(report: Any) -> dict[str, Any]:
+def report_document(report: Report) -> dict[str, Any]:
     """The ``logcheck --json`` document (shape 1, documented in LOGGING.md)."""
     settings: CheckSettings = report.settings
     return {
@@ -297,7 +299,7 @@ def report_document(report: Any) -> dict[str, Any]:
     }
 
 
-def _service_document(s: Any) -> dict[str, Any]:
+def _service_document(s: ServiceReport) -> dict[str, Any]:
     sample = s.sample
     bucket, counts = activity(sample.times)
     last = sample.last_error

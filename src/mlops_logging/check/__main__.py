@@ -1,0 +1,7 @@
+"""``python -m mlops_logging.check [options]``: logcheck."""
+
+import sys
+
+from . import main
+
+sys.exit(main())
