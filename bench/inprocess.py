@@ -7,8 +7,10 @@ ours: configure_logging (redaction and rotation-safety on) through a structlog l
 and file + stdout to /dev/null.
 
 Each configuration runs in a fresh subprocess (logging setups are process-global), rounds interleaved, best of N kept.
-Usage: python bench/inprocess.py [--lines 200000] [--rounds 5] [--no-publish] [--compare LABEL=PYTHON ...]
-(``--compare``: the same cases under another install, e.g. an older revision's venv, in the same rounds.)
+Usage: python bench/inprocess.py [--lines 200000] [--rounds 5] [--no-publish] [--compare LABEL=PYTHON ...] [--otel]
+(``--compare``: the same cases under another install, e.g. an older revision's venv, in the same rounds.
+``--otel``: the cost of trace context instead: our four cases with OpenTelemetry not importable, with
+``opentelemetry-api`` imported and no span current, and inside a span of the real SDK, each against the first.)
 """
 
 from __future__ import annotations
@@ -113,9 +115,27 @@ LABELS = {
 }
 
 
-def run_case(name: str, lines: int, python: str = sys.executable) -> float:
+#: --otel: what the process has of OpenTelemetry (code run before the case's).
+OTEL_SETUPS: dict[str, str] = {
+    "not importable": """
+import sys
+sys.modules["opentelemetry"] = None  # as if opentelemetry-api were not installed
+""",
+    "api imported, no span": """
+import opentelemetry.trace
+""",
+    "in a span of the SDK": """
+from opentelemetry import context, trace
+from opentelemetry.sdk.trace import TracerProvider
+trace.set_tracer_provider(TracerProvider())
+context.attach(trace.set_span_in_context(trace.get_tracer("bench").start_span("bench")))
+""",
+}
+
+
+def run_case(name: str, lines: int, python: str = sys.executable, setup: str = "") -> float:
     """Lines/s of one fresh-process run (its stdout to /dev/null, the result on a pipe); checks every line arrived."""
-    code = textwrap.dedent(COMMON) + textwrap.dedent(CASES[name]) + textwrap.dedent(TAIL).replace(
+    code = textwrap.dedent(COMMON) + setup + textwrap.dedent(CASES[name]) + textwrap.dedent(TAIL).replace(
         'print(__import__("json").dumps(', 'os.write(int(sys.argv[3]), __import__("json").dumps(').replace(
         '"lines": lines}))', '"lines": lines}).encode())')
     read_fd, write_fd = os.pipe()
@@ -143,7 +163,11 @@ def main() -> None:
     parser.add_argument("--no-publish", action="store_true")
     parser.add_argument("--compare", action="append", default=[], metavar="LABEL=PYTHON",
                         help="also run our cases under another install (its ratios against this run's baselines)")
+    parser.add_argument("--otel", action="store_true", help="the cost of trace context (see the docstring)")
     args = parser.parse_args()
+    if args.otel:
+        otel_cost(args.lines, args.rounds, publish_it=not args.no_publish)
+        return
 
     others = installs(args.compare)
     ours = [name for name in CASES if name.startswith("ours")]
@@ -189,6 +213,33 @@ def main() -> None:
     print(body)
     if not args.no_publish:
         publish("inprocess", body)
+
+
+def otel_cost(lines: int, rounds: int, *, publish_it: bool) -> None:
+    """--otel: our cases in each OpenTelemetry setup, interleaved, best of ``rounds``, against "not importable"."""
+    ours = [name for name in CASES if name.startswith("ours")]
+    best: dict[tuple[str, str], float] = {}
+    for round_no in range(rounds):
+        for name in ours:
+            for setup, code in OTEL_SETUPS.items():
+                rate = run_case(name, lines, setup=textwrap.dedent(code))
+                best[name, setup] = max(best.get((name, setup), 0.0), rate)
+                print(f"round {round_no + 1}: {LABELS[name]:<50} {setup:<22} {rate:>10,.0f} lines/s", file=sys.stderr)
+    setups = list(OTEL_SETUPS)
+    rows = ["| setup | " + " | ".join(f"{s}: lines/s" for s in setups) + " | " +
+            " | ".join(f"{s} / {setups[0]}" for s in setups[1:]) + " |",
+            "|---|" + "---:|" * (2 * len(setups) - 1)]
+    for name in ours:
+        base = best[name, setups[0]]
+        rows.append(f"| {LABELS[name]} | " + " | ".join(f"{best[name, s]:,.0f}" for s in setups) + " | " +
+                    " | ".join(f"{best[name, s] / base:.3f}" for s in setups[1:]) + " |")
+    body = (f"{lines:,} JSON records per run, best of {rounds} interleaved rounds, each in a fresh process, with "
+            "OpenTelemetry not importable (as if not installed), with `opentelemetry-api` imported and no span "
+            "current (the target: within 3% of the first), and inside a span of the real SDK (every record then "
+            "carries its ids).\n\n" + "\n".join(rows))
+    print(body)
+    if publish_it:
+        publish("inprocess-otel", body)
 
 
 if __name__ == "__main__":

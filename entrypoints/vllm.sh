@@ -12,6 +12,10 @@
 #     when they are written);
 #   - --enable-log-requests is appended unless you pass --enable-log-requests or --no-enable-log-requests yourself
 #     (any -/_ spelling); appended last because `vllm serve` wants the model first;
+#   - trace export: with OTEL_EXPORTER_OTLP_TRACES_ENDPOINT set (OpenTelemetry's variable) and no
+#     --otlp-traces-endpoint of yours, --otlp-traces-endpoint "$OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" is appended, so
+#     vLLM exports an `llm_request` span per request, child of the caller's traceparent (vLLM reads the flag only;
+#     OTEL_EXPORTER_OTLP_TRACES_PROTOCOL picks grpc, its default, or http/protobuf);
 #   - your arguments are passed on unchanged and in order; the exit status is vLLM's (logwrap's own: 2, 125-127).
 #
 # Variables for running outside an image (the defaults are the image's):
@@ -27,11 +31,16 @@ VLLM_LOGGING_COLOR=0
 export MLOPS_LOG_DIR PYTHONUNBUFFERED NO_COLOR VLLM_LOGGING_COLOR
 
 log_requests=--enable-log-requests
+traces_endpoint=${OTEL_EXPORTER_OTLP_TRACES_ENDPOINT:-}
 for arg do
     case $arg in
         --enable[-_]log[-_]requests | --no[-_]enable[-_]log[-_]requests) log_requests= ;;
+        --otlp[-_]traces[-_]endpoint | --otlp[-_]traces[-_]endpoint=*) traces_endpoint= ;;
     esac
 done
+if [ -n "$traces_endpoint" ]; then
+    set -- "$@" --otlp-traces-endpoint "$traces_endpoint"
+fi
 if [ -n "$log_requests" ]; then
     set -- "$@" "$log_requests"
 fi

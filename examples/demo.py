@@ -6,7 +6,7 @@
 3. the FastAPI gateway under gunicorn (2 workers, mlops_logging.gunicorn_conf) in front of vLLM;
 4. batch inference through the gateway and a little traffic (completions, chat, a stream, a 404);
 5. logcheck --probe (a fresh request id reaches the gateway's file) and --trace (one request: inference -> gateway
-   -> vLLM);
+   -> vLLM), then --trace by the W3C trace id the gateway gave that request (its records and vLLM's lines);
 6. SIGTERM to every server (exit codes shown), then logcheck's table: `6/6 services writing complete logs`.
 
 Run with `make demo` (it installs .venv, the vLLM venv and the tiny model first; later runs reuse them).
@@ -78,6 +78,16 @@ def last_request_id(root: Path) -> str | None:
         record = json.loads(line)
         if record.get("message") == "completion received":
             return str(record["request_id"])
+    return None
+
+
+def trace_id_of(root: Path, request_id: str) -> str | None:
+    """The W3C trace id the gateway's access record of ``request_id`` carries (the trace the gateway started)."""
+    path = root / "fastapi" / "fastapi.log"
+    for line in reversed(path.read_bytes().splitlines()):
+        record = json.loads(line)
+        if record.get("request_id") == request_id and "trace_id" in record:
+            return str(record["trace_id"])
     return None
 
 
@@ -173,6 +183,11 @@ def main() -> int:
             step(f"logcheck --trace {rid}: one request through inference -> gateway -> "
                  f"{'vLLM' if use_vllm else 'backend stub'}")
             logcheck(*audit, "--trace", rid, env=env)
+            trace_id = trace_id_of(root, rid)
+            if trace_id is not None:
+                step(f"logcheck --trace {trace_id}: the same request by its W3C trace id (the gateway started the "
+                     "trace and sent it on in traceparent)")
+                logcheck(*audit, "--trace", trace_id, env=env)
     finally:
         step("stopping every server with SIGTERM")
         for proc, name in reversed(servers):

@@ -5,8 +5,11 @@
 It is the ``fastapi`` service of the stack: every request gets one access record in ``logs/fastapi/fastapi.log``
 (:mod:`mlops_logging.fastapi`), and the request id travels to the backend in ``X-Request-ID``, which vLLM uses as its
 own request id (``Received request chatcmpl-<id>`` with ``--enable-log-requests``), so one id finds a request in both
-logs. Streaming (SSE) responses are relayed chunk by chunk. An unreachable backend answers 502, a slow one 504, each
-with an ERROR record that says why.
+logs. The request's W3C trace (the caller's ``traceparent``, or one the middleware starts) travels too: a
+``traceparent`` with the same trace id and a new span id for the upstream call (``upstream_traceparent`` on the
+request's records), which vLLM's ``llm_request`` span takes as its parent when it exports traces. Streaming (SSE)
+responses are relayed chunk by chunk. An unreachable backend answers 502, a slow one 504, each with an ERROR record
+that says why.
 
 Environment: ``GATEWAY_BACKEND_URL`` (default ``http://127.0.0.1:8000``), ``GATEWAY_TIMEOUT_S`` (read timeout, default
 120), ``GATEWAY_CONNECT_TIMEOUT_S`` (default 5), plus the ``MLOPS_*`` logging variables (service ``fastapi``).
@@ -29,7 +32,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from structlog.contextvars import bind_contextvars
 
 from mlops_logging import configure_logging, get_logger
-from mlops_logging.fastapi import current_request_id, instrument
+from mlops_logging.fastapi import current_request_id, instrument, outgoing_traceparent
 
 SERVICE = os.environ.get("MLOPS_SERVICE") or "fastapi"
 configure_logging(SERVICE)
@@ -63,6 +66,15 @@ def _error(status: int, message: str, kind: str) -> JSONResponse:
     return JSONResponse({"error": {"message": message, "type": kind, "code": status}}, status_code=status)
 
 
+def _upstream_ids() -> dict[str, str]:
+    """The headers that carry the request to the backend: its id, and its trace with a new span for the call."""
+    headers = {"x-request-id": current_request_id() or ""}
+    traceparent = outgoing_traceparent()
+    if traceparent is not None:
+        headers["traceparent"] = traceparent
+    return headers
+
+
 def _reason(exc: Exception) -> str:
     return str(exc) or type(exc).__name__
 
@@ -87,10 +99,10 @@ async def _forward(request: Request, path: str) -> Response:
     if not isinstance(payload, dict):
         return _error(400, "the request body must be a JSON object", "invalid_request_error")
     stream = bool(payload.get("stream"))
-    bind_contextvars(model=payload.get("model"), streaming=stream)  # on this request's records, the access one too
-
     headers = {name: value for name in FORWARDED_HEADERS if (value := request.headers.get(name))}
-    headers["x-request-id"] = current_request_id() or ""
+    headers.update(_upstream_ids())
+    # on this request's records, the access one too
+    bind_contextvars(model=payload.get("model"), streaming=stream, upstream_traceparent=headers.get("traceparent"))
     client: httpx.AsyncClient = request.app.state.client
     started = perf_counter()
     try:
@@ -153,7 +165,7 @@ async def models(request: Request) -> Response:
     client: httpx.AsyncClient = request.app.state.client
     started = perf_counter()
     try:
-        upstream = await client.get("/v1/models", headers={"x-request-id": current_request_id() or ""})
+        upstream = await client.get("/v1/models", headers=_upstream_ids())
     except httpx.HTTPError as exc:
         return _upstream_failure(exc, "/v1/models", started)
     return Response(upstream.content, status_code=upstream.status_code,

@@ -19,6 +19,7 @@ from typing import Any
 from ._level_map import LEVELS, level_from_number, normalize_level
 from ._redaction import REDACTED, is_secret_key, redact
 from ._render import render_json, render_wrapper_text
+from ._traceparent import is_span_id, is_trace_flags, is_trace_id
 
 # LEVELS, level_from_number, REDACTED and is_secret_key are re-exported for the modules that still take them from
 # here (the FastAPI middleware, logcheck's judging of lines); new code imports them from _level_map and _redaction.
@@ -110,6 +111,10 @@ TYPED_FIELDS: Mapping[str, Callable[[object], bool]] = {
     "exception": _is_str,
     "partial": _is_bool,
     "raw_b64": _is_str,
+    # the W3C trace context of the span current where the record was written (_tracecontext)
+    "trace_id": is_trace_id,
+    "span_id": is_span_id,
+    "trace_flags": is_trace_flags,
 }
 _CHECKED = RESERVED | frozenset(TYPED_FIELDS)
 

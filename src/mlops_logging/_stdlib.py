@@ -19,6 +19,7 @@ from ._context import bound_context
 from ._level_map import level_from_number
 from ._records import THIS_PROCESS, build_record, format_timestamp, interpolation_failed, unrenderable_record
 from ._render import render_json
+from ._tracecontext import add_trace_fields
 
 __all__ = ["JsonFormatter", "RecordHandler"]
 
@@ -71,6 +72,7 @@ class JsonFormatter(OrjsonFormatter):
         if context:
             for key, value in context.items():
                 fields.setdefault(key, value)
+        add_trace_fields(fields)  # the current span's ids, after the bound context (as on the structlog path)
         if record.exc_info and not record.exc_text:
             text = self.formatException(record.exc_info)  # python-json-logger's may give a list of lines
             record.exc_text = text if isinstance(text, str) else "\n".join(text)

@@ -20,6 +20,7 @@ from . import _output
 from ._context import merge_bound_context
 from ._level_map import LEVEL_NUMBERS, METHOD_LEVELS, level_from_number
 from ._records import THIS_PROCESS, build_record, interpolation_failed, unrenderable_record
+from ._tracecontext import add_trace_fields
 
 __all__ = ["SinkLogger", "SinkLoggerFactory", "bound_logger_class", "processors", "to_record"]
 
@@ -51,6 +52,7 @@ def to_record(logger: WrappedLogger, method_name: str,
     try:
         event = event_dict.pop("event", "")
         message = event if type(event) is str else str(event)
+        add_trace_fields(event_dict)  # the current span's ids, after the bound context (as on the stdlib path)
         if "exc_info" in event_dict:
             exc_info = _exc_info(event_dict.pop("exc_info"))
             if exc_info is not None:

@@ -48,15 +48,25 @@ from ._records import (
     level_from_number,
     redact,
 )
+from ._tracecontext import (
+    RequestState,
+    add_access_fields,
+    add_trace_fields,
+    end_request,
+    outgoing_traceparent,
+    start_request,
+)
 
 __all__ = [
     "ACCESS_LOGGER",
     "REQUEST_ID_HEADER",
     "RequestLoggingMiddleware",
     "SERVER_ACCESS_LOGGERS",
+    "TRACEPARENT_HEADER",
     "current_request_id",
     "disable_server_access_logs",
     "instrument",
+    "outgoing_traceparent",
     "redact_query",
     "valid_request_id",
 ]
@@ -71,10 +81,13 @@ _ASGIApp = Callable[[_Scope, _Receive, _Send], Awaitable[None]]
 ACCESS_LOGGER = "mlops_logging.access"
 #: The request-id header (ASGI header names are lower case).
 REQUEST_ID_HEADER = "x-request-id"
+#: The W3C trace-context header (read: ``_tracecontext.start_request``; sent on: :func:`outgoing_traceparent`).
+TRACEPARENT_HEADER = "traceparent"
 #: Loggers of the servers' own access logs, replaced by the middleware's record.
 SERVER_ACCESS_LOGGERS = ("uvicorn.access", "gunicorn.access")
 
 _HEADER = REQUEST_ID_HEADER.encode("latin-1")
+_TRACEPARENT = TRACEPARENT_HEADER.encode("latin-1")
 _VALID_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 _INTERNAL_ERROR = b"Internal Server Error"
 _ERROR_HEADERS = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"21")]
@@ -171,6 +184,7 @@ def _emit(logger: logging.Logger, levelno: int, message: str, fields: dict[str, 
         context["request_id"] = request_id
     context.update(bound_context())
     context.update(fields)
+    add_trace_fields(context)
     if exc is not None:
         context["exception"] = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip("\n")
     current.emit(build_record(level_from_number(levelno), message, current.service, logger.name, THIS_PROCESS,
@@ -184,7 +198,7 @@ class _Exchange:
     """
 
     __slots__ = ("_receive", "_send", "start", "request_id", "id_header", "invalid_id", "user_agent", "status",
-                 "sent", "end", "headers", "gone_early")
+                 "sent", "end", "headers", "gone_early", "traceparent", "trace")
 
     def __init__(self, scope: _Scope, receive: _Receive, send: _Send) -> None:
         self.start = perf_counter()
@@ -192,13 +206,18 @@ class _Exchange:
         self._send = send
         raw_id: bytes | None = None
         user_agent = b""
+        traceparent: bytes | None = None
         for name, value in scope["headers"]:
             if name == _HEADER:
                 if raw_id is None:
                     raw_id = value
             elif name == b"user-agent":
                 user_agent = value
+            elif name == _TRACEPARENT:  # a second one makes it invalid, as the two joined into one would be
+                traceparent = value if traceparent is None else traceparent + b"," + value
         self.user_agent = user_agent
+        self.traceparent = traceparent  # the W3C trace context header (None: none came)
+        self.trace: RequestState  # set by the middleware: the request's trace context (_tracecontext)
         self.invalid_id: bytes | None = None  # an incoming X-Request-ID that was replaced
         if raw_id is not None and _VALID_ID.fullmatch(raw_id):
             self.request_id = raw_id.decode("ascii")
@@ -274,10 +293,14 @@ class RequestLoggingMiddleware:
             return
         exchange = _Exchange(scope, receive, send)
         token = _REQUEST_ID.set(exchange.request_id)
+        trace = exchange.trace = start_request(exchange.traceparent, scope)  # current until end_request
         try:
             if exchange.invalid_id is not None:
                 _emit(self._log, logging.WARNING, "invalid X-Request-ID replaced",
                       {"invalid_request_id": exchange.invalid_id[:200].decode("latin-1")})
+            if trace.rejected:
+                _emit(self._log, logging.WARNING, "invalid traceparent ignored",
+                      {"invalid_traceparent": (exchange.traceparent or b"")[:200].decode("latin-1")})
             disconnected = False
             try:
                 await self.app(scope, exchange.receive, exchange.send)
@@ -293,6 +316,7 @@ class RequestLoggingMiddleware:
                 disconnected = True
             self._access_record(scope, exchange, exchange.status, disconnected)
         finally:
+            end_request(trace, exchange.status)
             _REQUEST_ID.reset(token)
 
     async def _failed(self, scope: _Scope, exchange: _Exchange, exc: Exception) -> bool:
@@ -363,6 +387,7 @@ class RequestLoggingMiddleware:
             if len(context) > 1:  # the app bound more than request_id (model, user...): add it, redacted
                 add_fields(record, context, replace=False)
                 redact(record)
+        add_access_fields(record, exchange.trace)  # trace_id, span_id, trace_flags, parent_span_id
         writer = current.writer
         if writer is not None and levelno == logging.INFO and not self._access_console:
             writer.submit(current.render(record))  # the file's sink: never raises, counts and reports a failed write

@@ -82,6 +82,25 @@ def test_vllm_entrypoint_leaves_request_logging_to_a_flag_the_user_gives(flag: s
     assert recorded(logs / "vllm.log")["argv"] == [VLLM_CLI, "serve", "/models/m", flag, "--port", "8001"]
 
 
+def test_vllm_entrypoint_turns_trace_export_on_when_opentelemetrys_endpoint_variable_is_set(recorder: Path,
+                                                                                            tmp_path: Path) -> None:
+    endpoint = "http://collector:4318/v1/traces"
+    result, logs = run("vllm.sh", ["/models/m", "--port", "8001"], tmp_path / "logs", MLOPS_VLLM_PYTHON=str(recorder),
+                       OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=endpoint)
+    assert result.returncode == 0, result.stderr
+    assert recorded(logs / "vllm.log")["argv"] == [VLLM_CLI, "serve", "/models/m", "--port", "8001",
+                                                   "--otlp-traces-endpoint", endpoint, "--enable-log-requests"]
+
+
+@pytest.mark.parametrize("flag", [["--otlp-traces-endpoint", "http://mine:4317"], ["--otlp_traces_endpoint=http://mine"]])
+def test_vllm_entrypoint_leaves_trace_export_to_an_endpoint_flag_the_user_gives(flag: list[str], recorder: Path,
+                                                                                tmp_path: Path) -> None:
+    result, logs = run("vllm.sh", ["/models/m", *flag], tmp_path / "logs", MLOPS_VLLM_PYTHON=str(recorder),
+                       OTEL_EXPORTER_OTLP_TRACES_ENDPOINT="http://collector:4318/v1/traces")
+    assert result.returncode == 0, result.stderr
+    assert recorded(logs / "vllm.log")["argv"] == [VLLM_CLI, "serve", "/models/m", *flag, "--enable-log-requests"]
+
+
 def test_vllm_entrypoint_sets_colour_off_and_keeps_the_users_log_dir(recorder: Path, tmp_path: Path) -> None:
     result, logs = run("vllm.sh", ["/models/m"], tmp_path / "mine", MLOPS_VLLM_PYTHON=str(recorder),
                        MLOPS_SERVICE="other", NO_COLOR="", VLLM_LOGGING_COLOR="1")

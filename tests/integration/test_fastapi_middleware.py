@@ -211,9 +211,13 @@ def test_access_lines_are_render_json_of_their_record_and_generated_ids_unique(l
     # the same bytes
     assert all(line + b"\n" == render_json(record) for line, record in zip(lines, records, strict=True))
     assert list(records[0]) == ["timestamp", "level", "message", "service", "logger", "pid", "request_id", "method",
-                                "path", "query", "status_code", "duration_ms", "bytes_sent", "client", "user_agent"]
+                                "path", "query", "status_code", "duration_ms", "bytes_sent", "client", "user_agent",
+                                "trace_id", "span_id", "trace_flags"]
     ids = [r["request_id"] for r in records]
     assert len(set(ids)) == 600 and all(len(i) == 32 and set(i) <= set("0123456789abcdef") for i in ids)
+    # each request without a traceparent starts its own trace: fresh trace and span ids, sampled
+    assert len({r["trace_id"] for r in records}) == len({r["span_id"] for r in records}) == 600
+    assert {r["trace_flags"] for r in records} == {"01"}
     assert all(round(r["duration_ms"], 3) == r["duration_ms"] >= 0 for r in records)
 
 

@@ -16,14 +16,16 @@ PACKAGE = Path(mlops_logging.__file__).parent
 #: Lowest first; a module may import (at any depth in its code) only modules of an earlier layer. The same table is
 #: in docs/architecture.md.
 LAYERS: list[set[str]] = [
-    {"_version", "_errors", "_speedups", "_pattern", "_locks", "_level_map", "_render", "_redaction", "_line_text"},
+    {"_version", "_errors", "_speedups", "_pattern", "_locks", "_level_map", "_render", "_redaction", "_line_text",
+     "_traceparent"},
     {"_records"},
-    {"_files", "_levels"},
+    {"_files", "_levels", "_tracecontext"},
     {"_settings", "_sink", "_console", "_fastpath"},
     {"_framer", "_output", "_context", "check._config", "check._files", "check._records"},
     {"_structlog", "_stdlib", "check._trace", "check._probe", "wrap._command", "wrap._process", "wrap._passthrough",
      "wrap._drain"},
-    {"_config", "check._report", "wrap._tty", "wrap._options", "wrap._child", "wrap._outputs", "wrap._logfiles"},
+    {"_config", "check._report", "check._follow", "wrap._tty", "wrap._options", "wrap._child", "wrap._outputs",
+     "wrap._logfiles"},
     {"fastapi", "uvicorn_conf", "testing", "check._audit", "check._render", "wrap._supervisor"},
     {"gunicorn_conf", "check._cli", "wrap._cli"},
     {"wrap", "check", "system", "__init__"},
@@ -34,7 +36,7 @@ LAYER = {module: index for index, layer in enumerate(LAYERS) for module in layer
 WRAP_MODULES = {m for m in LAYER if m.startswith("wrap")} | {"_framer", "_levels", "_pattern", "_records", "_files",
                                                             "_sink", "_settings", "_errors", "_version", "_speedups",
                                                             "_locks", "_level_map", "_render", "_redaction",
-                                                            "_line_text", "_fastpath"}
+                                                            "_line_text", "_fastpath", "_traceparent"}
 
 
 def _name(path: Path) -> str:

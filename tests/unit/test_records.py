@@ -172,13 +172,16 @@ def test_a_wrapper_record_keeps_a_clashing_field_under_another_name() -> None:
 def test_a_field_named_like_a_typed_schema_field_is_renamed_only_when_its_value_does_not_fit() -> None:
     from mlops_logging._records import TYPED_FIELDS, build_record
 
-    fits = {"stream": "stderr", "request_id": "r-1", "exception": "Traceback", "partial": True, "raw_b64": "eA=="}
-    wrong = {"stream": "both", "request_id": 7, "exception": ValueError("x"), "partial": "yes", "raw_b64": b"x"}
+    fits = {"stream": "stderr", "request_id": "r-1", "exception": "Traceback", "partial": True, "raw_b64": "eA==",
+            "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "span_id": "00f067aa0ba902b7", "trace_flags": "01"}
+    wrong = {"stream": "both", "request_id": 7, "exception": ValueError("x"), "partial": "yes", "raw_b64": b"x",
+             "trace_id": "4BF92F3577B34DA6A3CE929D0E0E4736", "span_id": "0" * 16, "trace_flags": 1}
     assert set(fits) == set(wrong) == set(TYPED_FIELDS)
     kept = build_record("INFO", "m", "s", "l", 1, dict(fits))
     assert {k: kept[k] for k in fits} == fits
     renamed = build_record("INFO", "m", "s", "l", 1, {"n": 1, **wrong})
-    assert list(renamed)[6:] == ["n", "stream_", "request_id_", "exception_", "partial_", "raw_b64_"]
+    assert list(renamed)[6:] == ["n", "stream_", "request_id_", "exception_", "partial_", "raw_b64_", "trace_id_",
+                                 "span_id_", "trace_flags_"]
     assert_valid(json.loads(render_json(renamed)))
 
 

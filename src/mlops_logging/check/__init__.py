@@ -1,7 +1,7 @@
 """``logcheck``: the audit that says, per service, whether logs are being written and are complete.
 
     logcheck [--root logs] [--services a,b] [--unused inference] [--max-age 15m] [--json]
-    logcheck --trace REQUEST_ID
+    logcheck --trace REQUEST_ID_OR_TRACE_ID
     logcheck --probe fastapi=http://127.0.0.1:8080/health
 
 For each service it looks at ``<root>/<service>/``: the log files (rotated and ``--split-streams`` ones too), their
@@ -26,7 +26,8 @@ its job. The logic lives in importable functions (:func:`audit`, :func:`audit_se
 
 The implementation is private, one job a module: ``_config`` (settings: command line, config file, environment),
 ``_files`` (a service's files, reading a tail), ``_records`` (judging sampled lines), ``_report`` (the report
-types), ``_audit`` (sampling and the statuses), ``_trace`` (``--trace``), ``_probe`` (``--probe``), ``_render``
+types), ``_audit`` (sampling and the statuses), ``_trace`` (``--trace``), ``_follow`` (``--trace`` by W3C trace
+id), ``_probe`` (``--probe``), ``_render``
 (the table, ``--json``, the transcript) and ``_cli`` (options, :func:`main`).
 """
 
@@ -35,9 +36,10 @@ from __future__ import annotations
 from ._audit import audit, audit_service, sample_file_lines
 from ._cli import main
 from ._config import DEFAULT_SERVICES, CheckSettings
+from ._follow import trace
 from ._probe import ProbeResult, probe
 from ._report import FileReport, Finding, Report, ServiceReport, Status
-from ._trace import TraceHit, trace
+from ._trace import TraceHit
 
 __all__ = [
     "CheckSettings",

@@ -10,8 +10,8 @@ from pathlib import Path
 from .._errors import LogSetupError
 from ._audit import audit
 from ._config import DEFAULT_SERVICES, CheckSettings, load_config, resolve
+from ._follow import trace
 from ._probe import probe
-from ._trace import trace
 
 __all__ = ["main"]
 
@@ -35,8 +35,9 @@ def _build_parser() -> argparse.ArgumentParser:
                                                     "./pyproject.toml)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON (shape in LOGGING.md)")
     parser.add_argument("--plain", action="store_true", help="plain table even when rich is installed")
-    parser.add_argument("--trace", metavar="REQUEST_ID", help="print every record carrying this request id, in "
-                                                              "any service, merged by time")
+    parser.add_argument("--trace", metavar="ID", help="print every record carrying this request id, in any service, "
+                                                      "merged by time; for a W3C trace id, every record of its "
+                                                      "requests")
     parser.add_argument("--probe", action="append", metavar="SERVICE=URL",
                         help="GET URL with a fresh X-Request-ID, check its record reaches SERVICE's log")
     parser.add_argument("--probe-timeout", help="how long to wait for a probe's record (default 5s)")

@@ -350,6 +350,7 @@ def trace_document(result: Trace) -> dict[str, Any]:
     return {
         "logcheck": SHAPE,
         "trace": result.request_id,
+        "request_ids": result.request_ids,
         "services": result.services,
         "records": [
             {"service": h.service, "file": h.file, "timestamp": _ts(h.time), "level": h.level, "message": h.message,
@@ -365,10 +366,12 @@ def print_trace(out: Output, request_id: str, result: Trace, settings: CheckSett
     if as_json:
         out.raw(orjson.dumps(trace_document(result), option=orjson.OPT_INDENT_2).decode() + "\n")
         return
+    what = f"trace id {request_id} (requests {', '.join(result.request_ids)})" if result.request_ids \
+        else f"request id {request_id}"
     if not result.hits:
-        out.line(f"request id {request_id}: no record under {settings.root}", style="bold red")
+        out.line(f"{what}: no record under {settings.root}", style="bold red")
     else:
-        out.line(f"request id {request_id}: {len(result.hits)} records in {len(result.services)} services "
+        out.line(f"{what}: {len(result.hits)} records in {len(result.services)} services "
                  f"({' -> '.join(result.services)})", style="bold")
         width = max(len(h.service) for h in result.hits)
         room = max(40, out.width - 36 - width)

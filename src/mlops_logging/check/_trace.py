@@ -74,6 +74,7 @@ class TraceHit:
     message: str
     record: dict[str, Any] | None  # the JSON record, or None for a text line
     line: str
+    order: tuple[float, int, int] = (0.0, 0, 0)  # where it sorts: time (or the carried one), service, offset
 
 
 @dataclass
@@ -83,6 +84,7 @@ class Trace:
     request_id: str
     hits: list[TraceHit] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    request_ids: list[str] = field(default_factory=list)  # for a trace id: the requests followed (_check_follow)
 
     def __bool__(self) -> bool:
         return bool(self.hits)
@@ -184,6 +186,7 @@ def trace(root: Path, request_id: str, services: Sequence[str] | None = None, *,
             carry = known[0] if known else lp.mtime
             for hit in found:
                 carry = hit.time if hit.time is not None else carry
+                hit.order = (carry, rank, hit.offset)
                 ordered.append((carry, rank, hit.offset, hit))
     ordered.sort(key=lambda item: item[:3])
     result.hits = [item[3] for item in ordered]
