@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -59,13 +60,12 @@ class Engine:
     def environ(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         return {**os.environ, **self.env, **(extra or {})}
 
-    def run(self, *args: str, check: bool = True, capture: bool = True, timeout: float | None = None,
-            input: bytes | None = None) -> subprocess.CompletedProcess[str]:
+    def run(self, *args: str, check: bool = True, capture: bool = True,
+            timeout: float | None = None) -> subprocess.CompletedProcess[str]:
         """``docker ARGS`` / ``podman ARGS``; output captured as text unless ``capture`` is false."""
         return subprocess.run([*self.command, *args], env=self.environ(), check=check, timeout=timeout,
                               stdout=subprocess.PIPE if capture else None,
-                              stderr=subprocess.PIPE if capture else None, text=True,
-                              input=None if input is None else input.decode())
+                              stderr=subprocess.PIPE if capture else None, text=True)
 
     def compose(self, files: Sequence[Path], *args: str, env: Mapping[str, str] | None = None, check: bool = True,
                 capture: bool = True, timeout: float | None = None,
@@ -200,7 +200,7 @@ def _build_from_containerfile(engine: Engine, base: Base) -> None:
                    "-t", base.image, str(context), capture=False)
 
 
-def ensure_base(engine: Engine, base: Base, *, pull: bool = True) -> str:
+def ensure_base(engine: Engine, base: Base) -> str:
     """Make ``base.image`` present; say how: ``official`` (there, unlabelled), ``pulled``, ``standin`` (already
     built from this recipe) or ``built``."""
     label = engine.image_label(base.image)
@@ -208,7 +208,7 @@ def ensure_base(engine: Engine, base: Base, *, pull: bool = True) -> str:
         return "official"
     if label == base.digest():
         return "standin"
-    if label is None and pull:
+    if label is None:
         done = engine.run("pull", base.image, check=False, timeout=600)
         if done.returncode == 0:
             return "pulled"
@@ -318,8 +318,6 @@ def _logcheck(*args: str) -> int:
 
 def _last_item(path: Path) -> str | None:
     """The request id of the inference job's last answered item (what ``--trace`` follows)."""
-    import json
-
     ids = [record.get("request_id") for line in path.read_text().splitlines()
            if (record := json.loads(line)).get("message") == "completion received"] if path.exists() else []
     return ids[-1] if ids else None

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from engine import SERVERS as SERVER_TIMEOUTS
 from engine import Engine
 from support.stack import Stack, as_nobody, copy_repository
 from vllm_server import ensure_tiny_model, vllm_available
@@ -27,7 +28,7 @@ from vllm_server import ensure_tiny_model, vllm_available
 pytestmark = [pytest.mark.containers, pytest.mark.vllm, pytest.mark.timeout(2400)]
 
 SERVICES = ("fastapi", "inference", "mlflow", "system", "training", "vllm")
-SERVERS = ("mlflow", "vllm", "fastapi", "system")
+SERVERS = tuple(service for service, _timeout in SERVER_TIMEOUTS)  # the servers, in the order they become healthy
 JOBS = ("training", "inference")
 VLLM_READY = "Starting vLLM server on"
 
@@ -70,7 +71,7 @@ def run(engine: Engine) -> Iterator[Run]:
             result.image_healthchecks[service] = engine.run("image", "inspect", "--format",
                                                             "{{json .Config.Healthcheck}}", image).stdout
         stack.compose("up", "-d")
-        for service, timeout in (("mlflow", 120), ("vllm", 600), ("fastapi", 120), ("system", 120)):
+        for service, timeout in SERVER_TIMEOUTS:
             stack.wait_healthy(service, timeout)
         result.healthy = {service: stack.healthcheck(service) for service in SERVERS}
         result.pid1 = {service: stack.pid1(service) for service in ("vllm", "mlflow")}
