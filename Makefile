@@ -71,7 +71,7 @@ test: setup setup-vllm setup-system setup-containers lint typecheck
 test-fast: setup
 	$(PY) -m pytest -m "not vllm and not containers" $(PYTEST_ARGS)
 
-## Only the container suite (builds the images; the first run also builds the stand-in base images, about 8 min).
+## Only the container suite (builds the images; the first run also builds the stand-in base images, about 5 min).
 test-containers: setup setup-vllm setup-containers
 	MLOPS_REQUIRE_ENGINE=1 $(PY) -m pytest tests/containers $(PYTEST_ARGS)
 
