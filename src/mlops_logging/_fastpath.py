@@ -152,7 +152,7 @@ def _json_lines(body: bytes, heads: tuple[bytes, ...], tail: bytes, single: int 
         head = heads[single]
         return head + inner.replace(b"\x7f", tail + head) + tail
     seq = [tail] * (3 * count)
-    seq[0::3] = map(heads.__getitem__, levels)
+    seq[0::3] = map(dict(enumerate(heads)).__getitem__, levels)  # dict: a C method; tuple: a slot wrapper (3% here)
     seq[1::3] = inner.split(b"\x7f")
     return b"".join(seq)
 
@@ -174,6 +174,6 @@ def _text_lines(body: bytes, heads: tuple[bytes, ...], tail: bytes, single: int 
         head = heads[single]
         return head + body[:-1].replace(b"\n", tail + head) + tail
     seq = [tail] * (3 * count)
-    seq[0::3] = map(heads.__getitem__, levels)
+    seq[0::3] = map(dict(enumerate(heads)).__getitem__, levels)  # (as in _json_lines)
     seq[1::3] = body[:-1].split(b"\n")
     return b"".join(seq)
