@@ -20,7 +20,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Mapping, MutableMapping
 from contextvars import ContextVar, Token
-from typing import Any, NamedTuple, cast
+from typing import Any, cast
 
 from ._records import add_fields
 from ._traceparent import (
@@ -37,7 +37,7 @@ from ._traceparent import (
 from ._version import __version__
 
 __all__ = ["RequestState", "add_access_fields", "add_trace_fields", "current", "end_request", "outgoing_traceparent",
-           "start_request"]
+           "rejected", "start_request"]
 
 #: ``(trace_id, span_id, trace_flags)``, lower-case hex.
 Ids = tuple[str, str, str]
@@ -97,8 +97,11 @@ def _ids_of(span: Any) -> Ids | None:
     return ids
 
 
-def _span_ids() -> Ids | None:
-    """The ids of the current MLflow or OpenTelemetry span, or None."""
+def current() -> Ids | None:
+    """The ids of the span current here: an MLflow span, an OpenTelemetry span, the middleware's request; or None.
+
+    Runs for every record: with OpenTelemetry imported and no span current it costs a ``ContextVar.get()`` more.
+    """
     if len(_modules) != _seen:
         _look_up_sources()
     for get in _sources:
@@ -109,15 +112,6 @@ def _span_ids() -> Ids | None:
                 ids = _ids_of(span)
                 if ids is not None:
                     return ids
-    return None
-
-
-def current() -> Ids | None:
-    """The ids of the span current here: an MLflow span, an OpenTelemetry span, the middleware's request; or None."""
-    if _sources or len(_modules) != _seen:  # else no span can be current: not even a call
-        ids = _span_ids()
-        if ids is not None:
-            return ids
     request = _REQUEST.get()
     return None if request is None else request[0]
 
@@ -164,20 +158,15 @@ Request = tuple[Ids, str | None]
 _REQUEST: ContextVar[Request | None] = ContextVar("mlops_logging_request_trace", default=None)
 
 
-class RequestState(NamedTuple):
-    """What :func:`start_request` gives the middleware, for its access record and :func:`end_request`."""
-
-    token: Token[Request | None]  #: restores the context at the end
-    rejected: bool  #: a ``traceparent`` came and was invalid (ignored: never an error)
-    sdk_span: tuple[Any, Any] | None  #: the OpenTelemetry SDK's span made for the request and its context token
-    request: Request  #: what records written while it is handled carry
-
-
-_state = tuple.__new__  # RequestState(...) without the Python-level __new__ namedtuple adds: it runs per request
+#: What :func:`start_request` gives the middleware, for its access record and :func:`end_request`: the token that
+#: restores the context, the request (what its records carry), the OpenTelemetry SDK's span made for it and its
+#: context token (or None). A plain tuple: it is made on every request.
+RequestState = tuple[Token[Request | None], Request, tuple[Any, Any] | None]
 
 
 def start_request(header: bytes | None, scope: Mapping[str, Any]) -> RequestState:
-    """Make the request's place in a trace current, from its ``traceparent`` header (None: there was none).
+    """Make the request's place in a trace current, from its ``traceparent`` header (None: there was none); an invalid
+    header is ignored (:func:`rejected` says so), never an error.
 
     - an OpenTelemetry span already current (FastAPI's own telemetry, or OTel's ASGI instrumentation, outside the
       middleware): its ids, no span of ours (one trace, the SDK's);
@@ -201,13 +190,18 @@ def start_request(header: bytes | None, scope: Mapping[str, Any]) -> RequestStat
             fresh = refill_ids()
         ids = (fresh[:32], fresh[32:], "01") if parsed is None else (parsed[0], fresh[32:], parsed[2])
     request = (ids, None if parsed is None else parsed[1])
-    return _state(RequestState, (_REQUEST.set(request), header is not None and parsed is None, sdk_span, request))
+    return _REQUEST.set(request), request, sdk_span
+
+
+def rejected(state: RequestState) -> bool:
+    """Whether the request's ``traceparent`` (one came) was invalid: it has no parent span then."""
+    return state[1][1] is None
 
 
 def add_access_fields(record: MutableMapping[str, Any], state: RequestState) -> None:
     """The trace fields of the middleware's access record: its request's ids, then ``parent_span_id`` when the
     request came with a valid ``traceparent`` (the caller's span: the link to the service that sent it)."""
-    (record["trace_id"], record["span_id"], record["trace_flags"]), parent = state[3]
+    (record["trace_id"], record["span_id"], record["trace_flags"]), parent = state[1]
     if parent is not None:
         record["parent_span_id"] = parent
 
@@ -220,10 +214,11 @@ def end_request(state: RequestState, status: int) -> None:
 
 
 def _from_otel(parsed: Ids | None, scope: Mapping[str, Any]) -> tuple[Ids | None, tuple[Any, Any] | None]:
-    """The ids of an OpenTelemetry span current at the request's start, else of a server span the configured SDK
-    makes for it (with its context token); ``(None, None)`` when there is neither (no provider set, a no-op one)."""
+    """The ids of an OpenTelemetry span current at the request's start (or of the request an outer middleware
+    handles), else of a server span the configured SDK makes for it (with its context token); ``(None, None)`` when
+    there is neither (no provider set, a no-op one)."""
     global _tracer
-    ids = _span_ids()
+    ids = current()
     if ids is not None or _otel is None or getattr(_otel[0], "_TRACER_PROVIDER", None) is None:
         return ids, None  # the API's global provider: set by an SDK (set_tracer_provider)
     trace, otel_context = _otel
