@@ -49,7 +49,7 @@ _span_key: str = ""  # OpenTelemetry's key of the current span in a Context
 _otel: tuple[Any, Any] | None = None  # the modules opentelemetry.trace and opentelemetry.context, once imported
 _otel_sdk = False  # whether the OpenTelemetry SDK is imported (only then can a request start inside a span)
 _tracer: tuple[object, Any] = (None, None)  # the SDK tracer provider the middleware's spans came from, its tracer
-_memo: tuple[object, Ids | None] = (None, None)  # the last span context seen and its ids (one tuple: thread-safe)
+_memo: tuple[object, Ids | None] = (None, None)  # the last span seen and its ids (one tuple: thread-safe)
 
 
 def _look_up_sources() -> None:
@@ -82,18 +82,19 @@ def _getter(runtime: Any) -> Callable[[], Any]:
 
 
 def _ids_of(span: Any) -> Ids | None:
-    """A span's ids, or None for an invalid span context (no SDK, a no-op tracer); never raises."""
+    """A span's ids, or None for an invalid span context (no SDK, a no-op tracer); never raises. The last span's
+    are kept (a span's context never changes), so the records written inside one format them once."""
     global _memo
+    memo = _memo
+    if memo[0] is span:
+        return memo[1]
     try:
         context = span.get_span_context()
-        memo = _memo
-        if memo[0] is context:
-            return memo[1]
         ids = ((f"{context.trace_id:032x}", f"{context.span_id:016x}", f"{context.trace_flags:02x}")
                if context.is_valid else None)
     except Exception:  # noqa: BLE001 - a span object of some other kind
         return None
-    _memo = (context, ids)
+    _memo = (span, ids)
     return ids
 
 
@@ -109,7 +110,8 @@ def current() -> Ids | None:
         if context:  # an empty Context: no span was ever made current here
             span = context.get(_span_key)
             if span is not None:
-                ids = _ids_of(span)
+                memo = _memo
+                ids = memo[1] if memo[0] is span else _ids_of(span)
                 if ids is not None:
                     return ids
     request = _REQUEST.get()
