@@ -128,11 +128,18 @@ SIZES = (4095, 4096, 4097, 64 * 1024)  # console lines, newline included: under,
 HEAD = rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (?:DEBUG|INFO|WARNING|ERROR|CRITICAL) "
 STARTS = re.compile(HEAD)
 TAG = re.compile(rb": L[\d.]+s\d+:")
-TAGGED = re.compile(HEAD + rb"\S+: (L[\d.]+s(\d+)):x*:E(?: request_id=\S+)?\n")
+#: The context a request's records carry in the gateway (the middleware's id and the trace context it starts).
+REQUEST_CONTEXT = rb" request_id=\S+ trace_id=[0-9a-f]{32} span_id=[0-9a-f]{16} trace_flags=[0-9a-f]{2}"
+TAGGED = re.compile(HEAD + rb"\S+: (L[\d.]+s(\d+)):x*:E(?:" + REQUEST_CONTEXT + rb")?\n")
 TAGGED_CUT = re.compile(HEAD + rb"\S+: (L[\d.]+s(\d+)):x* \xe2\x80\xa6\[cut: (\d+) bytes; whole record in (\S+)\]\n")
 DROPPED = re.compile(HEAD.replace(b"(?:DEBUG|INFO|WARNING|ERROR|CRITICAL)", b"WARNING")
                      + rb"mlops_logging: (\d+) console lines dropped while stdout was full \(the log file has every "
                      rb"record\)\n")
+
+
+def _request_context(request_id: str) -> str:
+    """What the console line of a record written during a request ends with (trace ids of their fixed length)."""
+    return f" request_id={request_id} trace_id={'0' * 32} span_id={'0' * 16} trace_flags=00"
 
 
 def _x_count(size: int, logger: str, tag: str, suffix: str = "") -> int:
@@ -181,7 +188,7 @@ def _judge_file(log: Path, tags: list[str]) -> None:
         tag, xs, end = record["message"].split(":")
         assert (xs, end) == ("x" * len(xs), "E")
         assert len(xs) == _x_count(int(tag.rsplit("s", 1)[1]), record["logger"], tag,
-                                   f" request_id={tag}" if record.get("request_id") else "")
+                                   _request_context(tag) if record.get("request_id") else "")
 
 
 class _PipeReader:
@@ -267,7 +274,7 @@ def test_console_lines_of_four_gunicorn_workers_never_tear_in_one_pipe(tmp_path:
     for i in range(40):
         for size in SIZES:
             tag = f"L{i}s{size}"
-            calls.append(Call("long", f"/long?tag={tag}&n={_x_count(size, 'testapp', tag, f' request_id={tag}')}",
+            calls.append(Call("long", f"/long?tag={tag}&n={_x_count(size, 'testapp', tag, _request_context(tag))}",
                               tag))
     try:
         wait_ready(f"http://127.0.0.1:{port}/ok", proc, tmp_path / "gunicorn.err")
