@@ -24,7 +24,8 @@ from typing import Any, cast
 
 from ._records import add_fields
 from ._traceparent import (
-    SPARE_IDS,
+    SPARE_SPAN_IDS,
+    SPARE_TRACE_IDS,
     TRACE_FIELDS,
     is_span_id,
     is_trace_flags,
@@ -185,12 +186,18 @@ def start_request(header: bytes | None, scope: Mapping[str, Any]) -> RequestStat
         _look_up_sources()
     if _otel_sdk:  # without the SDK no span can be current here, nor made
         ids, sdk_span = _from_otel(parsed, scope)
-    if ids is None:
+    if ids is None:  # fresh ids without a call (this is most of a request's trace cost otherwise)
         try:
-            fresh = SPARE_IDS.pop()  # no call: this is most of a request's trace cost otherwise
+            span_id = SPARE_SPAN_IDS.pop()
         except IndexError:
-            fresh = refill_ids()
-        ids = (fresh[:32], fresh[32:], "01") if parsed is None else (parsed[0], fresh[32:], parsed[2])
+            span_id = refill_ids(SPARE_SPAN_IDS)
+        if parsed is not None:
+            ids = (parsed[0], span_id, parsed[2])
+        else:
+            try:
+                ids = (SPARE_TRACE_IDS.pop(), span_id, "01")
+            except IndexError:
+                ids = (refill_ids(SPARE_TRACE_IDS), span_id, "01")
     request = (ids, None if parsed is None else parsed[1])
     return _REQUEST.set(request), request, sdk_span
 
