@@ -20,11 +20,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Mapping, MutableMapping
 from contextvars import ContextVar, Token
-from typing import Any, NamedTuple, cast
+from typing import Any, cast
 
 from ._records import add_fields
 from ._traceparent import (
-    SPARE_IDS,
+    SPARE_SPAN_IDS,
+    SPARE_TRACE_IDS,
     TRACE_FIELDS,
     is_span_id,
     is_trace_flags,
@@ -37,7 +38,7 @@ from ._traceparent import (
 from ._version import __version__
 
 __all__ = ["RequestState", "add_access_fields", "add_trace_fields", "current", "end_request", "outgoing_traceparent",
-           "start_request"]
+           "rejected", "start_request"]
 
 #: ``(trace_id, span_id, trace_flags)``, lower-case hex.
 Ids = tuple[str, str, str]
@@ -49,7 +50,7 @@ _span_key: str = ""  # OpenTelemetry's key of the current span in a Context
 _otel: tuple[Any, Any] | None = None  # the modules opentelemetry.trace and opentelemetry.context, once imported
 _otel_sdk = False  # whether the OpenTelemetry SDK is imported (only then can a request start inside a span)
 _tracer: tuple[object, Any] = (None, None)  # the SDK tracer provider the middleware's spans came from, its tracer
-_memo: tuple[object, Ids | None] = (None, None)  # the last span context seen and its ids (one tuple: thread-safe)
+_memo: tuple[object, Ids | None] = (None, None)  # the last span seen and its ids (one tuple: thread-safe)
 
 
 def _look_up_sources() -> None:
@@ -82,23 +83,27 @@ def _getter(runtime: Any) -> Callable[[], Any]:
 
 
 def _ids_of(span: Any) -> Ids | None:
-    """A span's ids, or None for an invalid span context (no SDK, a no-op tracer); never raises."""
+    """A span's ids, or None for an invalid span context (no SDK, a no-op tracer); never raises. The last span's
+    are kept (a span's context never changes), so the records written inside one format them once."""
     global _memo
+    memo = _memo
+    if memo[0] is span:
+        return memo[1]
     try:
         context = span.get_span_context()
-        memo = _memo
-        if memo[0] is context:
-            return memo[1]
         ids = ((f"{context.trace_id:032x}", f"{context.span_id:016x}", f"{context.trace_flags:02x}")
                if context.is_valid else None)
     except Exception:  # noqa: BLE001 - a span object of some other kind
         return None
-    _memo = (context, ids)
+    _memo = (span, ids)
     return ids
 
 
-def _span_ids() -> Ids | None:
-    """The ids of the current MLflow or OpenTelemetry span, or None."""
+def current() -> Ids | None:
+    """The ids of the span current here: an MLflow span, an OpenTelemetry span, the middleware's request; or None.
+
+    Runs for every record: with OpenTelemetry imported and no span current it costs a ``ContextVar.get()`` more.
+    """
     if len(_modules) != _seen:
         _look_up_sources()
     for get in _sources:
@@ -106,18 +111,10 @@ def _span_ids() -> Ids | None:
         if context:  # an empty Context: no span was ever made current here
             span = context.get(_span_key)
             if span is not None:
-                ids = _ids_of(span)
+                memo = _memo
+                ids = memo[1] if memo[0] is span else _ids_of(span)
                 if ids is not None:
                     return ids
-    return None
-
-
-def current() -> Ids | None:
-    """The ids of the span current here: an MLflow span, an OpenTelemetry span, the middleware's request; or None."""
-    if _sources or len(_modules) != _seen:  # else no span can be current: not even a call
-        ids = _span_ids()
-        if ids is not None:
-            return ids
     request = _REQUEST.get()
     return None if request is None else request[0]
 
@@ -164,20 +161,15 @@ Request = tuple[Ids, str | None]
 _REQUEST: ContextVar[Request | None] = ContextVar("mlops_logging_request_trace", default=None)
 
 
-class RequestState(NamedTuple):
-    """What :func:`start_request` gives the middleware, for its access record and :func:`end_request`."""
-
-    token: Token[Request | None]  #: restores the context at the end
-    rejected: bool  #: a ``traceparent`` came and was invalid (ignored: never an error)
-    sdk_span: tuple[Any, Any] | None  #: the OpenTelemetry SDK's span made for the request and its context token
-    request: Request  #: what records written while it is handled carry
-
-
-_state = tuple.__new__  # RequestState(...) without the Python-level __new__ namedtuple adds: it runs per request
+#: What :func:`start_request` gives the middleware, for its access record and :func:`end_request`: the token that
+#: restores the context, the request (what its records carry), the OpenTelemetry SDK's span made for it and its
+#: context token (or None). A plain tuple: it is made on every request.
+RequestState = tuple[Token[Request | None], Request, tuple[Any, Any] | None]
 
 
 def start_request(header: bytes | None, scope: Mapping[str, Any]) -> RequestState:
-    """Make the request's place in a trace current, from its ``traceparent`` header (None: there was none).
+    """Make the request's place in a trace current, from its ``traceparent`` header (None: there was none); an invalid
+    header is ignored (:func:`rejected` says so), never an error.
 
     - an OpenTelemetry span already current (FastAPI's own telemetry, or OTel's ASGI instrumentation, outside the
       middleware): its ids, no span of ours (one trace, the SDK's);
@@ -194,20 +186,31 @@ def start_request(header: bytes | None, scope: Mapping[str, Any]) -> RequestStat
         _look_up_sources()
     if _otel_sdk:  # without the SDK no span can be current here, nor made
         ids, sdk_span = _from_otel(parsed, scope)
-    if ids is None:
+    if ids is None:  # fresh ids without a call (this is most of a request's trace cost otherwise)
         try:
-            fresh = SPARE_IDS.pop()  # no call: this is most of a request's trace cost otherwise
+            span_id = SPARE_SPAN_IDS.pop()
         except IndexError:
-            fresh = refill_ids()
-        ids = (fresh[:32], fresh[32:], "01") if parsed is None else (parsed[0], fresh[32:], parsed[2])
+            span_id = refill_ids(SPARE_SPAN_IDS)
+        if parsed is not None:
+            ids = (parsed[0], span_id, parsed[2])
+        else:
+            try:
+                ids = (SPARE_TRACE_IDS.pop(), span_id, "01")
+            except IndexError:
+                ids = (refill_ids(SPARE_TRACE_IDS), span_id, "01")
     request = (ids, None if parsed is None else parsed[1])
-    return _state(RequestState, (_REQUEST.set(request), header is not None and parsed is None, sdk_span, request))
+    return _REQUEST.set(request), request, sdk_span
+
+
+def rejected(state: RequestState) -> bool:
+    """Whether the request's ``traceparent`` (one came) was invalid: it has no parent span then."""
+    return state[1][1] is None
 
 
 def add_access_fields(record: MutableMapping[str, Any], state: RequestState) -> None:
     """The trace fields of the middleware's access record: its request's ids, then ``parent_span_id`` when the
     request came with a valid ``traceparent`` (the caller's span: the link to the service that sent it)."""
-    (record["trace_id"], record["span_id"], record["trace_flags"]), parent = state[3]
+    (record["trace_id"], record["span_id"], record["trace_flags"]), parent = state[1]
     if parent is not None:
         record["parent_span_id"] = parent
 
@@ -220,10 +223,11 @@ def end_request(state: RequestState, status: int) -> None:
 
 
 def _from_otel(parsed: Ids | None, scope: Mapping[str, Any]) -> tuple[Ids | None, tuple[Any, Any] | None]:
-    """The ids of an OpenTelemetry span current at the request's start, else of a server span the configured SDK
-    makes for it (with its context token); ``(None, None)`` when there is neither (no provider set, a no-op one)."""
+    """The ids of an OpenTelemetry span current at the request's start (or of the request an outer middleware
+    handles), else of a server span the configured SDK makes for it (with its context token); ``(None, None)`` when
+    there is neither (no provider set, a no-op one)."""
     global _tracer
-    ids = _span_ids()
+    ids = current()
     if ids is not None or _otel is None or getattr(_otel[0], "_TRACER_PROVIDER", None) is None:
         return ids, None  # the API's global provider: set by an SDK (set_tracer_provider)
     trace, otel_context = _otel

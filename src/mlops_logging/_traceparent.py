@@ -13,7 +13,8 @@ import os
 import re
 
 __all__ = [
-    "SPARE_IDS",
+    "SPARE_SPAN_IDS",
+    "SPARE_TRACE_IDS",
     "TRACE_FIELDS",
     "is_span_id",
     "is_trace_flags",
@@ -78,38 +79,47 @@ def is_trace_flags(value: object) -> bool:
 
 
 # New ids come from batches of os.urandom (the syscall is most of the cost of one id), split in C, as the request
-# ids of the FastAPI middleware are: no Python work per id. list.pop is atomic under the GIL, and a forked child drops
-# its parent's spare ids.
+# ids of the FastAPI middleware are: no Python work per id, and none to take one (no slicing). list.pop is atomic
+# under the GIL, and a forked child drops its parent's spare ids.
 _BATCH = 256
-#: Fresh ids, 48 lower-case hex digits each: a trace id (the first 32) and a span id (the last 16), neither all zero.
-#: Take one with ``SPARE_IDS.pop()``, and :func:`refill_ids` when it is empty (the middleware's way: no call).
-SPARE_IDS: list[str] = []
+#: Fresh trace ids (32 lower-case hex digits, never all zero): take one with ``SPARE_TRACE_IDS.pop()``, and
+#: ``refill_ids(SPARE_TRACE_IDS)`` when it is empty (the middleware's way: no call per request).
+SPARE_TRACE_IDS: list[str] = []
+#: Fresh span ids (16 lower-case hex digits, never all zero), the same way.
+SPARE_SPAN_IDS: list[str] = []
 
 
-def refill_ids() -> str:
-    """Refill :data:`SPARE_IDS` and return one more fresh id (what ``SPARE_IDS.pop()`` would have)."""
-    text = os.urandom(24 * _BATCH).hex(" ", 24)  # a space every 24 bytes
+def refill_ids(spare: list[str]) -> str:
+    """Refill ``spare`` (:data:`SPARE_TRACE_IDS` or :data:`SPARE_SPAN_IDS`) and return one more fresh id."""
+    size = 16 if spare is SPARE_TRACE_IDS else 8
+    zero = "0" * (2 * size)
+    text = os.urandom(size * _BATCH).hex(" ", size)  # a space every `size` bytes
     ids = text.split()
-    if _ZERO_SPAN in text:  # maybe an all-zero id (one chance in 2**64 for a span id), which is invalid: drop it
-        ids = [i for i in ids if _ZERO_SPAN not in (i[:16], i[16:32], i[32:])]
-    SPARE_IDS.extend(ids)
-    return SPARE_IDS.pop()
+    if zero in text:  # maybe an all-zero id (one chance in 2**64 for a span id), which is invalid: drop it
+        ids = [i for i in ids if i != zero]
+    spare.extend(ids)
+    return spare.pop() if spare else refill_ids(spare)
 
 
 def new_trace_id() -> str:
     """A random trace id: 32 lower-case hex digits, never all zero."""
     try:
-        return SPARE_IDS.pop()[:32]
+        return SPARE_TRACE_IDS.pop()
     except IndexError:
-        return refill_ids()[:32]
+        return refill_ids(SPARE_TRACE_IDS)
 
 
 def new_span_id() -> str:
     """A random span id: 16 lower-case hex digits, never all zero."""
     try:
-        return SPARE_IDS.pop()[32:]
+        return SPARE_SPAN_IDS.pop()
     except IndexError:
-        return refill_ids()[32:]
+        return refill_ids(SPARE_SPAN_IDS)
 
 
-os.register_at_fork(after_in_child=SPARE_IDS.clear)
+def _forget_spares() -> None:
+    SPARE_TRACE_IDS.clear()
+    SPARE_SPAN_IDS.clear()
+
+
+os.register_at_fork(after_in_child=_forget_spares)

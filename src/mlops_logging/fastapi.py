@@ -56,6 +56,7 @@ from ._tracecontext import (
     outgoing_traceparent,
     start_request,
 )
+from ._tracecontext import rejected as traceparent_rejected
 
 __all__ = [
     "ACCESS_LOGGER",
@@ -298,7 +299,7 @@ class RequestLoggingMiddleware:
             if exchange.invalid_id is not None:
                 _emit(self._log, logging.WARNING, "invalid X-Request-ID replaced",
                       {"invalid_request_id": exchange.invalid_id[:200].decode("latin-1")})
-            if trace.rejected:
+            if exchange.traceparent is not None and traceparent_rejected(trace):
                 _emit(self._log, logging.WARNING, "invalid traceparent ignored",
                       {"invalid_traceparent": (exchange.traceparent or b"")[:200].decode("latin-1")})
             disconnected = False
