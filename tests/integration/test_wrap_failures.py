@@ -20,6 +20,7 @@ from wrap_helpers import (
     run_wrap,
     script,
     start_wrap,
+    supervised,
     wait_for,
     wrap_cmd,
     wrapper_records,
@@ -286,4 +287,49 @@ def test_disk_full_keeps_the_child_running_and_reports_the_loss_when_space_retur
     assert report["lost_records"] + len(numbers) == lines  # every line is either in the file or counted as lost
     assert report["lost_since"] <= report["lost_until"]
     assert [r["message"] for r in records[-2:]] == ["after", records[-1]["message"]]
+    assert records[-1]["exit_code"] == 0
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A directory another user can enter (pytest's tmp_path is root's alone)."""
+    import shutil
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="logwrap-eperm-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def test_a_kill_after_sigkill_the_kernel_refuses_is_said_and_the_log_files_stay_on(shared_dir: Path) -> None:
+    """logwrap as uid 65534; its child ignores TERM, then becomes root through a setuid copy of setpriv, so the
+    ``--kill-after`` KILL fails with EPERM: a WARNING says so and every later line still reaches the file."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root: a setuid-root helper and a switch to uid 65534")
+    rootpriv = shared_dir / "rootpriv"
+    rootpriv.write_bytes(Path("/usr/bin/setpriv").read_bytes())
+    rootpriv.chmod(0o4755)
+    logs = shared_dir / "logs"
+    logs.mkdir(mode=0o777)
+    logs.chmod(0o777)
+    as_root = f"{shlex.quote(str(rootpriv))} --reuid=0 --regid=0 --clear-groups"
+    child = ["sh", "-c",
+             f"trap '' TERM; echo started; sleep 0.5; exec {as_root} sh -c 'echo now root; sleep 2; echo after'"]
+    argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+            *wrap_cmd(logs, "--service", "eperm", "--kill-after", "0.5", command=child)]
+    log = logs / "eperm.log"
+    with supervised(argv, stdout=subprocess.DEVNULL) as proc:
+        wait_for(lambda: file_has(log, b'"message":"started"'), what="the child's first line", proc=proc)
+        proc.send_signal(15)
+        assert proc.wait(timeout=30) == 0
+    records = read_records(log)
+    messages = [r["message"] for r in records]
+    warning = [r for r in records if "could not send SIGKILL" in r["message"]]
+    assert len(warning) == 1 and warning[0]["level"] == "WARNING", messages
+    assert "Operation not permitted" in warning[0]["message"]
+    assert "after" in messages, messages  # the file stayed on after the refused KILL
+    assert not [m for m in messages if "internal error" in m], messages
     assert records[-1]["exit_code"] == 0

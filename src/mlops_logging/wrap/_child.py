@@ -82,6 +82,9 @@ class Child:
                       f"{signal_name(self._kill_trigger)} (--kill-after): sent SIGKILL", signal="SIGKILL")
         except ProcessLookupError:
             pass
+        except OSError as exc:  # EPERM (it became another user's), ...: said; logwrap and its log files carry on
+            self.note("WARNING", f"could not send SIGKILL to the child {self.kill_after:g}s after "
+                      f"{signal_name(self._kill_trigger)} (--kill-after): {describe_os_error(exc)}", signal="SIGKILL")
 
     def exited(self, status: int) -> None:
         """The child was reaped with wait status ``status``: nothing more to KILL."""
