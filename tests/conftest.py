@@ -8,6 +8,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Speed is measured in bench/, never asserted in tests: no per-example deadline (hypothesis' 200 ms default failed
+# property tests on a loaded machine with 348 ms examples, a timing assertion in all but name).
+settings.register_profile("mlops", deadline=None)
+settings.load_profile("mlops")
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
