@@ -99,8 +99,6 @@ def speedups_enabled() -> bool:
 MAX_INTERRUPTIONS = 16
 # group states: a Python traceback (body, after its exception line, after a chain marker), a vLLM multi-line message
 _NONE, _BODY, _AFTER, _CHAIN, _MULTI = 0, 1, 2, 3, 4
-# vLLM's multi-line messages: every line starts with the same header (see _levels.VLLM_HEADER).
-_VLLM_HEADER = _lv.VLLM_HEADER_RE_B
 
 
 
@@ -371,7 +369,7 @@ class StreamFramer:
                 self._tb = _BODY
                 self._group_level = "ERROR"
                 self._group_add(raw, text, lossy, ts, out)
-            elif self.json and raw.endswith(b"\r") and (header := _VLLM_HEADER.match(raw)) is not None:
+            elif self.json and raw.endswith(b"\r") and (header := _lv.VLLM_HEADER_RE_B.match(raw)) is not None:
                 self._tb = _MULTI  # the first line of a vLLM multi-line message: one record for all its lines
                 self._multi_header = header.group()
                 self._group_level = header.group(1).decode()
