@@ -57,7 +57,6 @@ import base64
 import os
 import time
 import warnings
-from typing import Any
 
 from . import _levels as _lv
 from ._errors import LogSetupError
@@ -67,6 +66,10 @@ from ._line_text import line_text
 from ._records import build_record, format_timestamp
 from ._render import render_json, render_stream_text
 from ._settings import speedups_requested, validate_service
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: logwrap's start-up (docs/bench-notes/startup.md)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["StreamFramer", "speedups_enabled"]
 

@@ -25,9 +25,6 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (logwrap's start-up)
-if TYPE_CHECKING:
-    from typing import AnyStr
 
 from ._level_map import LEVELS
 from ._pattern import (
@@ -54,6 +51,10 @@ from ._pattern import (
     to_regex,
     walk,
 )
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: logwrap's start-up (docs/bench-notes/startup.md)
+if TYPE_CHECKING:
+    from typing import AnyStr
 
 __all__ = [
     "detect_level",
