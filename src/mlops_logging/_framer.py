@@ -53,7 +53,7 @@ property tests feed each of them and compare, and :attr:`StreamFramer.paths` cou
 
 from __future__ import annotations
 
-import base64
+import binascii
 import os
 import time
 import warnings
@@ -260,7 +260,7 @@ class StreamFramer:
     def _render(self, ts: str, level: str, message: str, raw: bytes | None, partial: bool, out: list[bytes]) -> None:
         """One record; ``raw``: the bytes it covers when ``message`` does not give them back (kept as raw_b64)."""
         self.records_out += 1
-        raw_b64 = base64.b64encode(raw).decode("ascii") if raw is not None else None
+        raw_b64 = binascii.b2a_base64(raw, newline=False).decode("ascii") if raw is not None else None
         if self.json:
             record = self._record(ts, level, message)
             if partial:

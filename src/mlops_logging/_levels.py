@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 
 
 from ._level_map import LEVELS
@@ -33,6 +32,7 @@ from ._pattern import (
     LINE_START,
     Alt,
     Chars,
+    Frozen,
     Group,
     Lit,
     Node,
@@ -96,18 +96,21 @@ ISO_DATE = seq(digits(4), lit("-"), digits(2), lit("-"), digits(2))  # 2026-11-2
 VLLM_TAG = seq(lit("("), chars(PRINTABLE.replace("(", "").replace(")", ""), 1, 128), lit(") "))
 
 
-@dataclass(frozen=True)
-class Tokens:
+class Tokens(Frozen):
     """One kind of level token: a key of ``_levels`` (plus one of ``key_end`` when given), then ``after``.
 
     Keys are tried in the order listed, except that a key is tried before any key it starts with (WARNING before
     WARN). Every key is at least two characters (the framer's chunk regex tells a key from a line's first byte).
     """
 
+    __slots__ = ("name", "levels", "after", "key_end")
     name: str
     levels: Mapping[str, str]
     after: Node
-    key_end: str = ""
+    key_end: str
+
+    def __init__(self, name: str, levels: Mapping[str, str], after: Node, key_end: str = "") -> None:
+        self._set(name=name, levels=levels, after=after, key_end=key_end)
 
 
 #: The level tokens, tried in this order after a prefix.
@@ -121,13 +124,16 @@ TOKENS: tuple[Tokens, ...] = (
 )
 
 
-@dataclass(frozen=True)
-class Format:
+class Format(Frozen):
     """One server's way of writing what comes before the level token, with lines of it (``examples``)."""
 
+    __slots__ = ("name", "prefix", "examples")
     name: str
     prefix: Node
-    examples: tuple[str, ...] = field(default=())
+    examples: tuple[str, ...]
+
+    def __init__(self, name: str, prefix: Node, examples: tuple[str, ...] = ()) -> None:
+        self._set(name=name, prefix=prefix, examples=examples)
 
 
 #: What may come before the level token, tried in this order (a prefix must match at least one character). After
