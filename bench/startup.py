@@ -47,7 +47,8 @@ def contenders(python: str, label: str) -> list[tuple[str, list[str]]]:
     logwrap = str(Path(python).parent / "logwrap")
     suffix = "" if label == "now" else f" [{label}]"
     rows = [(f"logwrap -- /bin/true{suffix}", [logwrap, "--", "/bin/true"]),
-            (f"python -m mlops_logging.wrap -- /bin/true{suffix}", [python, "-m", "mlops_logging.wrap", "--", "/bin/true"])]
+            (f"python -m mlops_logging.wrap -- /bin/true{suffix}",
+             [python, "-m", "mlops_logging.wrap", "--", "/bin/true"])]
     if label == "now":
         rows.insert(1, ("logwrap --format text -- /bin/true", [logwrap, "--format", "text", "--", "/bin/true"]))
     return rows
@@ -187,7 +188,8 @@ def main() -> None:
         labels = [label for label, _ in others] + ["now"]
         table = {name: {**{label: ratio[f"{name} [{label}]"] for label, _ in others}, "now": ratio[name]}
                  for name, _ in ours if f"{name} [{labels[0]}]" in ratio}
-        body += "\n\nEvery install (ratio to the baseline; lower is better):\n\n" + comparison(labels, table, "vs baseline")
+        body += ("\n\nEvery install (ratio to the baseline; lower is better):\n\n"
+                 + comparison(labels, table, "vs baseline"))
         body += "\n\n" + compared_installs(others)
     print(body)
     if args.publish:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
-
 from ._level_map import LEVELS
 from ._pattern import (
     DIGITS,
@@ -371,12 +370,12 @@ def line_key_level(line: str) -> str | None:
         match = LINE_RE.match(line)
     except NameError:  # not compiled yet
         compile_regexes()
-        match = LINE_RE.match(line)
+        match = LINE_RE.match(line)  # noqa: F821 (compiled on first use)
     if match is not None:
         return TOKEN_LEVELS[marker_token(match)]
     if not line or line[0] in INDENT:
         return CONTINUATION
-    if WARNING_NEEDLE in line and _WARNING_RE.search(line):
+    if WARNING_NEEDLE in line and _WARNING_RE.search(line):  # noqa: F821 (compiled on first use)
         return "WARNING"
     return None
 
@@ -403,7 +402,7 @@ def is_traceback_start(line: str) -> bool:
         return _TB_START.match(line) is not None
     except NameError:  # not compiled yet
         compile_regexes()
-        return _TB_START.match(line) is not None
+        return _TB_START.match(line) is not None  # noqa: F821 (compiled on first use)
 
 
 def is_chain_marker(line: str) -> bool:
@@ -425,4 +424,4 @@ def is_exception_line(line: str) -> bool:
         return _EXCEPTION_LINE.match(line) is not None and LINE_RE.match(line) is None
     except NameError:  # not compiled yet
         compile_regexes()
-        return _EXCEPTION_LINE.match(line) is not None and LINE_RE.match(line) is None
+        return _EXCEPTION_LINE.match(line) is not None and LINE_RE.match(line) is None  # noqa: F821 (compiled on first use)

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from dataclasses import FrozenInstanceError
 
 __all__ = [
-    "Alt", "Anchor", "Chars", "DIGITS", "Frozen", "Group", "LINE_END", "LINE_START", "Lit", "Node", "Repeat", "Seq", "alt",
-    "chars", "class_regex", "digits", "lit", "nullable", "opt", "regex_part", "seq", "span", "to_regex", "walk",
+    "Alt", "Anchor", "Chars", "DIGITS", "Frozen", "Group", "LINE_END", "LINE_START", "Lit", "Node", "Repeat", "Seq",
+    "alt", "chars", "class_regex", "digits", "lit", "nullable", "opt", "regex_part", "seq", "span", "to_regex", "walk",
 ]
 
 

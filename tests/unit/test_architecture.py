@@ -136,7 +136,8 @@ def test_the_grammar_regexes_compile_on_first_use_with_and_without_the_c_speedup
     through the pure-Python fast path (``MLOPS_LOG_SPEEDUPS=0``) both get them."""
     code = ("from mlops_logging import _levels, _framer\n"
             "framer = _framer.StreamFramer(service='svc', stream='stderr')\n"
-            "out = framer.feed(b'WARNING:root:x\\nTraceback (most recent call last):\\n  File \"x\"\\nValueError: v\\n', 0.0)\n"
+            "out = framer.feed(b'WARNING:root:x\\nTraceback (most recent call last):\\n'\n"
+            "                  b'  File \"x\"\\nValueError: v\\n', 0.0)\n"
             "out += framer.close(0.0)\n"
             "print('LINE_RE' in vars(_levels), _levels.LINE_RE_B.pattern == _levels.marker_patterns()[0].encode(),"
             " b'ValueError: v' in out)")
