@@ -8,12 +8,12 @@ every service wrote its logs. The public modules are this package and :mod:`.fas
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
-
 from ._version import __version__
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: logwrap's start-up (docs/bench-notes/startup.md)
 if TYPE_CHECKING:
+    from typing import Any
+
     from structlog.contextvars import (
         bind_contextvars,
         bound_contextvars,
@@ -59,6 +59,8 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib  # here: logwrap imports this package and needs none of these
+
     value = getattr(importlib.import_module(module, __name__), name)
     globals()[name] = value  # later lookups are plain attribute reads
     return value

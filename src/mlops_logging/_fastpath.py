@@ -11,13 +11,16 @@ feed all three and compare).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import orjson
 
 from . import _levels as _lv
 from ._level_map import LEVELS
 from ._render import TEXT_SPECIAL_ASCII, TEXT_SPECIAL_UTF8, escape_lines, render_json, text_head
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: logwrap's start-up (docs/bench-notes/startup.md)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["PythonLines", "RecordHeads"]
 

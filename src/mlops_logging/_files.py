@@ -23,11 +23,14 @@ import time
 import weakref
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from ._errors import LogSetupError, describe_os_error
 from ._locks import acquire
 from ._records import Loss, loss_notice
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: logwrap's start-up (docs/bench-notes/startup.md)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "DIR_FIX",
@@ -58,7 +61,7 @@ def dir_mode_for(file_mode: int) -> int:
 
 
 #: Renders a WARNING record of the package (logger ``mlops_logging``) from a message and fields.
-Notice = Callable[[str, dict[str, Any]], bytes]
+Notice = Callable[[str, "dict[str, Any]"], bytes]  # (Any is imported for the type checker only)
 
 
 def ensure_log_dir(directory: Path, *, fix: str = DIR_FIX, file_mode: int = FILE_MODE) -> Path:

@@ -53,11 +53,10 @@ property tests feed each of them and compare, and :attr:`StreamFramer.paths` cou
 
 from __future__ import annotations
 
-import base64
+import binascii
 import os
 import time
 import warnings
-from typing import Any
 
 from . import _levels as _lv
 from ._errors import LogSetupError
@@ -67,6 +66,10 @@ from ._line_text import line_text
 from ._records import build_record, format_timestamp
 from ._render import render_json, render_stream_text
 from ._settings import speedups_requested, validate_service
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: logwrap's start-up (docs/bench-notes/startup.md)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["StreamFramer", "speedups_enabled"]
 
@@ -99,8 +102,6 @@ def speedups_enabled() -> bool:
 MAX_INTERRUPTIONS = 16
 # group states: a Python traceback (body, after its exception line, after a chain marker), a vLLM multi-line message
 _NONE, _BODY, _AFTER, _CHAIN, _MULTI = 0, 1, 2, 3, 4
-# vLLM's multi-line messages: every line starts with the same header (see _levels.VLLM_HEADER).
-_VLLM_HEADER = _lv.VLLM_HEADER_RE_B
 
 
 
@@ -259,7 +260,7 @@ class StreamFramer:
     def _render(self, ts: str, level: str, message: str, raw: bytes | None, partial: bool, out: list[bytes]) -> None:
         """One record; ``raw``: the bytes it covers when ``message`` does not give them back (kept as raw_b64)."""
         self.records_out += 1
-        raw_b64 = base64.b64encode(raw).decode("ascii") if raw is not None else None
+        raw_b64 = binascii.b2a_base64(raw, newline=False).decode("ascii") if raw is not None else None
         if self.json:
             record = self._record(ts, level, message)
             if partial:
@@ -371,7 +372,7 @@ class StreamFramer:
                 self._tb = _BODY
                 self._group_level = "ERROR"
                 self._group_add(raw, text, lossy, ts, out)
-            elif self.json and raw.endswith(b"\r") and (header := _VLLM_HEADER.match(raw)) is not None:
+            elif self.json and raw.endswith(b"\r") and (header := _lv.VLLM_HEADER_RE_B.match(raw)) is not None:
                 self._tb = _MULTI  # the first line of a vLLM multi-line message: one record for all its lines
                 self._multi_header = header.group()
                 self._group_level = header.group(1).decode()

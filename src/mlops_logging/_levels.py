@@ -21,11 +21,8 @@ Traceback helpers recognise the structure of a Python traceback: its first line,
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import AnyStr
 
 from ._level_map import LEVELS
 from ._pattern import (
@@ -34,6 +31,7 @@ from ._pattern import (
     LINE_START,
     Alt,
     Chars,
+    Frozen,
     Group,
     Lit,
     Node,
@@ -52,6 +50,10 @@ from ._pattern import (
     to_regex,
     walk,
 )
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: logwrap's start-up (docs/bench-notes/startup.md)
+if TYPE_CHECKING:
+    from typing import AnyStr
 
 __all__ = [
     "detect_level",
@@ -93,18 +95,21 @@ ISO_DATE = seq(digits(4), lit("-"), digits(2), lit("-"), digits(2))  # 2026-11-2
 VLLM_TAG = seq(lit("("), chars(PRINTABLE.replace("(", "").replace(")", ""), 1, 128), lit(") "))
 
 
-@dataclass(frozen=True)
-class Tokens:
+class Tokens(Frozen):
     """One kind of level token: a key of ``_levels`` (plus one of ``key_end`` when given), then ``after``.
 
     Keys are tried in the order listed, except that a key is tried before any key it starts with (WARNING before
     WARN). Every key is at least two characters (the framer's chunk regex tells a key from a line's first byte).
     """
 
+    __slots__ = ("name", "levels", "after", "key_end")
     name: str
     levels: Mapping[str, str]
     after: Node
-    key_end: str = ""
+    key_end: str
+
+    def __init__(self, name: str, levels: Mapping[str, str], after: Node, key_end: str = "") -> None:
+        self._set(name=name, levels=levels, after=after, key_end=key_end)
 
 
 #: The level tokens, tried in this order after a prefix.
@@ -118,13 +123,16 @@ TOKENS: tuple[Tokens, ...] = (
 )
 
 
-@dataclass(frozen=True)
-class Format:
+class Format(Frozen):
     """One server's way of writing what comes before the level token, with lines of it (``examples``)."""
 
+    __slots__ = ("name", "prefix", "examples")
     name: str
     prefix: Node
-    examples: tuple[str, ...] = field(default=())
+    examples: tuple[str, ...]
+
+    def __init__(self, name: str, prefix: Node, examples: tuple[str, ...] = ()) -> None:
+        self._set(name=name, prefix=prefix, examples=examples)
 
 
 #: What may come before the level token, tried in this order (a prefix must match at least one character). After
@@ -271,22 +279,59 @@ def grammar_digest(formats: Sequence[Format] | None = None, tokens: Sequence[Tok
     data = ([entry.prefix for entry in marker_formats(formats)],
             [(dict(kind.levels), kind.key_end, kind.after) for kind in tokens],
             INDENT, UNMARKED_LEVEL, WARNING_NEEDLE, TRACEBACK_STARTS, LEVELS)
-    return hashlib.sha256(repr(data).encode()).hexdigest()[:16]
+    try:  # the builtin hash module: hashlib would load OpenSSL (about 4 ms of logwrap's start) for this one digest
+        from _sha256 import sha256  # type: ignore[import-not-found]  # CPython 3.11
+    except ImportError:
+        from hashlib import sha256
+    return str(sha256(repr(data).encode()).hexdigest()[:16])
 
 
-_LINE, _CHUNK = marker_patterns()
+# --- the regexes, compiled on first use -------------------------------------------------------------------------------
+# Compiling them takes a third of logwrap's start-up, and logwrap with the C matcher may never need them (it does on
+# its first traceback, escape sequence or warnings header): the module's regex names are looked up here
+# (PEP 562) and compiled, all at once, when one of them is first used.
+
 #: Per line (str): the group that matched (``match.lastindex``, see :func:`marker_token`) is the level token; the
 #: match ends after the token's ``after``, so a line starting with the matched text has the same marker.
-LINE_RE = re.compile(_LINE, re.ASCII)
+LINE_RE: re.Pattern[str]
 #: Same on bytes.
-LINE_RE_B = re.compile(_LINE.encode(), re.ASCII)
+LINE_RE_B: re.Pattern[bytes]
 #: Per chunk (bytes): ``findall`` over ``b"\n" + body`` (body ends with b"\n") gives one item per newline: the level
 #: token of a marked line, else the first byte of the line (b" "/b"\t": indented), b"" for an empty line; drop the
 #: last item. Tokens are 2+ bytes, so they never collide with a first byte.
-CHUNK_RE_B = re.compile(_CHUNK.encode(), re.ASCII)
-_WARNING_RE = re.compile(to_regex(WARNING_HEADER), re.ASCII)
+CHUNK_RE_B: re.Pattern[bytes]
 #: vLLM's multi-line header (bytes; group 1: the level name).
-VLLM_HEADER_RE_B = re.compile(to_regex(VLLM_HEADER).encode())
+VLLM_HEADER_RE_B: re.Pattern[bytes]
+_WARNING_RE: re.Pattern[str]
+_TB_START: re.Pattern[str]
+_EXCEPTION_LINE: re.Pattern[str]
+_REGEXES = ("LINE_RE", "LINE_RE_B", "CHUNK_RE_B", "VLLM_HEADER_RE_B", "_WARNING_RE", "_TB_START", "_EXCEPTION_LINE")
+
+
+def compile_regexes() -> None:
+    """Compile the grammar's regexes into the module's names (done on first use of any of them; idempotent)."""
+    if "LINE_RE" in globals():
+        return
+    line, chunk = marker_patterns()
+    compiled = {
+        "LINE_RE": re.compile(line, re.ASCII),
+        "LINE_RE_B": re.compile(line.encode(), re.ASCII),
+        "CHUNK_RE_B": re.compile(chunk.encode(), re.ASCII),
+        "VLLM_HEADER_RE_B": re.compile(to_regex(VLLM_HEADER).encode()),
+        "_WARNING_RE": re.compile(to_regex(WARNING_HEADER), re.ASCII),
+        "_TB_START": re.compile(to_regex(seq(alt(*map(lit, TRACEBACK_STARTS)), LINE_END))),
+        "_EXCEPTION_LINE": re.compile(to_regex(EXCEPTION_LINE), re.ASCII | re.S),
+    }
+    line_re = compiled.pop("LINE_RE")
+    globals().update(compiled)
+    globals()["LINE_RE"] = line_re  # last: its presence means every one is there
+
+
+def __getattr__(name: str) -> re.Pattern[str] | re.Pattern[bytes]:
+    if name in _REGEXES:
+        compile_regexes()
+        return globals()[name]  # type: ignore[no-any-return]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def token_levels(tokens: Sequence[Tokens] | None = None) -> dict[str, str]:
@@ -321,12 +366,16 @@ def marker_token(match: re.Match[AnyStr]) -> AnyStr:
 
 def line_key_level(line: str) -> str | None:
     """Level marked on ``line`` by a structural marker, :data:`CONTINUATION` for indented/empty lines, else None."""
-    match = LINE_RE.match(line)
+    try:
+        match = LINE_RE.match(line)
+    except NameError:  # not compiled yet
+        compile_regexes()
+        match = LINE_RE.match(line)  # noqa: F821 (compiled on first use)
     if match is not None:
         return TOKEN_LEVELS[marker_token(match)]
     if not line or line[0] in INDENT:
         return CONTINUATION
-    if WARNING_NEEDLE in line and _WARNING_RE.search(line):
+    if WARNING_NEEDLE in line and _WARNING_RE.search(line):  # noqa: F821 (compiled on first use)
         return "WARNING"
     return None
 
@@ -342,14 +391,18 @@ def detect_level(line: str) -> str | None:
 
 # --- Python tracebacks ---------------------------------------------------------------------------------------------
 
-_TB_START = re.compile(to_regex(seq(alt(*map(lit, TRACEBACK_STARTS)), LINE_END)))
 _CHAIN_MARKERS = frozenset(CHAIN_MARKERS)
-_EXCEPTION_LINE = re.compile(to_regex(EXCEPTION_LINE), re.ASCII | re.S)
 
 
 def is_traceback_start(line: str) -> bool:
     """``Traceback (most recent call last):`` (or the exception-group form) as a whole line."""
-    return TRACEBACK_NEEDLE in line and _TB_START.match(line) is not None
+    if TRACEBACK_NEEDLE not in line:
+        return False
+    try:
+        return _TB_START.match(line) is not None
+    except NameError:  # not compiled yet
+        compile_regexes()
+        return _TB_START.match(line) is not None  # noqa: F821 (compiled on first use)
 
 
 def is_chain_marker(line: str) -> bool:
@@ -367,4 +420,8 @@ def is_exception_line(line: str) -> bool:
 
     A line carrying a level marker of its own (``INFO:     ...``) is not one: it is another process talking.
     """
-    return _EXCEPTION_LINE.match(line) is not None and LINE_RE.match(line) is None
+    try:
+        return _EXCEPTION_LINE.match(line) is not None and LINE_RE.match(line) is None
+    except NameError:  # not compiled yet
+        compile_regexes()
+        return _EXCEPTION_LINE.match(line) is not None and LINE_RE.match(line) is None  # noqa: F821 (compiled on first use)

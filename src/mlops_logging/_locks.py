@@ -12,7 +12,12 @@ the lock guards, and the record is written (one ``write()``: whole, as always).
 from __future__ import annotations
 
 import sys
-from typing import Protocol
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: logwrap's start-up (docs/bench-notes/startup.md)
+if TYPE_CHECKING:
+    from typing import Protocol
+else:
+    Protocol = object  # a protocol is for the type checker; at run time a plain base class
 
 __all__ = ["FINALIZING_WAIT", "Lock", "acquire", "hold"]
 

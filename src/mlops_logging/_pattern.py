@@ -10,71 +10,125 @@ and the regexes agree.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import FrozenInstanceError
 
 __all__ = [
-    "Alt", "Anchor", "Chars", "DIGITS", "Group", "LINE_END", "LINE_START", "Lit", "Node", "Repeat", "Seq", "alt",
-    "chars", "class_regex", "digits", "lit", "nullable", "opt", "regex_part", "seq", "span", "to_regex", "walk",
+    "Alt", "Anchor", "Chars", "DIGITS", "Frozen", "Group", "LINE_END", "LINE_START", "Lit", "Node", "Repeat", "Seq",
+    "alt", "chars", "class_regex", "digits", "lit", "nullable", "opt", "regex_part", "seq", "span", "to_regex", "walk",
 ]
 
 
-@dataclass(frozen=True)
-class Lit:
+class Frozen:
+    """What the primitives (and ``_levels``' entries) share, as a frozen dataclass has it: immutable, equal and hashed
+    by their fields (``__slots__``), shown as ``Name(field=value, ...)`` (that text is part of the grammar's digest).
+    Plain classes: making them as dataclasses was about 9% of logwrap's start-up (docs/bench-notes/startup.md)."""
+
+    __slots__: tuple[str, ...] = ()
+
+    def _values(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, Frozen)
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        return f"{type(self).__qualname__}({', '.join(f'{name}={getattr(self, name)!r}' for name in self.__slots__)})"
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+    def _set(self, **values: object) -> None:
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+
+
+class Lit(Frozen):
     """The characters of ``text``, in order."""
 
+    __slots__ = ("text",)
     text: str
 
+    def __init__(self, text: str) -> None:
+        self._set(text=text)
 
-@dataclass(frozen=True)
-class Chars:
+
+class Chars(Frozen):
     """One of ``chars`` (with ``negated``: any character but those), ``lo`` to ``hi`` times (``hi=None``: no bound).
 
     Greedy (the longest run first, then shorter ones, as re's ``{lo,hi}``) or ``lazy`` (the shortest first, re's
     ``{lo,hi}?``).
     """
 
+    __slots__ = ("chars", "lo", "hi", "lazy", "negated")
     chars: str
-    lo: int = 1
-    hi: int | None = 1
-    lazy: bool = False
-    negated: bool = False
+    lo: int
+    hi: int | None
+    lazy: bool
+    negated: bool
+
+    def __init__(self, chars: str, lo: int = 1, hi: int | None = 1, lazy: bool = False, negated: bool = False) -> None:
+        self._set(chars=chars, lo=lo, hi=hi, lazy=lazy, negated=negated)
 
 
-@dataclass(frozen=True)
-class Seq:
+class Seq(Frozen):
     """Each item after the other."""
 
+    __slots__ = ("items",)
     items: tuple[Node, ...]
 
+    def __init__(self, items: tuple[Node, ...]) -> None:
+        self._set(items=items)
 
-@dataclass(frozen=True)
-class Alt:
+
+class Alt(Frozen):
     """The first of ``options``, in this order, with which the rest of the pattern matches (re's ``a|b``)."""
 
+    __slots__ = ("options",)
     options: tuple[Node, ...]
 
+    def __init__(self, options: tuple[Node, ...]) -> None:
+        self._set(options=options)
 
-@dataclass(frozen=True)
-class Group:
+
+class Group(Frozen):
     """A capturing group (regex only)."""
 
+    __slots__ = ("item",)
     item: Node
 
+    def __init__(self, item: Node) -> None:
+        self._set(item=item)
 
-@dataclass(frozen=True)
-class Repeat:
+
+class Repeat(Frozen):
     """``item`` repeated ``lo`` to ``hi`` times, greedy (regex only)."""
 
+    __slots__ = ("item", "lo", "hi")
     item: Node
-    lo: int = 0
-    hi: int | None = None
+    lo: int
+    hi: int | None
+
+    def __init__(self, item: Node, lo: int = 0, hi: int | None = None) -> None:
+        self._set(item=item, lo=lo, hi=hi)
 
 
-@dataclass(frozen=True)
-class Anchor:
+class Anchor(Frozen):
     """A zero-width position (regex only): :data:`LINE_START` or :data:`LINE_END`."""
 
+    __slots__ = ("regex",)
     regex: str
+
+    def __init__(self, regex: str) -> None:
+        self._set(regex=regex)
 
 
 Node = Lit | Chars | Seq | Alt | Group | Repeat | Anchor

@@ -14,12 +14,15 @@ import os
 import time
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
-from typing import Any
 
 from ._level_map import LEVELS, level_from_number, normalize_level
 from ._redaction import REDACTED, is_secret_key, redact
 from ._render import render_json, render_wrapper_text
 from ._traceparent import is_span_id, is_trace_flags, is_trace_id
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: logwrap's start-up (docs/bench-notes/startup.md)
+if TYPE_CHECKING:
+    from typing import Any
 
 # LEVELS, level_from_number, REDACTED and is_secret_key are re-exported for the modules that still take them from
 # here (the FastAPI middleware, logcheck's judging of lines); new code imports them from _level_map and _redaction.

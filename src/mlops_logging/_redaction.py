@@ -11,8 +11,11 @@ import json
 import re
 import shlex
 from collections.abc import Mapping, MutableMapping, Sequence
-from typing import Any
 from urllib.parse import unquote_plus
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: logwrap's start-up (docs/bench-notes/startup.md)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "ENV_ASSIGNMENT",

@@ -11,11 +11,14 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from ._errors import LogSetupError
 from ._files import DIR_FIX, FILE_MODE
 from ._level_map import LEVELS, level_from_number, normalize_level
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: logwrap's start-up (docs/bench-notes/startup.md)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "ARGUMENT_NAMES",

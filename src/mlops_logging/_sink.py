@@ -20,12 +20,17 @@ from __future__ import annotations
 import itertools
 import time
 from collections import deque
-from typing import Protocol
 
 from ._errors import describe_os_error
 from ._files import LogFile, Notice, PartialWrite
 from ._locks import hold
 from ._records import Loss, loss_notice
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: logwrap's start-up (docs/bench-notes/startup.md)
+if TYPE_CHECKING:
+    from typing import Protocol
+else:
+    Protocol = object  # a protocol is for the type checker; at run time a plain base class
 
 __all__ = ["RETRY_INTERVAL", "WRITE_SLICE", "FileSink", "Sink"]
 

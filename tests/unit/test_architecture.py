@@ -4,6 +4,7 @@ modules never import structlog, and logwrap starts without it."""
 from __future__ import annotations
 
 import ast
+import os
 import re
 import subprocess
 import sys
@@ -115,6 +116,35 @@ def test_python_m_wrap_version_does_not_import_structlog() -> None:
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('structlog', 'pythonjsonlogger')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.splitlines()[-1] == "[]" and out.startswith("logwrap (mlops-logging) ")
+
+
+def test_logwrap_starts_without_the_imports_and_compiles_it_does_not_need() -> None:
+    """What ``logwrap`` imports before it runs CMD (docs/bench-notes/startup.md): not ``typing``, ``hashlib``'s
+    OpenSSL or ``socket`` (a socket stdout imports it), and the grammar's regexes are compiled on first use, not at
+    import (the C matcher may never need them). A run proves the records are written without them."""
+    code = ("import sys, tempfile\nfrom mlops_logging.wrap import main\nfrom mlops_logging import _levels\n"
+            "before = sorted(m for m in ('typing', 'hashlib', '_hashlib', 'socket') if m in sys.modules)\n"
+            "compiled = 'LINE_RE' in vars(_levels)\n"
+            "status = main(['--log-dir', tempfile.mkdtemp(), '--no-passthrough', '--', sys.executable, '-c', 'pass'])\n"
+            "print(before, compiled, status)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines()[-1] == "[] False 0"
+
+
+def test_the_grammar_regexes_compile_on_first_use_with_and_without_the_c_speedups() -> None:
+    """The lazily compiled regexes are the module's names as before: a traceback line (exact path) and a plain chunk
+    through the pure-Python fast path (``MLOPS_LOG_SPEEDUPS=0``) both get them."""
+    code = ("from mlops_logging import _levels, _framer\n"
+            "framer = _framer.StreamFramer(service='svc', stream='stderr')\n"
+            "out = framer.feed(b'WARNING:root:x\\nTraceback (most recent call last):\\n'\n"
+            "                  b'  File \"x\"\\nValueError: v\\n', 0.0)\n"
+            "out += framer.close(0.0)\n"
+            "print('LINE_RE' in vars(_levels), _levels.LINE_RE_B.pattern == _levels.marker_patterns()[0].encode(),"
+            " b'ValueError: v' in out)")
+    for speedups in ("1", "0"):
+        env = {**os.environ, "MLOPS_LOG_SPEEDUPS": speedups}
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
+        assert out.splitlines()[-1] == "True True True", (speedups, out)
 
 
 def test_the_documented_layer_table_is_the_enforced_one() -> None:

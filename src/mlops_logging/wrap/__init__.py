@@ -28,6 +28,15 @@ It needs the core's files, sink and records, never structlog.
 
 from __future__ import annotations
 
-from ._cli import main
+import gc as _gc
+
+# The imports below make tens of thousands of objects and no garbage: the cyclic GC's passes over them during start-up
+# were ~4% of `logwrap -- /bin/true` (docs/bench-notes/startup.md). main() freezes them once set up.
+_collecting = _gc.isenabled()
+_gc.disable()
+from ._cli import main  # noqa: E402
+
+if _collecting:
+    _gc.enable()
 
 __all__ = ["main"]

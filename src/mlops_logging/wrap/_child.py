@@ -8,10 +8,13 @@ import os
 import signal
 import subprocess
 from collections.abc import Callable
-from typing import Any
 
 from .._errors import describe_os_error
 from ._process import JOB_CONTROL_SIGNALS, KILL_AFTER_TRIGGERS, process_group_members, signal_name
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: logwrap's start-up (docs/bench-notes/startup.md)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["Child"]
 

@@ -7,7 +7,6 @@ import gc
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
 
 from .._errors import LogSetupError
 from .._framer import speedups_enabled
@@ -17,6 +16,10 @@ from ._command import service_from_command
 from ._options import Options
 from ._process import say, tune_malloc
 from ._supervisor import Supervisor
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: logwrap's start-up (docs/bench-notes/startup.md)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "EXIT_USAGE",

@@ -4,7 +4,6 @@ and the one way logwrap writes a record of its own into them."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from .._errors import LogSetupError
 from .._files import LogFile, ensure_log_dir
@@ -12,6 +11,10 @@ from .._records import render_wrapper_record
 from .._settings import LogSettings
 from .._sink import WRITE_SLICE, FileSink
 from ._process import say
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: logwrap's start-up (docs/bench-notes/startup.md)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["LogFiles"]
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import errno
 import os
 import select
-import socket
 import stat
 import time
 from collections import deque
@@ -14,6 +13,10 @@ from collections.abc import Callable
 
 from .._errors import describe_os_error
 from .._records import format_timestamp
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: logwrap's start-up (docs/bench-notes/startup.md)
+if TYPE_CHECKING:
+    import socket
 
 __all__ = ["DEFAULT_PASSTHROUGH_TIMEOUT", "PASSTHROUGH_BUFFER", "Passthrough"]
 
@@ -60,6 +63,7 @@ class Passthrough:
         self.mode = "off"
         self.fd = -1
         self._sock: socket.socket | None = None
+        self._send_flags = 0
         self._owned = False  # self.fd is ours to close
         if enabled:
             if reopen:
@@ -78,6 +82,9 @@ class Passthrough:
             self.mode = "direct"
             return
         if stat.S_ISSOCK(st.st_mode):  # journald's stdout stream, a log shipper's socket
+            import socket  # here: a socket is rare and the module costs ~10% of logwrap's start-up
+
+            self._send_flags = socket.MSG_DONTWAIT
             copy = os.dup(fd)
             try:
                 self._sock = socket.socket(fileno=copy)
@@ -164,7 +171,7 @@ class Passthrough:
     def _send(self, chunk: bytes | memoryview) -> int:
         if self.mode == "socket":
             assert self._sock is not None
-            return self._sock.send(chunk, socket.MSG_DONTWAIT)
+            return self._sock.send(chunk, self._send_flags)
         if self.mode == "guarded":
             ready = select.poll()
             ready.register(self.fd, select.POLLOUT)

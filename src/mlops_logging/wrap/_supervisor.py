@@ -16,7 +16,6 @@ import signal
 import time
 from collections.abc import Mapping
 from enum import Enum
-from typing import Any
 
 from .._framer import StreamFramer, speedups_enabled
 from .._redaction import redact_argv
@@ -38,6 +37,10 @@ from ._process import (
     start_reaping,
 )
 from ._tty import Terminal, open_terminal
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: logwrap's start-up (docs/bench-notes/startup.md)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["EXIT_SETUP", "TRANSITIONS", "State", "Supervisor"]
 

@@ -11,11 +11,14 @@ import time
 import tty
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from .._errors import describe_os_error
 from ._passthrough import Passthrough
 from ._process import set_nonblocking
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: logwrap's start-up (docs/bench-notes/startup.md)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["TTY_INPUT_BUFFER", "Terminal", "open_terminal"]
 
