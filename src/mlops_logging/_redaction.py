@@ -152,8 +152,6 @@ def redact(record: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """Replace, in place, the value of every secret-looking key with ``[REDACTED]``, also inside nested mappings and
     in header lists (``[("authorization", "Bearer x")]``, ASGI's ``[(b"cookie", b"...")]``)."""
     plain = _plain_keys
-    if plain.issuperset(record) and _SCALARS.issuperset(map(type, record.values())):
-        return record  # the usual record: known plain keys, scalar values (two scans in C)
     for key, value in record.items():
         if key in plain:
             if type(value) in _SCALARS:

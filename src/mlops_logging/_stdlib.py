@@ -79,7 +79,8 @@ class JsonFormatter(OrjsonFormatter):
             fields["exception"] = record.exc_text
         if record.stack_info:
             fields["stack"] = self.formatStack(record.stack_info)
-        return build_record(_LEVEL_AT.get(record.levelno) or level_from_number(record.levelno), message, self.service or _output.current.service,
+        level = _LEVEL_AT.get(record.levelno) or level_from_number(record.levelno)
+        return build_record(level, message, self.service or _output.current.service,
                             record.name, record.process or THIS_PROCESS,  # None when logging.logProcesses is off
                             fields, format_timestamp(record.created))
 

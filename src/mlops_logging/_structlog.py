@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import sys
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from types import FrameType
 from typing import Any
 
@@ -49,7 +49,7 @@ def to_record(logger: WrappedLogger, method_name: str,
                     event_dict.pop("event", ""), event_dict),), {}
 
 
-def _record(name: str, level: str, event: Any, fields: dict[str, Any]) -> dict[str, Any]:
+def _record(name: str, level: str, event: Any, fields: MutableMapping[str, Any]) -> dict[str, Any]:
     """The record of one call (``fields``: its own, then the bound context); never raises (see :func:`to_record`)."""
     service = _output.current.service
     message: Any = None  # str() of the event may raise
