@@ -48,23 +48,31 @@ __all__ = [
 ]
 
 
-# One cached prefix per wall-clock second: strftime is the slow part; the ".mmmZ" suffixes are precomputed.
+# One cached prefix per wall-clock second: strftime is the slow part; the ".mmmZ" suffixes are precomputed. The last
+# whole timestamp is kept too: a busy process writes many records within one millisecond.
 _ts_cache: tuple[int, str] = (-1, "")
+_ms_cache: tuple[int, str] = (-1, "")
 _MS_SUFFIX: tuple[str, ...] = tuple(f".{ms:03d}Z" for ms in range(1000))
 
 
 def format_timestamp(t: float | None = None) -> str:
     """RFC 3339 UTC with milliseconds and ``Z``: ``2026-11-26T08:16:47.123Z``."""
-    global _ts_cache
+    global _ts_cache, _ms_cache
     if t is None:
         t = time.time()
     # Round to microseconds first, then truncate to milliseconds: what datetime.isoformat(timespec="milliseconds") does.
-    sec, micros = divmod(round(t * 1_000_000), 1_000_000)
+    ms = round(t * 1_000_000) // 1000
+    cached = _ms_cache
+    if cached[0] == ms:
+        return cached[1]
+    sec, milli = divmod(ms, 1000)
     cached_sec, prefix = _ts_cache
     if sec != cached_sec:
         prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
         _ts_cache = (sec, prefix)
-    return prefix + _MS_SUFFIX[micros // 1000]
+    text = prefix + _MS_SUFFIX[milli]
+    _ms_cache = (ms, text)
+    return text
 
 
 _pid = os.getpid()

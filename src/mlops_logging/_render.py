@@ -144,12 +144,22 @@ def render_text(record: Mapping[str, Any]) -> bytes:
     logger = record.get("logger") or record.get("service") or "-"
     head = f"{record.get('timestamp', '')} {record.get('level', 'INFO')} {escape_text(str(logger))}: "
     parts = [head, escape_text(str(record.get("message", "")))]
+    heads = _key_heads
     for key, value in record.items():
         if key in _TEXT_FIXED:
             continue
-        parts.append(f" {escape_text(str(key))}={_text_value(value)}")
+        field = heads.get(key)
+        if field is None or type(key) is not str:  # (a non-str key is never kept: True would find 1's)
+            field = f" {escape_text(str(key))}="
+            if len(heads) < 4096 and type(key) is str:  # keys are a small set in practice; never grow without bound
+                heads[key] = field
+        parts.append(field)
+        parts.append(_text_value(value))
     parts.append("\n")
     return "".join(parts).encode("utf-8", "backslashreplace")
+
+
+_key_heads: dict[str, str] = {}  # a field's escaped " key=" (render_text): escaped once per key, not per record
 
 
 # --- logwrap's text layout: <timestamp> <LEVEL> [<source>] <line> -----------------------------------------------------

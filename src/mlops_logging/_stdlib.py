@@ -15,7 +15,7 @@ from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.orjson import OrjsonFormatter
 
 from . import _output
-from ._context import bound_context
+from ._context import REGISTRY, bound_context
 from ._level_map import level_from_number
 from ._records import THIS_PROCESS, build_record, format_timestamp, interpolation_failed, unrenderable_record
 from ._render import render_json
@@ -68,9 +68,8 @@ class JsonFormatter(OrjsonFormatter):
                     fields[key] = attrs[key]
         if extra_from_msg:
             fields.update(extra_from_msg)
-        context = bound_context()
-        if context:
-            for key, value in context.items():
+        if REGISTRY is None or REGISTRY:  # an empty registry: nothing was ever bound in any context
+            for key, value in bound_context().items():
                 fields.setdefault(key, value)
         add_trace_fields(fields)  # the current span's ids, after the bound context (as on the structlog path)
         if record.exc_info and not record.exc_text:
@@ -80,7 +79,8 @@ class JsonFormatter(OrjsonFormatter):
             fields["exception"] = record.exc_text
         if record.stack_info:
             fields["stack"] = self.formatStack(record.stack_info)
-        return build_record(level_from_number(record.levelno), message, self.service or _output.current.service,
+        level = _LEVEL_AT.get(record.levelno) or level_from_number(record.levelno)
+        return build_record(level, message, self.service or _output.current.service,
                             record.name, record.process or THIS_PROCESS,  # None when logging.logProcesses is off
                             fields, format_timestamp(record.created))
 
@@ -88,6 +88,9 @@ class JsonFormatter(OrjsonFormatter):
         """One JSON line, without the trailing newline (``logging`` handlers add their own)."""
         return render_json(self.to_record(record))[:-1].decode("utf-8")
 
+
+#: The five standard level numbers -> their level (level_from_number's answer, without the call).
+_LEVEL_AT = {number: level_from_number(number) for number in (10, 20, 30, 40, 50)}
 
 # A plain record has this many attributes; more means `extra=` fields (cheap test before the full merge).
 _BASE_ATTR_COUNT = len(logging.LogRecord("x", logging.INFO, "x", 0, "", None, None).__dict__)
