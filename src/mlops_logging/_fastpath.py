@@ -82,14 +82,15 @@ class PythonLines:
         self._try_prefix = True
         self._mixed_chunks = 0
 
-    def render_lines(self, body: bytes, json: bool, heads: tuple[bytes, ...], tail: bytes, prev_level: int,
-                     max_line_bytes: int) -> tuple[bytes, int, int] | None:
-        """As ``_speedups.render_lines``: each complete line of ``body`` as ``heads[level]`` + the escaped line +
-        ``tail`` (``prev_level``: the level of the line before the chunk); ``(rendered, lines, last level)``.
+    def render_lines(self, body: bytes | memoryview, json: bool, heads: tuple[bytes, ...], tail: bytes,
+                     prev_level: int, max_line_bytes: int, pending: bytes = b"") -> tuple[bytes, int, int] | None:
+        """As ``_speedups.render_lines``: each complete line of ``pending + body`` as ``heads[level]`` + the escaped
+        line + ``tail`` (``prev_level``: the level of the line before the chunk); ``(rendered, lines, last level)``.
 
         None when the chunk has anything the exact path must see (ESC, a lone CR, DEL, invalid UTF-8, a line longer
         than ``max_line_bytes``, a traceback or warnings header); the framer then takes that path.
         """
+        body = pending + body if pending else bytes(body)  # (bytes(a bytes object) is that object)
         # ESC and CR are cleaned from messages (the record then keeps raw_b64; in JSON a CRLF may also end a line of a
         # vLLM multi-line message, which the exact path groups); DEL is the JSON rendering's own marker below.
         if b"\x1b" in body or b"\x7f" in body or b"\r" in body or _has_long_line(body, max_line_bytes):
