@@ -99,6 +99,7 @@ class PythonLines:
         if classified is None:
             return None
         single, items, level_of, count = classified
+        pick: Callable[[Any], bytes] | None
         if single is not None:
             pick = None
             last = single
