@@ -10,7 +10,7 @@ feed all three and compare).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import orjson
 
@@ -85,14 +85,15 @@ class PythonLines:
         self._try_prefix = True
         self._mixed_chunks = 0
 
-    def render_lines(self, body: bytes, json: bool, heads: tuple[bytes, ...], tail: bytes, prev_level: int,
-                     max_line_bytes: int) -> tuple[bytes, int, int] | None:
-        """As ``_speedups.render_lines``: each complete line of ``body`` as ``heads[level]`` + the escaped line +
-        ``tail`` (``prev_level``: the level of the line before the chunk); ``(rendered, lines, last level)``.
+    def render_lines(self, body: bytes | memoryview, json: bool, heads: tuple[bytes, ...], tail: bytes,
+                     prev_level: int, max_line_bytes: int, pending: bytes = b"") -> tuple[bytes, int, int] | None:
+        """As ``_speedups.render_lines``: each complete line of ``pending + body`` as ``heads[level]`` + the escaped
+        line + ``tail`` (``prev_level``: the level of the line before the chunk); ``(rendered, lines, last level)``.
 
         None when the chunk has anything the exact path must see (ESC, a lone CR, DEL, invalid UTF-8, a line longer
         than ``max_line_bytes``, a traceback or warnings header); the framer then takes that path.
         """
+        body = pending + body if pending else bytes(body)  # (bytes(a bytes object) is that object)
         # ESC and CR are cleaned from messages (the record then keeps raw_b64; in JSON a CRLF may also end a line of a
         # vLLM multi-line message, which the exact path groups); DEL is the JSON rendering's own marker below.
         if b"\x1b" in body or b"\x7f" in body or b"\r" in body or _has_long_line(body, max_line_bytes):
@@ -100,15 +101,29 @@ class PythonLines:
         classified = self._levels(body, prev_level)
         if classified is None:
             return None
-        single, levels, count = classified
-        rendered = (_json_lines if json else _text_lines)(body, heads, tail, single, levels, count)
+        single, items, level_of, count = classified
+        pick: Callable[[Any], bytes] | None
+        if single is not None:
+            pick = None
+            last = single
+        elif level_of is None:
+            pick = dict(enumerate(heads)).__getitem__  # (dict: a C method; tuple: a slot wrapper, 3% here)
+            last = items[-1]
+        else:
+            pick = {key: heads[level] for key, level in level_of.items()}.__getitem__
+            last = level_of[items[-1]]
+        rendered = (_json_lines if json else _text_lines)(body, heads, tail, single, map(pick, items) if pick else (),
+                                                          count)
         if rendered is None:
             return None
-        return rendered, count, single if single is not None else levels[-1]
+        return rendered, count, last
 
-    def _levels(self, body: bytes, prev_level: int) -> tuple[int | None, list[int], int] | None:
-        """The level of each line: ``(single, [], count)`` when all have one level, else ``(None, levels, count)``;
-        None for a chunk that may hold a traceback or a warnings header.
+    def _levels(self, body: bytes, prev_level: int) -> tuple[int | None, list[Any], dict[bytes, int] | None,
+                                                             int] | None:
+        """The level of each line: ``(single, [], None, count)`` when all have one level; else ``(None, keys,
+        level_of, count)``: each line's ``CHUNK_RE_B`` key and the level of each key (so a line's head is one lookup
+        of its key), or with indented or empty lines ``(None, levels, None, count)``. None for a chunk that may hold
+        a traceback or a warnings header.
 
         Fast case: every line starts with the same marker prefix as the first one (``(APIServer pid=1) INFO ``,
         ``INFO:``, ``2026/11/26 08:19:10 INFO ``): one count. A line starting with that prefix has that level whatever
@@ -116,7 +131,7 @@ class PythonLines:
         first = _lv.LINE_RE_B.match(body, 0, body.find(b"\n")) if self._try_prefix else None
         # (The match ends after the token's `after`, so every byte the marker grammar looked at is in the prefix.)
         if first is not None and body.count(b"\n" + body[: first.end()]) == body.count(b"\n") - 1:
-            return _TOKEN_LEVELS_B[_lv.marker_token(first)], [], body.count(b"\n")
+            return _TOKEN_LEVELS_B[_lv.marker_token(first)], [], None, body.count(b"\n")
         # Not one prefix: try again only every 8th chunk, as long as chunks are mixed.
         self._try_prefix = self._mixed_chunks % 8 == 7
         self._mixed_chunks += 1
@@ -127,7 +142,8 @@ class PythonLines:
             if _TB_NEEDLE in body or _WARNING_NEEDLE in body:
                 return None
         table = _CHUNK_LEVELS
-        distinct = {table[key] for key in kinds}
+        level_of = {key: table[key] for key in kinds}
+        distinct = set(level_of.values())
         if _CONT in distinct:
             levels = list(map(table.__getitem__, keys))
             prev = prev_level
@@ -136,13 +152,13 @@ class PythonLines:
                     levels[index] = prev
                 else:
                     prev = level
-            return None, levels, len(keys)
+            return None, levels, None, len(keys)
         if len(distinct) == 1:
-            return distinct.pop(), [], len(keys)
-        return None, list(map(table.__getitem__, keys)), len(keys)
+            return distinct.pop(), [], None, len(keys)
+        return None, keys, level_of, len(keys)
 
 
-def _json_lines(body: bytes, heads: tuple[bytes, ...], tail: bytes, single: int | None, levels: list[int],
+def _json_lines(body: bytes, heads: tuple[bytes, ...], tail: bytes, single: int | None, line_heads: Iterable[bytes],
                 count: int) -> bytes | None:
     """JSON: the chunk escaped by one ``orjson.dumps`` (its newlines as DEL, which orjson leaves as is), then cut at
     them; None for invalid UTF-8."""
@@ -155,12 +171,12 @@ def _json_lines(body: bytes, heads: tuple[bytes, ...], tail: bytes, single: int 
         head = heads[single]
         return head + inner.replace(b"\x7f", tail + head) + tail
     seq = [tail] * (3 * count)
-    seq[0::3] = map(dict(enumerate(heads)).__getitem__, levels)  # dict: a C method; tuple: a slot wrapper (3% here)
+    seq[0::3] = line_heads
     seq[1::3] = inner.split(b"\x7f")
     return b"".join(seq)
 
 
-def _text_lines(body: bytes, heads: tuple[bytes, ...], tail: bytes, single: int | None, levels: list[int],
+def _text_lines(body: bytes, heads: tuple[bytes, ...], tail: bytes, single: int | None, line_heads: Iterable[bytes],
                 count: int) -> bytes | None:
     """Text: the chunk escaped at once when it holds anything the escaper takes; None for invalid UTF-8."""
     if not body.isascii():
@@ -177,6 +193,6 @@ def _text_lines(body: bytes, heads: tuple[bytes, ...], tail: bytes, single: int 
         head = heads[single]
         return head + body[:-1].replace(b"\n", tail + head) + tail
     seq = [tail] * (3 * count)
-    seq[0::3] = map(dict(enumerate(heads)).__getitem__, levels)  # (as in _json_lines)
+    seq[0::3] = line_heads
     seq[1::3] = body[:-1].split(b"\n")
     return b"".join(seq)

@@ -194,24 +194,26 @@ class StreamFramer:
         self._last_data = now
         ts = format_timestamp(self._clock())
         out: list[bytes] = []
-        buf = self._pending + data if self._pending else data
-        end = buf.rfind(b"\n")
+        pending = self._pending
+        end = data.rfind(b"\n")
         if end >= 0:
             self._pending = b""
-            body = buf if end + 1 == len(buf) else buf[: end + 1]
+            # The complete lines are pending + data[:end + 1]; the fast path takes the two parts as they are (the
+            # read's bytes through a view), which saves copying every chunk twice.
+            body = data if end + 1 == len(data) else memoryview(data)[: end + 1]
             rendered = None
             if self._fast and self._tb == _NONE and not self._cont:
-                rendered = self._fast_lines(body, ts)
+                rendered = self._fast_lines(pending, body, ts)
             if rendered is not None:
                 out.append(rendered)
             else:
                 self.exact_chunks += 1
-                lines = body[:-1].split(b"\n")
+                lines = (pending + body)[:-1].split(b"\n")
                 self.lines_in += len(lines)
                 self._slow_lines(lines, ts, out)
-            rest = buf[end + 1 :]
+            rest = data[end + 1 :]
         else:
-            rest = buf
+            rest = pending + data if pending else data
         if len(rest) > self.max_line_bytes:
             rest = self._pieces(rest, ts, out, final=False)
         self._pending = rest
@@ -279,12 +281,13 @@ class StreamFramer:
 
     # --- fast path: whole chunks, no per-line Python --------------------------------------------------------------
 
-    def _fast_lines(self, body: bytes, ts: str) -> bytes | None:
-        """Render complete lines (``body`` ends with a newline) in one go: the C extension's ``render_lines``, or its
-        pure-Python twin (:mod:`._fastpath`). None when the chunk has anything the exact path must see (the caller
-        then takes that path); the output is byte-identical to the exact path's (the tests feed both)."""
+    def _fast_lines(self, pending: bytes, body: bytes | memoryview, ts: str) -> bytes | None:
+        """Render complete lines (``pending + body``, ``body`` ends with a newline) in one go: the C extension's
+        ``render_lines``, or its pure-Python twin (:mod:`._fastpath`). None when the chunk has anything the exact path
+        must see (the caller then takes that path); the output is byte-identical to the exact path's (the tests feed
+        both)."""
         result = self._render_lines(body, self.json, self._heads.at(ts), self._heads.tail,
-                                    _LEVEL_INDEX[self._prev_level], self.max_line_bytes)
+                                    _LEVEL_INDEX[self._prev_level], self.max_line_bytes, pending)
         if result is None:
             return None
         rendered, count, last = result

@@ -4,7 +4,8 @@ from _typeshed import ReadableBuffer
 
 #: ``_levels.GRAMMAR_DIGEST`` of the grammar data ``_grammar.h`` was generated from.
 GRAMMAR_DIGEST: str
-#: How the escaper scans: ``"word"`` (8 bytes at a time, little-endian) or ``"byte"`` (the portable scan).
+#: How the escaper scans: ``"sse2"`` (16 bytes at a time, x86-64), ``"word"`` (8 bytes at a time, little-endian) or
+#: ``"byte"`` (the portable scan).
 SCAN: str
 #: ``line_level`` of a line without a marker.
 NO_MARKER: int
@@ -18,12 +19,14 @@ def render_lines(
     tail: ReadableBuffer,
     prev_level: int,
     max_line_bytes: int,
+    pending: ReadableBuffer = b"",
     /,
 ) -> tuple[bytes, int, int] | None:
     """Render complete lines (``body`` ends with a newline): for each line ``heads[level]`` + escaped line + ``tail``.
 
     Levels index ``_records.LEVELS`` (``heads`` has one head per level); ``prev_level`` is inherited by a first indented
-    or empty line. ``(rendered, count, last_level)``, or None when the chunk needs the exact line-by-line path.
+    or empty line; ``pending``: the start of the first line, held from an earlier read (as if ``body`` were
+    ``pending + body``). ``(rendered, count, last_level)``, or None when the chunk needs the exact line-by-line path.
     """
 
 def line_level(line: ReadableBuffer, /) -> int:

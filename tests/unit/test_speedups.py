@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import inspect
 import os
+import platform
 import re
 import subprocess
 import sys
@@ -27,6 +28,7 @@ import gen_grammar
 from mlops_logging import _framer as lines
 from mlops_logging import _levels as lv
 from mlops_logging import _pattern as pt
+from mlops_logging._fastpath import PythonLines
 from mlops_logging._level_map import LEVELS
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -187,24 +189,72 @@ def portable(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
                                                     defines=["MLOPS_SPEEDUPS_PORTABLE_SCAN"]))
 
 
+@pytest.fixture(scope="module")
+def word(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
+    """The extension built with the 8-bytes-a-word scan a little-endian machine without SSE2 gets."""
+    return build_speedups.load(build_speedups.build(tmp_path_factory.mktemp("word"), cflags=["-O1"],
+                                                    defines=["MLOPS_SPEEDUPS_WORD_SCAN"]))
+
+
+def _native_scan() -> str:
+    """The scan this machine's build should have: SSE2 on x86-64, else words where little-endian."""
+    if sys.byteorder != "little":
+        return "byte"
+    return "sse2" if platform.machine().lower() in ("x86_64", "amd64") else "word"
+
+
 @needs_c
-def test_the_installed_build_scans_words_on_this_little_endian_machine(portable: ModuleType) -> None:
-    assert (speedups.SCAN, portable.SCAN) == ("word" if sys.byteorder == "little" else "byte", "byte")
+def test_the_installed_build_scans_16_or_8_bytes_at_a_time_on_this_machine(portable: ModuleType,
+                                                                           word: ModuleType) -> None:
+    assert (speedups.SCAN, word.SCAN, portable.SCAN) == (
+        _native_scan(), "word" if sys.byteorder == "little" else "byte", "byte")
+
+
+# Bytes every scan must stop at, or not, around its 16- and 8-byte blocks and their padded tails.
+_scan_bytes = st.sampled_from([b"a", b" ", b"~", b"\\", b'"', b"\t", b"\x1f", b"\x7f", b"\x80", b"\xc3\xa9",
+                               b"\xe2\x80\xa8", b"\xc2\x85", b"\xff", b"\x00", b"\x1b", b"\r"])
+_scan_lines = st.lists(_scan_bytes, max_size=40).map(b"".join).map(lambda line: b"x" * 13 + line)
 
 
 @needs_c
 @settings(max_examples=600, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(lines_=st.lists(st.one_of(grammar.marked_lines(), grammar.grammar_lines(), st.binary(max_size=40)), min_size=1,
-                       max_size=30), json=st.booleans(), prev=st.integers(0, 4),
-       max_line=st.sampled_from([0, 1, 8, 64, 65536]))
-def test_the_portable_bytewise_scan_renders_exactly_what_the_word_scan_does(
-        portable: ModuleType, lines_: list[bytes], json: bool, prev: int, max_line: int) -> None:
-    body = b"\n".join(line.replace(b"\n", b" ") for line in lines_) + b"\n"
+@given(lines_=st.lists(st.one_of(grammar.marked_lines(), grammar.grammar_lines(), st.binary(max_size=40),
+                                 _scan_lines), min_size=1, max_size=30),
+       json=st.booleans(), prev=st.integers(0, 4), max_line=st.sampled_from([0, 1, 8, 64, 65536]),
+       pad=st.integers(0, 33))
+def test_the_portable_bytewise_and_word_scans_render_exactly_what_the_installed_scan_does(
+        portable: ModuleType, word: ModuleType, lines_: list[bytes], json: bool, prev: int, max_line: int,
+        pad: int) -> None:
+    body = b"a" * pad + b"\n".join(line.replace(b"\n", b" ") for line in lines_) + b"\n"
     heads = tuple(b"<%d>" % level for level in range(len(LEVELS)))
     args = (body, json, heads, b"|\n", prev, max_line)
-    assert portable.render_lines(*args) == speedups.render_lines(*args)
+    expected = speedups.render_lines(*args)
+    assert portable.render_lines(*args) == expected
+    assert word.render_lines(*args) == expected
     for line in lines_:
-        assert portable.line_level(line) == speedups.line_level(line)
+        assert portable.line_level(line) == speedups.line_level(line) == word.line_level(line)
+
+
+@needs_c
+@settings(max_examples=600, suppress_health_check=[HealthCheck.too_slow])
+@given(lines_=st.lists(st.one_of(grammar.marked_lines(), grammar.grammar_lines(), st.binary(max_size=40),
+                                 _scan_lines), min_size=1, max_size=12),
+       json=st.booleans(), prev=st.integers(0, 4), max_line=st.sampled_from([0, 1, 8, 64, 65536]),
+       cut=st.integers(0, 400), view=st.booleans())
+def test_pending_bytes_render_as_if_the_body_started_with_them(lines_: list[bytes], json: bool, prev: int,
+                                                               max_line: int, cut: int, view: bool) -> None:
+    """``render_lines(body, ..., pending)`` is ``render_lines(pending + body, ...)``, the C path and its Python twin
+    alike, whatever the cut (inside the first line: the framer's held, unterminated bytes), also on a memoryview."""
+    whole = b"\n".join(line.replace(b"\n", b" ") for line in lines_) + b"\n"
+    cut = min(cut, whole.index(b"\n"))
+    pending, body = whole[:cut], whole[cut:]
+    heads = tuple(b"<%d>" % level for level in range(len(LEVELS)))
+    args = (json, heads, b"|\n", prev, max_line)
+    expected = speedups.render_lines(whole, *args)
+    given_body = memoryview(b"junk" + body + b"more")[4:-4] if view else body
+    assert speedups.render_lines(given_body, *args, pending) == expected
+    twin = PythonLines().render_lines
+    assert twin(given_body, *args, pending) == twin(whole, *args)
 
 
 # A format none of the real servers writes, made to need backtracking: the greedy run of a/b must give back a "b", the
@@ -266,22 +316,23 @@ def test_the_stub_declares_exactly_what_the_module_has() -> None:
 
 
 @needs_c
-def test_every_failed_allocation_is_a_memory_error_that_leaks_no_reference() -> None:
+@pytest.mark.parametrize("pending", [b"", b"(APIServer pid=1) INFO 11-26"])
+def test_every_failed_allocation_is_a_memory_error_that_leaks_no_reference(pending: bytes) -> None:
     """Each allocation render_lines makes (the output, its growth, the final shrink, the result) made to fail in turn
     (CPython's _testcapi.set_nomemory): a MemoryError, the arguments' references as they were, else the same result."""
     testcapi = pytest.importorskip("_testcapi")
     if not hasattr(testcapi, "set_nomemory"):
         pytest.skip("this CPython's _testcapi cannot make allocations fail")
-    body = b"(APIServer pid=1) INFO 11-26 08:16:47 [a.py:1] x\n  indented \"q\"\n" * 500
+    body = (b"(APIServer pid=1) INFO 11-26 08:16:47 [a.py:1] x\n  indented \"q\"\n" * 500)[len(pending):]
     heads = tuple(b"<%d>" % level * 20 for level in range(len(LEVELS)))
     tail = b"|tail\n"
-    expected = speedups.render_lines(body, True, heads, tail, 1, 65536)
-    before = [sys.getrefcount(obj) for obj in (body, heads, tail, *heads)]
+    expected = speedups.render_lines(body, True, heads, tail, 1, 65536, pending)
+    before = [sys.getrefcount(obj) for obj in (body, heads, tail, pending, *heads)]
     outcomes = set()
     for nth in range(40):
         testcapi.set_nomemory(nth, nth + 1)
         try:
-            result = speedups.render_lines(body, True, heads, tail, 1, 65536)
+            result = speedups.render_lines(body, True, heads, tail, 1, 65536, pending)
         except MemoryError:
             outcomes.add("MemoryError")
         else:
@@ -290,4 +341,4 @@ def test_every_failed_allocation_is_a_memory_error_that_leaks_no_reference() -> 
         finally:
             testcapi.remove_mem_hooks()
     assert outcomes == {"MemoryError", "ok"}
-    assert [sys.getrefcount(obj) for obj in (body, heads, tail, *heads)] == before
+    assert [sys.getrefcount(obj) for obj in (body, heads, tail, pending, *heads)] == before
