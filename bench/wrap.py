@@ -100,6 +100,9 @@ WRAP = [sys.executable, "-m", "mlops_logging.wrap"]
 
 
 TIME = Path("/usr/bin/time")
+#: The contenders' environment: an installed logwrap has its byte-code caches, so a start that compiles the sources
+#: (``PYTHONDONTWRITEBYTECODE``, set in some shells) would measure the compiler (bench/startup.py does the same).
+INSTALLED_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
 def run_timed(argv: list[str], work: Path, env: dict[str, str] | None = None) -> tuple[float, int, int]:
@@ -112,7 +115,7 @@ def run_timed(argv: list[str], work: Path, env: dict[str, str] | None = None) ->
     wrapped = [str(TIME), "-f", "%M", "-o", str(report), *argv] if TIME.exists() else argv
     start = time.perf_counter()
     proc = subprocess.Popen(wrapped, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
-                            env=None if env is None else {**os.environ, **env})
+                            env={**INSTALLED_ENV, **(env or {})})
     _pid, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
