@@ -31,7 +31,7 @@ sys.path.append(str(ROOT / "src"))  # last: an installed mlops_logging (the venv
 
 from mlops_logging import _levels as lv  # noqa: E402
 from mlops_logging import _pattern as pt  # noqa: E402
-from mlops_logging._records import LEVELS  # noqa: E402
+from mlops_logging._level_map import LEVELS  # noqa: E402
 
 HEADER = ROOT / "src" / "mlops_logging" / "_grammar.h"
 
@@ -294,7 +294,7 @@ def render(formats: Sequence[lv.Format] | None = None, tokens: Sequence[lv.Token
         "#ifndef MLOPS_LOGGING_GRAMMAR_H\n#define MLOPS_LOGGING_GRAMMAR_H\n\n"
         f"/* _levels.GRAMMAR_DIGEST of the data this was generated from (the framer checks it at import). */\n"
         f'#define GRAMMAR_DIGEST "{lv.grammar_digest(formats, tokens)}"\n\n'
-        f"/* _records.LEVELS */\nenum {{ {enum}, NLEVELS = {len(LEVELS)} }};\n"
+        f"/* _level_map.LEVELS */\nenum {{ {enum}, NLEVELS = {len(LEVELS)} }};\n"
         f"/* _levels.UNMARKED_LEVEL: a line without a marker */\n"
         f"#define GRAMMAR_UNMARKED LV_{lv.UNMARKED_LEVEL}\n"
         f"/* _levels.INDENT: the first bytes of a line that continues the one before */\n"

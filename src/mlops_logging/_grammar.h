@@ -7,7 +7,7 @@
 /* _levels.GRAMMAR_DIGEST of the data this was generated from (the framer checks it at import). */
 #define GRAMMAR_DIGEST "faf791a463d73763"
 
-/* _records.LEVELS */
+/* _level_map.LEVELS */
 enum { LV_DEBUG = 0, LV_INFO = 1, LV_WARNING = 2, LV_ERROR = 3, LV_CRITICAL = 4, NLEVELS = 5 };
 /* _levels.UNMARKED_LEVEL: a line without a marker */
 #define GRAMMAR_UNMARKED LV_INFO

@@ -176,7 +176,7 @@ static inline Py_ssize_t first_special(bytes_t s, bytes_t end, int json) {
 static const char HEX[] = "0123456789abcdef";
 
 /* Append one line's bytes [s, end) to o, escaped for JSON (as orjson does) or for the text format (as
- * _records.escape_text does); `plain` is first_special(s, end, json). Returns 0, 1 when the line needs the exact path,
+ * _render.escape_text does); `plain` is first_special(s, end, json). Returns 0, 1 when the line needs the exact path,
  * -1 on memory error. */
 static int copy_escaped(outbuf *o, bytes_t s, bytes_t end, int json, Py_ssize_t plain) {
     for (;;) {
@@ -332,7 +332,7 @@ static int render_joined(renderer *r, const Py_buffer *pending, bytes_t s, bytes
 PyDoc_STRVAR(render_lines_doc,
 "render_lines($module, body, json, heads, tail, prev_level, max_line_bytes, pending=b'', /)\n--\n\n"
 "Render complete lines (body ends with a newline): for each line heads[level] + escaped line + tail.\n\n"
-"Levels are indexes into _records.LEVELS; prev_level is inherited by a first indented or empty line. pending: the\n"
+"Levels are indexes into _level_map.LEVELS; prev_level is inherited by a first indented or empty line. pending: the\n"
 "start of body's first line, held from an earlier read (rendered as if body were pending + body, without that\n"
 "copy). Returns (rendered, count, last_level), or None when the chunk needs the exact line-by-line path.");
 
@@ -392,7 +392,7 @@ done:
 
 PyDoc_STRVAR(line_level_doc,
 "line_level($module, line, /)\n--\n\n"
-"Level index (_records.LEVELS) of the structural marker at the start of line (bytes, no newline).\n\n"
+"Level index (_level_map.LEVELS) of the structural marker at the start of line (bytes, no newline).\n\n"
 "CONTINUATION (-2) for an indented or empty line, NO_MARKER (-1) when it has none. Same grammar as\n"
 "_levels.LINE_RE_B.");
 

@@ -35,7 +35,7 @@ from .._levels import (
     is_traceback_start,
     line_key_level,
 )
-from .._records import LEVELS, level_from_number
+from .._level_map import LEVELS, level_from_number
 
 __all__ = ["ErrorSeen", "LossSeen", "Sample", "judge_lines", "parse_time"]
 
