@@ -35,6 +35,7 @@ __all__ = [
     "THIS_PROCESS",
     "TYPED_FIELDS",
     "Loss",
+    "access_record",
     "add_fields",
     "build_record",
     "format_timestamp",
@@ -153,6 +154,19 @@ def build_record(level: str, message: str, service: str, logger: str | None, pid
         else:
             add_fields(record, fields)
     return record
+
+
+def access_record(level: str, message: str, service: str, logger: str, request_id: str, method: str, path: str,
+                  query: str, status_code: int, duration_ms: float, bytes_sent: int, client: str | None,
+                  user_agent: str, trace: tuple[str, str, str]) -> dict[str, Any]:
+    """The FastAPI middleware's access record when nothing else is bound: exactly ``build_record(level, message,
+    service, logger, THIS_PROCESS)`` followed by its own fields and the trace ids, as one dict literal (sized once, no
+    merge: it is built on every request). Its fields' types are the schema's (no rule to apply); a test compares the
+    two ways across awkward values."""
+    return {"timestamp": format_timestamp(), "level": level, "message": message, "service": service, "logger": logger,
+            "pid": _pid, "request_id": request_id, "method": method, "path": path, "query": query,
+            "status_code": status_code, "duration_ms": duration_ms, "bytes_sent": bytes_sent, "client": client,
+            "user_agent": user_agent, "trace_id": trace[0], "span_id": trace[1], "trace_flags": trace[2]}
 
 
 def _fits(key: str, value: object) -> bool:

@@ -180,10 +180,21 @@ def start_request(header: bytes | None, scope: Mapping[str, Any]) -> RequestStat
     Kept lean, it runs on every request: without the OpenTelemetry SDK imported it parses the header (or takes two
     fresh ids) and sets one context variable.
     """
-    parsed = None if header is None else parse_traceparent(header)
-    ids = sdk_span = None
     if len(_modules) != _seen:
         _look_up_sources()
+    if header is None and not _otel_sdk:  # the common case: a new trace and a span of its own
+        try:
+            span_id = SPARE_SPAN_IDS.pop()
+        except IndexError:
+            span_id = refill_ids(SPARE_SPAN_IDS)
+        try:
+            trace_id = SPARE_TRACE_IDS.pop()
+        except IndexError:
+            trace_id = refill_ids(SPARE_TRACE_IDS)
+        request: Request = ((trace_id, span_id, "01"), None)
+        return _REQUEST.set(request), request, None
+    parsed = None if header is None else parse_traceparent(header)
+    ids = sdk_span = None
     if _otel_sdk:  # without the SDK no span can be current here, nor made
         ids, sdk_span = _from_otel(parsed, scope)
     if ids is None:  # fresh ids without a call (this is most of a request's trace cost otherwise)

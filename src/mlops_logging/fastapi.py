@@ -28,7 +28,7 @@ import os
 import re
 import sys
 import traceback
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from time import perf_counter
 from typing import Any
 from urllib.parse import unquote_plus
@@ -42,6 +42,7 @@ from ._records import (
     REDACTED,
     RESERVED,
     THIS_PROCESS,
+    access_record,
     add_fields,
     build_record,
     is_secret_key,
@@ -154,7 +155,7 @@ def _new_id() -> str:
 os.register_at_fork(after_in_child=_spare_ids.clear)
 
 
-def _content_length(headers: list[tuple[bytes, bytes]]) -> int:
+def _content_length(headers: Sequence[tuple[bytes, bytes]]) -> int:
     """The Content-Length response header as an int, 0 when missing or not a number."""
     for name, value in headers:
         if name == b"content-length":
@@ -205,10 +206,57 @@ class _Exchange:
         self.start = perf_counter()
         self._receive = receive
         self._send = send
+        headers = scope["headers"]
+        if len(headers) > 4:
+            # Many headers (httpx, browsers, proxies): one dict built in C costs less than a scan in Python. A header
+            # that came twice (the dict is shorter than the list) takes the scan, which keeps the first X-Request-ID
+            # and joins two traceparent values (invalid, as the two joined into one would be).
+            found = dict(headers)
+            if len(found) == len(headers):
+                raw_id = found.get(_HEADER)
+                self.user_agent = found.get(b"user-agent", b"")
+                self.traceparent = found.get(_TRACEPARENT)  # the W3C trace context header (None: none came)
+            else:
+                raw_id = self._scan(headers)
+        else:  # a few (wrk, curl, health checks): the scan, inline
+            raw_id = None
+            user_agent = b""
+            traceparent = None
+            for name, value in headers:
+                if name == _HEADER:
+                    if raw_id is None:
+                        raw_id = value
+                elif name == b"user-agent":
+                    user_agent = value
+                elif name == _TRACEPARENT:
+                    traceparent = value if traceparent is None else traceparent + b"," + value
+            self.user_agent = user_agent
+            self.traceparent = traceparent
+        self.invalid_id: bytes | None = None  # an incoming X-Request-ID that was replaced
+        if raw_id is None:
+            self.request_id = request_id = _new_id()
+            self.id_header = (_HEADER, request_id.encode("ascii"))
+        elif _VALID_ID.fullmatch(raw_id):
+            self.request_id = raw_id.decode("ascii")
+            self.id_header = (_HEADER, raw_id)
+        else:
+            self.request_id = request_id = _new_id()
+            self.id_header = (_HEADER, request_id.encode("ascii"))
+            self.invalid_id = raw_id
+        self.trace: RequestState  # set by the middleware: the request's trace context (_tracecontext)
+        self.status = 0  # set by http.response.start: 0 means nothing has been sent yet
+        self.sent = 0
+        self.end = 0.0  # when the last body byte went out
+        self.headers: Sequence[tuple[bytes, bytes]] = ()  # the response's, once http.response.start went out
+        self.gone_early = False  # the client hung up before a response started (an aborted upload): a 499
+
+    def _scan(self, headers: Any) -> bytes | None:
+        """The headers one by one (some came more than once): the first X-Request-ID, the last User-Agent, every
+        traceparent joined. Returns the X-Request-ID."""
         raw_id: bytes | None = None
         user_agent = b""
         traceparent: bytes | None = None
-        for name, value in scope["headers"]:
+        for name, value in headers:
             if name == _HEADER:
                 if raw_id is None:
                     raw_id = value
@@ -217,33 +265,16 @@ class _Exchange:
             elif name == _TRACEPARENT:  # a second one makes it invalid, as the two joined into one would be
                 traceparent = value if traceparent is None else traceparent + b"," + value
         self.user_agent = user_agent
-        self.traceparent = traceparent  # the W3C trace context header (None: none came)
-        self.trace: RequestState  # set by the middleware: the request's trace context (_tracecontext)
-        self.invalid_id: bytes | None = None  # an incoming X-Request-ID that was replaced
-        if raw_id is not None and _VALID_ID.fullmatch(raw_id):
-            self.request_id = raw_id.decode("ascii")
-            self.id_header = (_HEADER, raw_id)
-        else:
-            self.request_id = _new_id()
-            self.id_header = (_HEADER, self.request_id.encode("ascii"))
-            self.invalid_id = raw_id
-        self.status = 0  # set by http.response.start: 0 means nothing has been sent yet
-        self.sent = 0
-        self.end = 0.0  # when the last body byte went out
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.gone_early = False  # the client hung up before a response started (an aborted upload): a 499
+        self.traceparent = traceparent
+        return raw_id
 
-    async def send(self, message: _Message) -> None:
-        """Count the body bytes, note the status and the end, put our X-Request-ID into the response headers."""
+    def send(self, message: _Message) -> Awaitable[None]:
+        """Count the body bytes, note the status and the end, put our X-Request-ID into the response headers.
+
+        Not a coroutine itself: every message but the last of the body is handed on as the server's own awaitable
+        (one coroutine less per message); the last one is awaited by :meth:`_last`, which notes when it went out.
+        """
         kind = message["type"]
-        if kind == "http.response.body":
-            body = message.get("body")
-            if body:
-                self.sent += len(body)
-            await self._send(message)
-            if not message.get("more_body"):
-                self.end = perf_counter()
-            return
         if kind == "http.response.start":
             self.status = message["status"]
             # A new list (the app's may be shared); ASGI header names are lower case; the app's own x-request-id
@@ -255,14 +286,29 @@ class _Exchange:
                     break
             headers.append(self.id_header)
             message["headers"] = self.headers = headers
-        elif kind == "http.response.pathsend":
-            # The ASGI path-send extension (Starlette's FileResponse on servers that offer it): the server sends the
-            # file itself and this message ends the response; its size is the Content-Length.
-            await self._send(message)
-            self.end = perf_counter()
-            self.sent += _content_length(self.headers)
-            return
+            return self._send(message)
+        if kind == "http.response.body":
+            body = message.get("body")
+            if body:
+                self.sent += len(body)
+            if message.get("more_body"):
+                return self._send(message)
+            return self._last(message)
+        if kind == "http.response.pathsend":
+            return self._pathsend(message)
+        return self._send(message)
+
+    async def _last(self, message: _Message) -> None:
+        """Send the body's last message, then note the time: the response is complete."""
         await self._send(message)
+        self.end = perf_counter()
+
+    async def _pathsend(self, message: _Message) -> None:
+        """The ASGI path-send extension (Starlette's FileResponse on servers that offer it): the server sends the file
+        itself and this message ends the response; its size is the Content-Length."""
+        await self._send(message)
+        self.end = perf_counter()
+        self.sent += _content_length(self.headers)
 
     async def receive(self) -> _Message:
         """The server's message; a disconnect before any response marks an aborted request."""
@@ -296,12 +342,8 @@ class RequestLoggingMiddleware:
         token = _REQUEST_ID.set(exchange.request_id)
         trace = exchange.trace = start_request(exchange.traceparent, scope)  # current until end_request
         try:
-            if exchange.invalid_id is not None:
-                _emit(self._log, logging.WARNING, "invalid X-Request-ID replaced",
-                      {"invalid_request_id": exchange.invalid_id[:200].decode("latin-1")})
-            if exchange.traceparent is not None and traceparent_rejected(trace):
-                _emit(self._log, logging.WARNING, "invalid traceparent ignored",
-                      {"invalid_traceparent": (exchange.traceparent or b"")[:200].decode("latin-1")})
+            if exchange.invalid_id is not None or (exchange.traceparent is not None and traceparent_rejected(trace)):
+                self._invalid_headers(exchange)
             disconnected = False
             try:
                 await self.app(scope, exchange.receive, exchange.send)
@@ -319,6 +361,15 @@ class RequestLoggingMiddleware:
         finally:
             end_request(trace, exchange.status)
             _REQUEST_ID.reset(token)
+
+    def _invalid_headers(self, exchange: _Exchange) -> None:
+        """A WARNING record for an invalid X-Request-ID (replaced) and for an invalid traceparent (ignored)."""
+        if exchange.invalid_id is not None:
+            _emit(self._log, logging.WARNING, "invalid X-Request-ID replaced",
+                  {"invalid_request_id": exchange.invalid_id[:200].decode("latin-1")})
+        if exchange.traceparent is not None and traceparent_rejected(exchange.trace):
+            _emit(self._log, logging.WARNING, "invalid traceparent ignored",
+                  {"invalid_traceparent": exchange.traceparent[:200].decode("latin-1")})
 
     async def _failed(self, scope: _Scope, exchange: _Exchange, exc: Exception) -> bool:
         """The app raised: a client that went away, or an ERROR record and a 500 (when nothing was sent yet).
@@ -358,37 +409,54 @@ class RequestLoggingMiddleware:
         levelno = logging.ERROR if status >= 500 else logging.WARNING if status >= 400 or disconnected \
             else logging.INFO
         access = self._access
-        if not access.isEnabledFor(levelno):
+        # Logger.isEnabledFor's own answer, without its call when it is cached (setLevel and disable clear the cache)
+        if access.disabled or not (access._cache.get(levelno)  # type: ignore[attr-defined]
+                                   or access.isEnabledFor(levelno)):
             return
         method = scope["method"]
         path = scope["path"]
         client = scope.get("client")
         query = scope.get("query_string")
         current = _output.current
-        record = build_record(level_from_number(levelno), f"{method} {path} {status}", current.service, access.name,
-                              THIS_PROCESS)
-        record.update({  # the middleware's own fields: their types are the schema's
-            "request_id": exchange.request_id,
-            "method": method,
-            "path": path,
-            "query": redact_query(query) if query else "",
-            "status_code": status,
-            # Whole microseconds, in ms: round(x, 3)'s result at a third of its cost.
-            "duration_ms": round(((exchange.end or perf_counter()) - exchange.start) * 1_000_000) / 1000,
-            "bytes_sent": exchange.sent,
-            "client": client[0] if client else None,
-            "user_agent": exchange.user_agent.decode("latin-1"),
-        })
-        if disconnected:
-            record["disconnected"] = True
+        # Whole microseconds, in ms: round(x, 3)'s result at a third of its cost.
+        duration_ms = round(((exchange.end or perf_counter()) - exchange.start) * 1_000_000) / 1000
+        request = exchange.trace[1]  # (trace_id, span_id, trace_flags), parent_span_id
         # request_id is in structlog's registry from import on and keys are never removed: a registry of one key
         # means nothing else can be bound, so there is no context to merge.
-        if REGISTRY is None or len(REGISTRY) > 1:
-            context = bound_context()
-            if len(context) > 1:  # the app bound more than request_id (model, user...): add it, redacted
-                add_fields(record, context, replace=False)
-                redact(record)
-        add_access_fields(record, exchange.trace)  # trace_id, span_id, trace_flags, parent_span_id
+        if levelno == logging.INFO and not disconnected and REGISTRY is not None and len(REGISTRY) == 1:
+            # The common case, one dict literal (_records.access_record, the same record as the general way below)
+            record = access_record("INFO", f"{method} {path} {status}", current.service, access.name,
+                                   exchange.request_id, method, path, redact_query(query) if query else "", status,
+                                   duration_ms, exchange.sent, client[0] if client else None,
+                                   exchange.user_agent.decode("latin-1"), request[0])
+            if request[1] is not None:
+                record["parent_span_id"] = request[1]
+            writer = current.writer
+            if writer is not None and not self._access_console:
+                writer.submit(current.render(record))  # the file's sink: never raises, counts and reports a failure
+                return
+        else:
+            record = build_record(level_from_number(levelno), f"{method} {path} {status}", current.service,
+                                  access.name, THIS_PROCESS)
+            record.update({  # the middleware's own fields: their types are the schema's
+                "request_id": exchange.request_id,
+                "method": method,
+                "path": path,
+                "query": redact_query(query) if query else "",
+                "status_code": status,
+                "duration_ms": duration_ms,
+                "bytes_sent": exchange.sent,
+                "client": client[0] if client else None,
+                "user_agent": exchange.user_agent.decode("latin-1"),
+            })
+            if disconnected:
+                record["disconnected"] = True
+            if REGISTRY is None or len(REGISTRY) > 1:
+                context = bound_context()
+                if len(context) > 1:  # the app bound more than request_id (model, user...): add it, redacted
+                    add_fields(record, context, replace=False)
+                    redact(record)
+            add_access_fields(record, exchange.trace)  # trace_id, span_id, trace_flags, parent_span_id
         writer = current.writer
         if writer is not None and levelno == logging.INFO and not self._access_console:
             writer.submit(current.render(record))  # the file's sink: never raises, counts and reports a failed write

@@ -201,3 +201,35 @@ def test_one_level_map_serves_every_name_and_number() -> None:
     assert (METHOD_LEVELS["exception"], METHOD_LEVELS["msg"], METHOD_LEVELS["warn"]) == ("ERROR", "INFO", "WARNING")
     assert level_named("Severe") == "ERROR" and level_named("loud") is None
     assert all(level_from_number(number) == level for level, number in LEVEL_NUMBERS.items())
+
+
+# --- the FastAPI middleware's access record: its one-literal form is the builder's record --------------------------
+
+_awkward = st.text(st.characters(codec="utf-8"), max_size=40) | st.text(max_size=40) | st.sampled_from(
+    ["", "/caf\u00e9/\u4e2d\u6587", 'a"b\\c', "\x00\x1f\x7f\n\r\t", "\u2028\u2029\x85", "/caf\udce9", "x" * 20_000])
+_hex = st.text("0123456789abcdef", min_size=1)
+
+
+@given(message=_awkward, service=st.sampled_from(["fastapi", "caf\u00e9", 'q"s']), logger=_awkward,
+       request_id=_awkward, method=_awkward, path=_awkward, query=_awkward,
+       status=st.integers(min_value=0, max_value=999), duration=st.floats(min_value=0, max_value=1e12),
+       sent=st.integers(min_value=0, max_value=2**63 - 1), client=st.none() | _awkward, user_agent=_awkward,
+       trace=st.tuples(_hex, _hex, _hex), level=st.sampled_from(["INFO", "WARNING", "ERROR"]))
+def test_the_access_record_literal_is_the_builders_record_with_the_middlewares_fields(
+        message: str, service: str, logger: str, request_id: str, method: str, path: str, query: str, status: int,
+        duration: float, sent: int, client: str | None, user_agent: str, trace: tuple[str, str, str],
+        level: str) -> None:
+    from unittest import mock
+
+    from mlops_logging import _records
+    from mlops_logging._records import THIS_PROCESS, access_record, build_record
+
+    with mock.patch.object(_records, "format_timestamp", return_value="2026-11-26T08:16:47.123Z"):
+        fast = access_record(level, message, service, logger, request_id, method, path, query, status, duration,
+                             sent, client, user_agent, trace)
+        built = build_record(level, message, service, logger, THIS_PROCESS)
+    built.update({"request_id": request_id, "method": method, "path": path, "query": query, "status_code": status,
+                  "duration_ms": duration, "bytes_sent": sent, "client": client, "user_agent": user_agent})
+    built["trace_id"], built["span_id"], built["trace_flags"] = trace
+    assert list(fast.items()) == list(built.items())  # the same fields, values and order
+    assert render_json(fast) == render_json(built)  # so the same bytes, whatever the renderer's fallbacks do
