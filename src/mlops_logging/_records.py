@@ -15,8 +15,8 @@ import time
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 
-from ._level_map import LEVELS, level_from_number, normalize_level
-from ._redaction import REDACTED, is_secret_key, redact
+from ._level_map import LEVELS, normalize_level
+from ._redaction import redact
 from ._render import render_json, render_wrapper_text
 from ._traceparent import is_span_id, is_trace_flags, is_trace_id
 
@@ -27,8 +27,6 @@ if TYPE_CHECKING:
 # LEVELS, level_from_number, REDACTED and is_secret_key are re-exported for the modules that still take them from
 # here (the FastAPI middleware, logcheck's judging of lines); new code imports them from _level_map and _redaction.
 __all__ = [
-    "LEVELS",
-    "REDACTED",
     "REQUIRED_FIELDS",
     "RESERVED",
     "RESERVED_FIELDS",
@@ -40,10 +38,7 @@ __all__ = [
     "build_record",
     "format_timestamp",
     "interpolation_failed",
-    "is_secret_key",
-    "level_from_number",
     "loss_notice",
-    "redact",
     "render_wrapper_record",
     "unrenderable_record",
 ]

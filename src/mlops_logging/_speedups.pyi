@@ -24,8 +24,8 @@ def render_lines(
 ) -> tuple[bytes, int, int] | None:
     """Render complete lines (``body`` ends with a newline): for each line ``heads[level]`` + escaped line + ``tail``.
 
-    Levels index ``_records.LEVELS`` (``heads`` has one head per level); ``prev_level`` is inherited by a first indented
-    or empty line; ``pending``: the start of the first line, held from an earlier read (as if ``body`` were
+    Levels index ``_level_map.LEVELS`` (``heads`` has one head per level); ``prev_level`` is inherited by a first
+    indented or empty line; ``pending``: the start of the first line, held from an earlier read (as if ``body`` were
     ``pending + body``). ``(rendered, count, last_level)``, or None when the chunk needs the exact line-by-line path.
     """
 

@@ -38,17 +38,9 @@ from structlog.contextvars import bind_contextvars
 from . import _output
 from ._config import configure_logging, silence_loggers
 from ._context import REGISTRY, bound_context
-from ._records import (
-    REDACTED,
-    RESERVED,
-    THIS_PROCESS,
-    access_record,
-    add_fields,
-    build_record,
-    is_secret_key,
-    level_from_number,
-    redact,
-)
+from ._level_map import level_from_number
+from ._records import RESERVED, THIS_PROCESS, access_record, add_fields, build_record
+from ._redaction import REDACTED, is_secret_key, redact
 from ._tracecontext import (
     RequestState,
     add_access_fields,

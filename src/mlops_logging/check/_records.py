@@ -3,7 +3,7 @@
 A line is one of three formats:
 
 - ``json``: our record (``record.schema.json``: RFC 3339 ms ``Z`` timestamp, a level of
-  :data:`mlops_logging._records.LEVELS`, a string message and service);
+  :data:`mlops_logging._level_map.LEVELS`, a string message and service);
 - ``json-other``: another JSON object; complete when it has a timestamp (``timestamp``, ``time``, ``ts``,
   ``@timestamp``, ``asctime``...), a level (``level``, ``levelname``, ``severity``...; else the level marker of its
   message, as logwrap reads it) and a message (``message``, ``msg``, ``event``, ``log``);
@@ -26,6 +26,7 @@ from typing import Any
 
 import orjson
 
+from .._level_map import LEVELS, level_from_number
 from .._levels import (
     CONTINUATION,
     LINE_RE,
@@ -35,7 +36,6 @@ from .._levels import (
     is_traceback_start,
     line_key_level,
 )
-from .._level_map import LEVELS, level_from_number
 
 __all__ = ["ErrorSeen", "LossSeen", "Sample", "judge_lines", "parse_time"]
 
