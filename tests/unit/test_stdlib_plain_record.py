@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from mlops_logging import _stdlib
 from mlops_logging._render import render_json
 from mlops_logging._stdlib import JsonFormatter, _plain_record
 
@@ -42,7 +43,9 @@ UNUSUAL = [
 
 @pytest.mark.parametrize("service", [None, "svc"])
 @pytest.mark.parametrize("index", range(len(USUAL)))
-def test_the_usual_record_is_the_formatters(index: int, service: str | None) -> None:
+def test_the_usual_record_is_the_formatters(index: int, service: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    # structlog's registry keeps every key ever bound (other tests bind some): here nothing was
+    monkeypatch.setattr(_stdlib, "REGISTRY", {})
     record = USUAL[index]
     plain = _plain_record(record, service)
     assert plain is not None
