@@ -14,12 +14,21 @@ from typing import Any
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.orjson import OrjsonFormatter
 
-from . import _output
+from . import _output, _records
 from ._context import REGISTRY, bound_context
 from ._level_map import level_from_number
-from ._records import THIS_PROCESS, build_record, format_timestamp, interpolation_failed, unrenderable_record
+from ._records import (
+    RESERVED,
+    THIS_PROCESS,
+    TYPED_FIELDS,
+    build_record,
+    format_timestamp,
+    interpolation_failed,
+    unrenderable_record,
+)
+from ._redaction import is_secret_key
 from ._render import render_json
-from ._tracecontext import add_trace_fields
+from ._tracecontext import add_trace_fields, current
 
 __all__ = ["JsonFormatter", "RecordHandler"]
 
@@ -109,7 +118,14 @@ class RecordHandler(logging.Handler):
         # No handler lock: the output does one write() per record, which is atomic with O_APPEND.
         if self.filters and not self.filter(record):
             return False
-        self.emit(record)
+        try:
+            built = _plain_record(record, self.formatter.service)  # type: ignore[union-attr]  # a JsonFormatter
+        except Exception:  # noqa: BLE001 - anything unusual: the formatter's path, which says what failed
+            built = None
+        if built is None:
+            self.emit(record)
+        else:
+            _output.current.emit(built)
         return True
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -130,3 +146,54 @@ class RecordHandler(logging.Handler):
             }
             built = unrenderable_record(known, exc)
         current.emit(built)
+
+
+#: ``extra=`` keys a record may carry as they are: not secret, not reserved or typed, not skipped, not private.
+_PLAIN_KEYS: set[str] = set()
+_NOT_PLAIN = _SKIP | RESERVED | frozenset(TYPED_FIELDS)
+_SCALARS = frozenset({str, int, float, bool, type(None)})  # values redaction leaves as they are
+
+
+def _plain_record(record: logging.LogRecord, service: str | None) -> dict[str, Any] | None:
+    """:meth:`JsonFormatter.to_record` of the usual record, in one pass, or None when it is not one (then the
+    formatter builds it): a ``str`` message, no exception or stack, nothing bound, no span current, ``extra=`` keys
+    that are not secret, reserved or typed, with scalar values (what redaction and the field rules leave alone).
+    The same dict, in the same order; a unit test compares the two.
+    """
+    msg = record.msg
+    if type(msg) is not str or record.exc_info or record.exc_text or record.stack_info:
+        return None
+    if record.args:
+        try:
+            msg = msg % record.args  # LogRecord.getMessage, without the call (msg is a str)
+        except Exception:  # noqa: BLE001 - the formatter says what failed
+            return None
+    if (REGISTRY is None or REGISTRY) or current() is not None:
+        return None
+    level = _LEVEL_AT.get(record.levelno)
+    name = record.name
+    if level is None or name is None:
+        return None
+    built = {"timestamp": format_timestamp(record.created), "level": level, "message": msg,
+             "service": service or _output.current.service, "logger": name, "pid": record.process or _records._pid}
+    attrs = record.__dict__
+    if len(attrs) > _BASE_ATTR_COUNT:
+        plain = _PLAIN_KEYS
+        for key in islice(attrs, _BASE_ATTR_COUNT, None):
+            if key in plain:
+                value = attrs[key]
+                if type(value) not in _SCALARS:
+                    return None
+                built[key] = value
+            elif key in _SKIP or key[:1] == "_":
+                continue
+            elif type(key) is str and key not in _NOT_PLAIN and not is_secret_key(key):
+                if len(plain) < 4096:
+                    plain.add(key)
+                value = attrs[key]
+                if type(value) not in _SCALARS:
+                    return None
+                built[key] = value
+            else:
+                return None
+    return built
