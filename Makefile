@@ -98,9 +98,10 @@ demo: setup $(if $(filter 0,$(DEMO_VLLM)),,setup-vllm)
 demo-containers: setup setup-vllm setup-containers
 	$(PY) scripts/engine.py demo
 
-## The benchmarks' load generator (wrk) and instruction counter (valgrind), as setup-system installs logrotate.
+## The benchmarks' load generator (wrk), instruction counter (valgrind) and start-up timer (hyperfine), as setup-system
+## installs logrotate.
 setup-bench:
-	@for tool in wrk valgrind; do command -v $$tool >/dev/null 2>&1 || \
+	@for tool in wrk valgrind hyperfine; do command -v $$tool >/dev/null 2>&1 || \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing $$tool (apt-get)"; \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$tool >/dev/null 2>&1 || \
@@ -112,6 +113,7 @@ bench: setup setup-bench
 	$(PY) bench/inprocess.py
 	$(PY) bench/wrap.py
 	$(PY) bench/web.py
+	$(PY) bench/startup.py --instructions --publish
 	$(PY) bench/check.py
 
 clean:
