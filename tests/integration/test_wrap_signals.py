@@ -74,6 +74,17 @@ def received(path: Path) -> list[int]:
         return []
 
 
+def _default_dispositions() -> None:
+    """In the forked child, before exec: every signal the test run itself ignores back to its default, so logwrap
+    starts as from an interactive shell (``nohup make test &`` ignores HUP, INT and QUIT, and so would the child)."""
+    for signum in range(1, signal.NSIG):
+        try:
+            if signal.getsignal(signum) == signal.SIG_IGN:
+                signal.signal(signum, signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass  # SIGKILL, SIGSTOP and the numbers Python does not know
+
+
 @contextmanager
 def recorder(tmp_path: Path, *args: str, prefix: tuple[str, ...] = ()) -> Iterator[tuple[object, Path, Path]]:
     """logwrap ARGS -- RECORDER GOT, started through ``prefix`` (e.g. a shell that ignores a signal first)."""
@@ -82,7 +93,7 @@ def recorder(tmp_path: Path, *args: str, prefix: tuple[str, ...] = ()) -> Iterat
     command = [*prefix, *wrap_cmd(logs, "--service", "rec", *args, command=[*script(tmp_path, "rec.py", RECORDER),
                                                                              str(got)])]
     log = logs / "rec.log"
-    with supervised(command, stdin=None) as proc:
+    with supervised(command, stdin=None, preexec_fn=_default_dispositions) as proc:
         wait_for(lambda: file_has(log, b"ready; ignored since start"), what="the recorder to start", proc=proc)
         yield proc, got, log
 
