@@ -316,20 +316,23 @@ def test_a_kill_after_sigkill_the_kernel_refuses_is_said_and_the_log_files_stay_
     logs.mkdir(mode=0o777)
     logs.chmod(0o777)
     as_root = f"{shlex.quote(str(rootpriv))} --reuid=0 --regid=0 --clear-groups"
-    child = ["sh", "-c",
-             f"trap '' TERM; echo started; sleep 0.5; exec {as_root} sh -c 'echo now root; sleep 2; echo after'"]
+    go = shared_dir / "go"  # the child becomes root only once logwrap forwarded the TERM (so the TERM still works)
+    child = ["sh", "-c", f"trap '' TERM; echo started; until [ -e {shlex.quote(str(go))} ]; do sleep 0.01; done; "
+             f"exec {as_root} sh -c 'echo now root; sleep 4; echo after'"]
     argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-            *wrap_cmd(logs, "--service", "eperm", "--kill-after", "0.5", command=child)]
+            *wrap_cmd(logs, "--service", "eperm", "--kill-after", "3", command=child)]
     log = logs / "eperm.log"
     with supervised(argv, stdout=subprocess.DEVNULL) as proc:
         wait_for(lambda: file_has(log, b'"message":"started"'), what="the child's first line", proc=proc)
         proc.send_signal(15)
+        wait_for(lambda: file_has(log, b"forwarded SIGTERM"), what="the TERM forwarded", proc=proc)
+        go.touch()
         assert proc.wait(timeout=30) == 0
     records = read_records(log)
     messages = [r["message"] for r in records]
     warning = [r for r in records if "could not send SIGKILL" in r["message"]]
     assert len(warning) == 1 and warning[0]["level"] == "WARNING", messages
     assert "Operation not permitted" in warning[0]["message"]
-    assert "after" in messages, messages  # the file stayed on after the refused KILL
+    assert messages.index("now root") < messages.index(warning[0]["message"]) < messages.index("after"), messages
     assert not [m for m in messages if "internal error" in m], messages
     assert records[-1]["exit_code"] == 0
