@@ -24,8 +24,6 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: logwrap'
 if TYPE_CHECKING:
     from typing import Any
 
-# LEVELS, level_from_number, REDACTED and is_secret_key are re-exported for the modules that still take them from
-# here (the FastAPI middleware, logcheck's judging of lines); new code imports them from _level_map and _redaction.
 __all__ = [
     "REQUIRED_FIELDS",
     "RESERVED",
